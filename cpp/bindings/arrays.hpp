@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file arrays.hpp
+/// @brief The one place where numpy arrays become core views. Every check says what was
+///        expected and what came. Arrays are taken with .noconvert() in the bindings and must
+///        already be C-contiguous with the right dtype: the Python layer does the (visible)
+///        conversion, the core never casts silently.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <sstream>
+#include <string>
+
+#include "fissure/common.hpp"
+
+namespace fissure::py_arrays {
+
+namespace py = pybind11;
+
+inline std::string shape_str(const py::array& a) {
+    std::ostringstream os;
+    os << "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) os << (i ? ", " : "") << a.shape(i);
+    if (a.ndim() == 1) os << ",";
+    os << ")";
+    return os.str();
+}
+
+template <class T>
+using carray = py::array_t<T, py::array::c_style>;
+
+/// Checks ndim and, where `dims[i] >= 0`, the size of axis i.
+template <class T>
+void check_shape(const carray<T>& a, const char* name, std::initializer_list<py::ssize_t> dims) {
+    bool ok = a.ndim() == static_cast<py::ssize_t>(dims.size());
+    if (ok) {
+        py::ssize_t i = 0;
+        for (auto d : dims) {
+            if (d >= 0 && a.shape(i) != d) ok = false;
+            ++i;
+        }
+    }
+    if (!ok) {
+        std::ostringstream os;
+        os << name << ": expected shape (";
+        py::ssize_t i = 0;
+        for (auto d : dims) {
+            os << (i++ ? ", " : "");
+            if (d >= 0) os << d; else os << "n";
+        }
+        if (dims.size() == 1) os << ",";
+        os << "), got " << shape_str(a);
+        throw InvalidArgument(os.str());
+    }
+}
+
+template <class T>
+void check_len(const carray<T>& a, const char* name, py::ssize_t n) {
+    if (a.ndim() != 1 || a.shape(0) != n) {
+        std::ostringstream os;
+        os << name << ": expected shape (" << n << ",), got " << shape_str(a);
+        throw InvalidArgument(os.str());
+    }
+}
+
+/// (n, 4) float32 boxes.
+inline BoxesView boxes_view(const carray<float>& a, const char* name = "boxes") {
+    check_shape(a, name, {-1, 4});
+    return BoxesView{a.data(), static_cast<index_t>(a.shape(0))};
+}
+
+}  // namespace fissure::py_arrays

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file common.hpp
+/// @brief Plain views over caller-owned memory, index types and error helpers shared by
+///        every family of the fissure core. No Python headers here: the core is usable and
+///        testable from C++ alone.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace fissure {
+
+using index_t = std::int64_t;
+
+/// (n, 4) float32 boxes, xyxy, C-contiguous (row stride 4).
+struct BoxesView {
+    const float* data = nullptr;
+    index_t n = 0;
+    const float* operator[](index_t i) const { return data + 4 * i; }
+};
+
+/// Box-local masks: mask i is a row-major (h_i, w_i) uint8 bitmap (0 or 1) covering the
+/// integer pixel region [x0_i, x0_i + w_i) x [y0_i, y0_i + h_i) of the image. The bitmaps are
+/// stored back to back in `data`; mask i starts at `offsets[i]` (offsets has n + 1 entries).
+/// `regions` is (n, 4) int32: x0, y0, w, h.
+struct BoxMasksView {
+    const std::uint8_t* data = nullptr;
+    const std::int64_t* offsets = nullptr;
+    const std::int32_t* regions = nullptr;
+    index_t n = 0;
+};
+
+/// Thrown for bad user input; maps to Python's ValueError.
+using InvalidArgument = std::invalid_argument;
+
+[[noreturn]] inline void fail(const std::string& msg) { throw InvalidArgument(msg); }
+
+}  // namespace fissure

@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file parallel.hpp
+/// @brief The core's thread pool: a small persistent pool of std::threads (no OpenMP) and
+///        parallel_for on top of it. Exceptions thrown by a worker are captured, the other
+///        workers stop taking new chunks, and the first exception is rethrown on the caller.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <functional>
+#include <mutex>
+
+#include "fissure/common.hpp"
+
+namespace fissure {
+
+/// Number of hardware threads (at least 1). Honours FISSURE_NUM_THREADS when set.
+int hardware_threads();
+
+/// Resolves a user's thread count: n <= 0 means all cores; never more than the work allows.
+int resolve_threads(int num_threads, index_t work_items = -1);
+
+/// Runs body(tid) for tid in [0, n) concurrently on the pool; the caller runs some of them
+/// itself, so nested calls cannot deadlock. Rethrows the first exception after all finish.
+void run_parallel(int n, const std::function<void(int)>& body);
+
+/// Splits [begin, end) into chunks of `grain` and runs fn(lo, hi) on up to num_threads threads.
+template <class F>
+void parallel_for(index_t begin, index_t end, int num_threads, index_t grain, F&& fn) {
+    if (end <= begin) return;
+    grain = std::max<index_t>(grain, 1);
+    const index_t chunks = (end - begin + grain - 1) / grain;
+    const int threads = resolve_threads(num_threads, chunks);
+    if (threads <= 1) {
+        fn(begin, end);
+        return;
+    }
+    std::atomic<index_t> next{0};
+    std::atomic<bool> stop{false};
+    run_parallel(threads, [&](int) {
+        try {
+            for (;;) {
+                if (stop.load(std::memory_order_relaxed)) return;
+                const index_t c = next.fetch_add(1, std::memory_order_relaxed);
+                if (c >= chunks) return;
+                const index_t lo = begin + c * grain;
+                fn(lo, std::min(end, lo + grain));
+            }
+        } catch (...) {
+            stop.store(true);
+            throw;
+        }
+    });
+}
+
+}  // namespace fissure

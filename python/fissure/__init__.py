@@ -1,0 +1,17 @@
+"""fissure: find small defects in high-resolution images on cheap hardware.
+
+The public API is pure Python over the private compiled module ``fissure._core``.
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .info import info
+from .tiling import auto_slice_params, slice_grid
+
+__all__ = [
+    "__version__",
+    "auto_slice_params",
+    "info",
+    "slice_grid",
+]

@@ -1,0 +1,104 @@
+"""Input checks shared by the public API. Messages name what was expected and what came."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "as_boxes",
+    "as_class_ids",
+    "as_scores",
+    "check_num_threads",
+    "check_threshold",
+]
+
+
+def _describe(a: Any) -> str:
+    if isinstance(a, np.ndarray):
+        return f"array of shape {a.shape} and dtype {a.dtype}"
+    return f"{type(a).__name__}"
+
+
+def as_boxes(boxes: Any, name: str = "boxes", *, allow_degenerate: bool = True) -> np.ndarray:
+    """(N, 4) xyxy boxes as a C-contiguous float32 array; finite, x2 >= x1, y2 >= y1."""
+    if isinstance(boxes, (str, bytes)) or boxes is None:
+        raise TypeError(f"{name}: expected an (N, 4) array of xyxy boxes, got {_describe(boxes)}")
+    arr = np.asarray(boxes)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise TypeError(f"{name}: expected a numeric (N, 4) array, got dtype {arr.dtype}")
+    if arr.ndim == 1 and arr.size == 0:
+        arr = arr.reshape(0, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"{name}: expected shape (N, 4) as [x1, y1, x2, y2], got {arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if out.size:
+        if not np.isfinite(out).all():
+            bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+            raise ValueError(f"{name}: coordinates must be finite, row {bad} is {arr[bad].tolist()}")
+        wrong = (out[:, 2] < out[:, 0]) | (out[:, 3] < out[:, 1])
+        if wrong.any():
+            bad = int(np.flatnonzero(wrong)[0])
+            raise ValueError(
+                f"{name}: expected x2 >= x1 and y2 >= y1, row {bad} is {out[bad].tolist()}"
+            )
+        if not allow_degenerate:
+            flat = (out[:, 2] == out[:, 0]) | (out[:, 3] == out[:, 1])
+            if flat.any():
+                bad = int(np.flatnonzero(flat)[0])
+                raise ValueError(f"{name}: row {bad} has zero area: {out[bad].tolist()}")
+    return out
+
+
+def as_scores(scores: Any, n: int, name: str = "scores") -> np.ndarray:
+    """(N,) float32 scores, finite."""
+    arr = np.asarray(scores)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise TypeError(f"{name}: expected a numeric ({n},) array, got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name}: expected shape ({n},) to match the boxes, got {arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if out.size and not np.isfinite(out).all():
+        bad = int(np.flatnonzero(~np.isfinite(out))[0])
+        raise ValueError(f"{name}: scores must be finite, index {bad} is {arr[bad]}")
+    return out
+
+
+def as_class_ids(class_ids: Any, n: int, name: str = "class_ids") -> np.ndarray:
+    """(N,) int64 class ids; None means one class (all zeros)."""
+    if class_ids is None:
+        return np.zeros(n, dtype=np.int64)
+    arr = np.asarray(class_ids)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name}: expected shape ({n},) to match the boxes, got {arr.shape}")
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+        return np.ascontiguousarray(arr, dtype=np.int64)
+    if np.issubdtype(arr.dtype, np.floating):
+        if arr.size and (not np.isfinite(arr).all() or (arr != np.round(arr)).any()):
+            raise ValueError(f"{name}: expected integer class ids, got non-integral floats")
+        return np.ascontiguousarray(arr, dtype=np.int64)
+    raise TypeError(f"{name}: expected integer class ids, got dtype {arr.dtype}")
+
+
+def check_threshold(value: Any, name: str = "threshold") -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number in [0, 1], got {type(value).__name__}")
+    v = float(value)
+    if not (0.0 <= v <= 1.0):
+        raise ValueError(f"{name}: expected a value in [0, 1], got {value}")
+    return v
+
+
+def check_num_threads(num_threads: Any) -> int:
+    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
+        raise TypeError(f"num_threads: expected an int (-1 for all cores), got {num_threads!r}")
+    n = int(num_threads)
+    if n == 0 or n < -1:
+        raise ValueError(f"num_threads: expected -1 (all cores) or a positive count, got {n}")
+    return n
