@@ -239,46 +239,50 @@ void bind_masks(py::module_& m) {
     m.def(
         "encode_coco",
         [](const carray<std::uint8_t>& data, const carray<std::int64_t>& offsets,
-           const carray<std::int32_t>& regions, index_t height, index_t width, bool compressed,
-           int num_threads) {
+           const carray<std::int32_t>& regions, index_t height, index_t width, int num_threads) {
             const auto v = masks_view(data, offsets, regions);
             if (height <= 0 || width <= 0)
                 throw fissure::InvalidArgument("image_shape: expected positive (height, width), got (" +
                                                std::to_string(height) + ", " + std::to_string(width) + ")");
+            std::vector<std::string> strings;
+            {
+                py::gil_scoped_release release;
+                strings = fissure::encode_coco_strings(v, height, width, num_threads);
+            }
             py::list out(v.n);
-            if (compressed) {
-                std::vector<std::string> strings;
-                {
-                    py::gil_scoped_release release;
-                    strings = fissure::encode_coco_strings(v, height, width, num_threads);
-                }
-                for (index_t i = 0; i < v.n; ++i) {
-                    py::dict d;
-                    d["size"] = py::list(py::make_tuple(height, width));
-                    d["counts"] = py::bytes(strings[i]);
-                    out[i] = std::move(d);
-                }
-            } else {
-                fissure::RunsCSR runs;
-                {
-                    py::gil_scoped_release release;
-                    runs = fissure::encode_runs_all(v, height, width, num_threads);
-                }
-                for (index_t i = 0; i < v.n; ++i) {
-                    py::dict d;
-                    d["size"] = py::list(py::make_tuple(height, width));
-                    py::list counts(runs.offsets[i + 1] - runs.offsets[i]);
-                    for (std::int64_t k = runs.offsets[i]; k < runs.offsets[i + 1]; ++k)
-                        counts[k - runs.offsets[i]] = py::int_(runs.counts[k]);
-                    d["counts"] = std::move(counts);
-                    out[i] = std::move(d);
-                }
+            for (index_t i = 0; i < v.n; ++i) {
+                py::dict d;
+                d["size"] = py::list(py::make_tuple(height, width));
+                d["counts"] = py::bytes(strings[i]);
+                out[i] = std::move(d);
             }
             return out;
         },
         py::arg("data").noconvert(), py::arg("offsets").noconvert(), py::arg("regions").noconvert(),
-        py::arg("height"), py::arg("width"), py::arg("compressed") = true, py::arg("num_threads") = -1,
-        "COCO RLE dicts over a (height, width) image, as pycocotools.mask.encode gives them.");
+        py::arg("height"), py::arg("width"), py::arg("num_threads") = -1,
+        "COCO RLE dicts (compressed counts) over a (height, width) image, as "
+        "pycocotools.mask.encode gives them.");
+
+    m.def(
+        "encode_runs",
+        [](const carray<std::uint8_t>& data, const carray<std::int64_t>& offsets,
+           const carray<std::int32_t>& regions, index_t height, index_t width, int num_threads) {
+            const auto v = masks_view(data, offsets, regions);
+            if (height <= 0 || width <= 0)
+                throw fissure::InvalidArgument("image_shape: expected positive (height, width), got (" +
+                                               std::to_string(height) + ", " + std::to_string(width) + ")");
+            fissure::RunsCSR runs;
+            {
+                py::gil_scoped_release release;
+                runs = fissure::encode_runs_all(v, height, width, num_threads);
+            }
+            const auto k = static_cast<py::ssize_t>(runs.counts.size());
+            return py::make_tuple(to_numpy(std::move(runs.counts), {k}),
+                                  to_numpy(std::move(runs.offsets), {static_cast<py::ssize_t>(v.n) + 1}));
+        },
+        py::arg("data").noconvert(), py::arg("offsets").noconvert(), py::arg("regions").noconvert(),
+        py::arg("height"), py::arg("width"), py::arg("num_threads") = -1,
+        "COCO column-major runs over a (height, width) image, CSR: (counts int64, run_offsets int64).");
 
     m.def(
         "encode_local_runs",

@@ -59,23 +59,37 @@ void encode_runs(const std::uint8_t* bitmap, std::int32_t x0, std::int32_t y0, s
         // The region's columns tile the canvas' column-major order seamlessly only when it spans
         // every row; otherwise the rows around it are zeros that close a run of ones.
         const bool full_rows = ya == 0 && yb == canvas_h;
-        for (std::int64_t x = xa; x < xb; ++x) {
-            const std::uint8_t* col = bitmap + (ya - y0) * std::int64_t{w} + (x - x0);
-            const std::int64_t base = x * canvas_h;
-            for (std::int64_t y = ya; y < yb; ++y, col += w) {
-                const bool v = *col != 0;
-                if (v != cur) {
-                    out.push_back(base + y - last);
-                    last = base + y;
-                    cur = v;
+        const std::int64_t ch = yb - ya;
+        // Strips of up to kStrip columns are transposed into a column-major scratch buffer
+        // (normalised to 0/1) so that each column is scanned contiguously, 8 bytes at a time.
+        constexpr std::int64_t kStrip = 64;
+        thread_local std::vector<std::uint8_t> strip;
+        for (std::int64_t sx = xa; sx < xb; sx += kStrip) {
+            const std::int64_t sw = std::min(kStrip, xb - sx);
+            strip.resize(static_cast<std::size_t>(sw * ch));
+            std::uint8_t* buf = strip.data();
+            const std::uint8_t* row = bitmap + (ya - y0) * std::int64_t{w} + (sx - x0);
+            for (std::int64_t r = 0; r < ch; ++r, row += w)
+                for (std::int64_t c = 0; c < sw; ++c)
+                    buf[c * ch + r] = static_cast<std::uint8_t>(row[c] != 0);
+            for (std::int64_t c = 0; c < sw; ++c) {
+                const std::int64_t x = sx + c;
+                const std::uint8_t* col = buf + c * ch;
+                const std::int64_t base = x * canvas_h + ya;
+                for (std::int64_t i = 0;;) {
+                    i += detail::find_change(col + i, ch - i, cur);
+                    if (i >= ch) break;
+                    out.push_back(base + i - last);
+                    last = base + i;
+                    cur = !cur;
                 }
-            }
-            if (cur && !(full_rows && x + 1 < xb)) {
-                const std::int64_t g = base + yb;  // first pixel after this column's segment
-                if (g < total) {
-                    out.push_back(g - last);
-                    last = g;
-                    cur = false;
+                if (cur && !(full_rows && x + 1 < xb)) {
+                    const std::int64_t g = x * canvas_h + yb;  // first pixel after the segment
+                    if (g < total) {
+                        out.push_back(g - last);
+                        last = g;
+                        cur = false;
+                    }
                 }
             }
         }

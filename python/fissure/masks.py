@@ -168,6 +168,24 @@ def _normalise_counts(counts: Any, i: int) -> Union[bytes, np.ndarray]:
     )
 
 
+def _check_rle_size(rle: Any, i: int, shape: Optional[tuple[int, int]]) -> tuple[int, int]:
+    """Checks one COCO RLE dict's keys and size against the shape so far; returns the shape."""
+    if not isinstance(rle, Mapping):
+        raise TypeError(f"rles[{i}]: expected a dict with 'size' and 'counts', got {type(rle).__name__}")
+    if "size" not in rle or "counts" not in rle:
+        raise ValueError(f"rles[{i}]: expected keys 'size' and 'counts', got {sorted(rle)}")
+    size = rle["size"]
+    try:
+        size_t = _as_image_shape(size, f"rles[{i}]['size']")
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{e} (COCO size is [height, width])") from None
+    if len(size) != 2:
+        raise ValueError(f"rles[{i}]['size']: expected [height, width], got {list(size)}")
+    if shape is not None and size_t != shape:
+        raise ValueError(f"rles[{i}]['size']: expected {list(shape)} like the others, got {list(size_t)}")
+    return size_t
+
+
 # ---------------------------------------------------------------------------------------------
 # BoxMasks
 # ---------------------------------------------------------------------------------------------
@@ -657,9 +675,15 @@ class BoxMasks:
         Pixels outside ``image_shape`` (default: the set's own) are dropped. For JSON, decode
         the bytes: ``rle["counts"].decode("ascii")``."""
         H, W = self._canvas(image_shape, "to_coco_rle")
-        return _core.encode_coco(
-            *self._args(), H, W, bool(compressed), num_threads=check_num_threads(num_threads)
-        )
+        nt = check_num_threads(num_threads)
+        if compressed:
+            return _core.encode_coco(*self._args(), H, W, num_threads=nt)
+        counts, run_offsets = _core.encode_runs(*self._args(), H, W, num_threads=nt)
+        flat = counts.tolist()
+        bounds = run_offsets.tolist()
+        return [
+            {"size": [H, W], "counts": flat[a:b]} for a, b in zip(bounds[:-1], bounds[1:])
+        ]
 
     @classmethod
     def from_coco_rle(
@@ -683,25 +707,16 @@ class BoxMasks:
             raise TypeError("rles: expected a list of RLE dicts (wrap a single dict in a list)")
         items = list(rles)
         shape = None if image_shape is None else _as_image_shape(image_shape)
-        counts = []
+        counts: list = []
+        good_size: Any = None  # a 'size' value already checked: equal ones skip the checks
         for i, rle in enumerate(items):
-            if not isinstance(rle, Mapping):
-                raise TypeError(f"rles[{i}]: expected a dict with 'size' and 'counts', got {type(rle).__name__}")
-            if "size" not in rle or "counts" not in rle:
-                raise ValueError(f"rles[{i}]: expected keys 'size' and 'counts', got {sorted(rle)}")
-            size = rle["size"]
-            try:
-                size_t = _as_image_shape(size, f"rles[{i}]['size']")
-            except (TypeError, ValueError) as e:
-                raise type(e)(f"{e} (COCO size is [height, width])") from None
-            if len(size) != 2:
-                raise ValueError(f"rles[{i}]['size']: expected [height, width], got {list(size)}")
-            if shape is None:
-                shape = size_t
-            elif size_t != shape:
-                raise ValueError(
-                    f"rles[{i}]['size']: expected {list(shape)} like the others, got {list(size_t)}"
-                )
+            if type(rle) is dict:
+                size, c = rle.get("size"), rle.get("counts")
+                if type(c) is bytes and type(size) is list and size == good_size:
+                    counts.append(c)  # the common case, kept cheap
+                    continue
+            shape = _check_rle_size(rle, i, shape)
+            good_size = rle["size"] if type(rle["size"]) is list else None
             counts.append(_normalise_counts(rle["counts"], i))
         nt = check_num_threads(num_threads)
         n = len(items)

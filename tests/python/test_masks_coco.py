@@ -186,3 +186,41 @@ def test_zero_length_runs_decode() -> None:
     rle = [{"size": [4, 5], "counts": counts}]
     full = ref.decode_counts(counts, 4, 5)
     assert BoxMasks.from_coco_rle(rle).equals(BoxMasks.from_full(full[None]))
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    s=st.binary(max_size=12) | st.text(alphabet=[chr(c) for c in range(48, 112)], max_size=12).map(str.encode),
+    H=st.integers(1, 6),
+    W=st.integers(1, 6),
+)
+def test_fuzzed_counts_strings_raise_or_match_pycocotools(s: bytes, H: int, W: int) -> None:
+    try:
+        bm = BoxMasks.from_coco_rle([{"size": [H, W], "counts": s}])
+    except ValueError:
+        return
+    # accepted strings are well-formed: pycocotools decodes them to the same pixels
+    expected = mask_utils.decode({"size": [H, W], "counts": s}).astype(bool)
+    np.testing.assert_array_equal(bm.to_full()[0], expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    H=st.integers(1, 9),
+    W=st.integers(1, 9),
+    data=st.data(),
+)
+def test_fuzzed_masks_roundtrip(H: int, W: int, data) -> None:
+    bits = data.draw(st.lists(st.booleans(), min_size=H * W, max_size=H * W))
+    m = np.array(bits, dtype=bool).reshape(1, H, W)
+    box = data.draw(st.lists(st.floats(-3, 12, allow_nan=False), min_size=4, max_size=4))
+    box = [min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])]
+    for bm in (BoxMasks.from_full(m), BoxMasks.from_full(m, [box])):
+        rles = bm.to_coco_rle()
+        assert rles == coco_encode(bm.to_full())
+        assert BoxMasks.from_coco_rle(rles, bm.region_boxes if len(bm) else None).equals(bm)

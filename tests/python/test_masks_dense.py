@@ -214,3 +214,22 @@ def test_memory_of_many_small_masks_on_a_24mp_image(rng: np.random.Generator) ->
     back = BoxMasks.from_coco_rle(rles, bm.region_boxes)
     assert back.equals(bm)
     assert back.nbytes == bm.nbytes
+
+
+def test_concurrent_calls_from_python_threads(rng: np.random.Generator) -> None:
+    """The core releases the GIL and keeps no shared state: threads get the serial answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    masks = ref.random_full_masks(rng, 200, 120, 90)
+    bm = BoxMasks.from_full(masks)
+    rles = bm.to_coco_rle()
+
+    def work(k: int):
+        if k % 3 == 0:
+            return bm.to_coco_rle() == rles
+        if k % 3 == 1:
+            return BoxMasks.from_coco_rle(rles).equals(bm)
+        return np.array_equal(BoxMasks.from_full(masks).to_full(), masks)
+
+    with ThreadPoolExecutor(4) as ex:
+        assert all(ex.map(work, range(24)))
