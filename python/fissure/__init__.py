@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from ._version import __version__
 from .info import info
+from .masks import BoxMasks, regions_from_boxes
 from .tiling import auto_slice_params, slice_grid
 
 __all__ = [
+    "BoxMasks",
     "__version__",
     "auto_slice_params",
     "info",
+    "regions_from_boxes",
     "slice_grid",
 ]
