@@ -149,10 +149,12 @@ def _matches(a: Any, i: int, js: np.ndarray) -> np.ndarray:
     if len(js) == 0:
         return np.zeros(0, dtype=bool)
     if a.mask_metric:
-        v, thr = _mask_metric_row(a, i, js), a.threshold
-    else:
-        v, thr = _box_metric_row(a, i, js), np.float32(a.threshold)
-    return v >= thr if a.match == "ge" else v > thr
+        v = _mask_metric_row(a, i, js)
+        return v >= a.threshold if a.match == "ge" else v > a.threshold
+    v = _box_metric_row(a, i, js)
+    if a.match == "ge":  # SAHI's numpy: float32 matrix >= python float, i.e. float32(thr)
+        return v >= np.float32(a.threshold)
+    return v.astype(np.float64) > a.threshold  # supervision: float32 metric vs float64 thr
 
 
 def _dominates(a: Any, i: int, j: int) -> bool:
@@ -227,7 +229,7 @@ def _nmm_groups(a: Any, ordr: np.ndarray) -> list[list[int]]:
         i = int(i)
         others = idx_sorted[idx_sorted != i]
         match = np.ones(len(others), dtype=bool) if _match_all(a) else _matches(a, i, others)
-        matched = [int(j) for j, ok in zip(others, match) if ok and _dominates(a, i, int(j))]
+        matched = [int(j) for j in others[match] if _dominates(a, i, int(j))]
         if i not in keeper_of:
             keeper_of[i] = i
             lists[i] = [i]

@@ -110,8 +110,8 @@ inline bool matches(const Input& in, idx i, idx j) {
         const double v = mask_metric(in, i, j);
         return in.gt ? v > in.thr : v >= in.thr;
     }
-    const float v = metric32(in, i, j), t = static_cast<float>(in.thr);
-    return in.gt ? v > t : v >= t;
+    const float v = metric32(in, i, j);
+    return in.gt ? static_cast<double>(v) > in.thr : v >= static_cast<float>(in.thr);
 }
 
 inline std::vector<std::vector<idx>> partitions(const Input& in) {
