@@ -16,7 +16,7 @@ __all__ = [
     "auto_slice_params",
     "greedy_nmm",
     "info",
-    "nms",
     "nmm",
+    "nms",
     "slice_grid",
 ]
