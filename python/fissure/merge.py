@@ -328,9 +328,10 @@ _MERGE_ARGS_DOC = """
         class_agnostic: merge across classes (the merged class is the higher score's).
         masks: box-local masks, one per box: merged by raster OR into ``MergeResult.masks``.
         recheck: ``"sahi"`` (SAHI 0.12.8: candidates failing the re-check against the growing
-            merged box are dropped), ``"strict"`` (the same with ``>``, as older SAHI),
-            ``"keep"`` (they become their own detections) or ``"off"`` (merge every selected
-            candidate).
+            merged box are dropped and listed in ``MergeResult.dropped``), ``"strict"`` (the
+            same with ``>``, as older SAHI releases), ``"keep"`` (they become their own
+            detections, right after the group they failed) or ``"off"`` (merge every
+            selected candidate).
         match: ``"ge"`` (SAHI: ``metric >= threshold``) or ``"gt"`` (``metric > threshold``).
         order: an explicit processing order (a permutation of ``range(N)``) replacing the
             score sort.
