@@ -1,0 +1,104 @@
+"""
+fissure's private C++ core. Use the public fissure package instead.
+"""
+from __future__ import annotations
+import numpy
+import numpy.typing
+import typing
+def _parallel_selftest(n: typing.SupportsInt | typing.SupportsIndex, fail_at: typing.SupportsInt | typing.SupportsIndex = -1) -> int:
+    ...
+def areas(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.int64]:
+    """
+    Set pixels per mask, (n,) int64.
+    """
+def auto_slice_params(height: typing.SupportsInt | typing.SupportsIndex, width: typing.SupportsInt | typing.SupportsIndex) -> tuple[int, int, int, int]:
+    """
+    SAHI's get_auto_slice_params: (x_overlap, y_overlap, slice_width, slice_height).
+    """
+def build_info() -> dict:
+    ...
+def check_box_masks(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32]) -> None:
+    """
+    Checks the layout of a set of box-local masks; raises ValueError naming the problem.
+    """
+def coco_counts_from_string(s: bytes) -> numpy.typing.NDArray[numpy.int64]:
+    """
+    Run lengths (int64) of a COCO compressed counts string.
+    """
+def coco_counts_to_string(counts: numpy.typing.NDArray[numpy.int64]) -> bytes:
+    """
+    COCO's compressed counts string of int64 run lengths.
+    """
+def cpu_simd_level() -> str:
+    """
+    The best SIMD path this CPU supports.
+    """
+def crop_dense(planes: numpy.ndarray, src_regions: numpy.typing.NDArray[numpy.int32], shifts: numpy.typing.NDArray[numpy.int32] | None = None, threshold: typing.SupportsFloat | typing.SupportsIndex = 0.5, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    Crops dense planes to regions (plane coordinates) and shifts them: (data, offsets, regions).
+    """
+def decode_coco(counts: list, height: typing.SupportsInt | typing.SupportsIndex, width: typing.SupportsInt | typing.SupportsIndex, regions: numpy.typing.NDArray[numpy.int32] | None = None, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    Decodes COCO counts (bytes strings or int64 arrays) into box-local masks over regions, or tight regions when None: (data, offsets, regions).
+    """
+def decode_local_runs(counts: numpy.typing.NDArray[numpy.int64], run_offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    Decodes crop-scoped column-major runs (CSR) over their regions: (data, offsets, regions).
+    """
+def dense_tight_regions(planes: numpy.ndarray, threshold: typing.SupportsFloat | typing.SupportsIndex = 0.5, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.int32]:
+    """
+    Tight (n, 4) int32 regions x0, y0, w, h of dense planes; (0, 0, 0, 0) when empty.
+    """
+def encode_coco(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], height: typing.SupportsInt | typing.SupportsIndex, width: typing.SupportsInt | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> list:
+    """
+    COCO RLE dicts (compressed counts) over a (height, width) image, as pycocotools.mask.encode gives them.
+    """
+def encode_local_runs(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.int64]]:
+    """
+    Column-major runs of each mask over its own region, CSR: (counts int64, run_offsets int64).
+    """
+def encode_runs(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], height: typing.SupportsInt | typing.SupportsIndex, width: typing.SupportsInt | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.int64]]:
+    """
+    COCO column-major runs over a (height, width) image, CSR: (counts int64, run_offsets int64).
+    """
+def gather(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], index: numpy.typing.NDArray[numpy.int64], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    The masks at index, in that order: (data, offsets, regions).
+    """
+def greedy_nmm(boxes: numpy.typing.NDArray[numpy.float32], scores: numpy.typing.NDArray[numpy.float32], class_ids: numpy.typing.NDArray[numpy.int64] | None = None, metric: str = 'ios', threshold: typing.SupportsFloat | typing.SupportsIndex = 0.5, match: str = 'ge', class_agnostic: bool = False, order: numpy.typing.NDArray[numpy.int64] | None = None, mask_data: numpy.typing.NDArray[numpy.uint8] | None = None, mask_offsets: numpy.typing.NDArray[numpy.int64] | None = None, mask_regions: numpy.typing.NDArray[numpy.int32] | None = None, mask_metric: bool = False, recheck: str = 'sahi', num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    -> (boxes (M,4) f32, scores (M,) f32, class_ids (M,) i64, keep (M,) i64, group_offsets (M+1,) i64, members (K,) i64, dropped (D,) i64, mask_data, mask_offsets, mask_regions) where the mask arrays are None unless masks were given.
+    """
+def hardware_threads() -> int:
+    """
+    Threads used for num_threads=-1 (FISSURE_NUM_THREADS overrides the core count).
+    """
+def nmm(boxes: numpy.typing.NDArray[numpy.float32], scores: numpy.typing.NDArray[numpy.float32], class_ids: numpy.typing.NDArray[numpy.int64] | None = None, metric: str = 'ios', threshold: typing.SupportsFloat | typing.SupportsIndex = 0.5, match: str = 'ge', class_agnostic: bool = False, order: numpy.typing.NDArray[numpy.int64] | None = None, mask_data: numpy.typing.NDArray[numpy.uint8] | None = None, mask_offsets: numpy.typing.NDArray[numpy.int64] | None = None, mask_regions: numpy.typing.NDArray[numpy.int32] | None = None, mask_metric: bool = False, recheck: str = 'sahi', num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    -> (boxes (M,4) f32, scores (M,) f32, class_ids (M,) i64, keep (M,) i64, group_offsets (M+1,) i64, members (K,) i64, dropped (D,) i64, mask_data, mask_offsets, mask_regions) where the mask arrays are None unless masks were given.
+    """
+def nms(boxes: numpy.typing.NDArray[numpy.float32], scores: numpy.typing.NDArray[numpy.float32], class_ids: numpy.typing.NDArray[numpy.int64] | None = None, metric: str = 'iou', threshold: typing.SupportsFloat | typing.SupportsIndex = 0.5, match: str = 'ge', class_agnostic: bool = False, order: numpy.typing.NDArray[numpy.int64] | None = None, mask_data: numpy.typing.NDArray[numpy.uint8] | None = None, mask_offsets: numpy.typing.NDArray[numpy.int64] | None = None, mask_regions: numpy.typing.NDArray[numpy.int32] | None = None, mask_metric: bool = False, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.int64]:
+    """
+    Kept indices (K,) int64 in SAHI's output order. Arrays: boxes (N,4) f32, scores (N,) f32, class_ids (N,) i64, order (N,) i64, masks as uint8 data, int64 offsets (N+1,), int32 regions (N,4).
+    """
+def paste_dense(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], out: numpy.ndarray, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> None:
+    """
+    ORs mask i into plane i of out, an (n, height, width) bool/uint8 array; clips.
+    """
+def reframe(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], new_regions: numpy.typing.NDArray[numpy.int32], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    Moves each mask onto a new region (copying the overlap): (data, offsets, regions).
+    """
+def simd_level() -> str:
+    """
+    The SIMD path the core selected at run time (FISSURE_SIMD can lower it).
+    """
+def slice_grid(height: typing.SupportsInt | typing.SupportsIndex, width: typing.SupportsInt | typing.SupportsIndex, slice_height: typing.SupportsInt | typing.SupportsIndex, slice_width: typing.SupportsInt | typing.SupportsIndex, overlap_height: typing.SupportsInt | typing.SupportsIndex, overlap_width: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int64]:
+    """
+    Tile boxes (T, 4) int64 xyxy; overlaps in pixels.
+    """
+def tight_bounds(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.int32]:
+    """
+    Tight xyxy (exclusive ends) int32 bounds of the set pixels; empty -> (x0, y0, x0, y0).
+    """
+__version__: str = '0.1.0'
