@@ -8,6 +8,7 @@ void bind_info(py::module_& m);
 void bind_tiling(py::module_& m);
 void bind_merge(py::module_& m);
 void bind_masks(py::module_& m);
+void bind_specular(py::module_& m);
 
 #define FISSURE_STR_(x) #x
 #define FISSURE_STR(x) FISSURE_STR_(x)
@@ -23,4 +24,5 @@ PYBIND11_MODULE(_core, m) {
     bind_tiling(m);
     bind_merge(m);
     bind_masks(m);
+    bind_specular(m);
 }
