@@ -39,6 +39,9 @@ fissure::Image8View image_arg(const py::array& a) {
             throw fissure::InvalidArgument(msg);
         }
         v.channels = static_cast<int>(a.shape(2));
+        if (a.shape(0) == 0 || a.shape(1) == 0)
+            throw fissure::InvalidArgument("image: expected a non-empty image, got shape " +
+                                           shape_str(a));
         if (a.shape(2) > 1 && a.strides(2) != 1)
             throw fissure::InvalidArgument(
                 "image: expected the channels of a pixel to be adjacent bytes; call "

@@ -9,6 +9,15 @@ from ._version import __version__
 from .info import info
 from .masks import BoxMasks, regions_from_boxes
 from .merge import MergeResult, greedy_nmm, nmm, nms
+from .specular import (
+    dilate_disc,
+    disc_kernel,
+    draw_specular,
+    glare_fraction,
+    inpaint_specular,
+    specular_mask,
+    suppress_glare,
+)
 from .tiling import auto_slice_params, slice_grid
 
 __all__ = [
@@ -16,10 +25,17 @@ __all__ = [
     "MergeResult",
     "__version__",
     "auto_slice_params",
+    "dilate_disc",
+    "disc_kernel",
+    "draw_specular",
+    "glare_fraction",
     "greedy_nmm",
     "info",
+    "inpaint_specular",
     "nmm",
     "nms",
     "regions_from_boxes",
     "slice_grid",
+    "specular_mask",
+    "suppress_glare",
 ]

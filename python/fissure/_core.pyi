@@ -7,6 +7,10 @@ import numpy.typing
 import typing
 def _parallel_selftest(n: typing.SupportsInt | typing.SupportsIndex, fail_at: typing.SupportsInt | typing.SupportsIndex = -1) -> int:
     ...
+def _specular_force_simd(level: str) -> str:
+    """
+    Test hook: caps the specular kernels at a SIMD level ('none' removes the cap); returns the previous cap.
+    """
 def areas(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.int64]:
     """
     Set pixels per mask, (n,) int64.
@@ -49,6 +53,14 @@ def dense_tight_regions(planes: numpy.ndarray, threshold: typing.SupportsFloat |
     """
     Tight (n, 4) int32 regions x0, y0, w, h of dense planes; (0, 0, 0, 0) when empty.
     """
+def dilate_disc(mask: numpy.ndarray, radius: typing.SupportsInt | typing.SupportsIndex, out: numpy.ndarray | None = None, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.ndarray:
+    """
+    (H, W) bool: a bool/uint8 mask dilated by OpenCV's MORPH_ELLIPSE disc of the radius.
+    """
+def disc_half_widths(radius: typing.SupportsInt | typing.SupportsIndex) -> list[int]:
+    """
+    Half-width of each row (dy = -r..r) of OpenCV's MORPH_ELLIPSE element of size 2r+1.
+    """
 def encode_coco(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], height: typing.SupportsInt | typing.SupportsIndex, width: typing.SupportsInt | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> list:
     """
     COCO RLE dicts (compressed counts) over a (height, width) image, as pycocotools.mask.encode gives them.
@@ -64,6 +76,14 @@ def encode_runs(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.N
 def gather(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], index: numpy.typing.NDArray[numpy.int64], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
     """
     The masks at index, in that order: (data, offsets, regions).
+    """
+def glare_fraction_boxes(mask: numpy.ndarray, boxes: numpy.typing.NDArray[numpy.float32], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    (n,) float32 fraction of each box's pixel region (clipped to the mask) that is set.
+    """
+def glare_fraction_masks(mask: numpy.ndarray, data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    (n,) float32 fraction of each box-local mask's set pixels that are set in `mask`.
     """
 def greedy_nmm(boxes: numpy.typing.NDArray[numpy.float32], scores: numpy.typing.NDArray[numpy.float32], class_ids: numpy.typing.NDArray[numpy.int64] | None = None, metric: str = 'ios', threshold: typing.SupportsFloat | typing.SupportsIndex = 0.5, match: str = 'ge', class_agnostic: bool = False, order: numpy.typing.NDArray[numpy.int64] | None = None, mask_data: numpy.typing.NDArray[numpy.uint8] | None = None, mask_offsets: numpy.typing.NDArray[numpy.int64] | None = None, mask_regions: numpy.typing.NDArray[numpy.int32] | None = None, mask_metric: bool = False, recheck: str = 'sahi', num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
     """
@@ -81,6 +101,10 @@ def nms(boxes: numpy.typing.NDArray[numpy.float32], scores: numpy.typing.NDArray
     """
     Kept indices (K,) int64 in SAHI's output order. Arrays: boxes (N,4) f32, scores (N,) f32, class_ids (N,) i64, order (N,) i64, masks as uint8 data, int64 offsets (N+1,), int32 regions (N,4).
     """
+def opencv_hsv_saturation(v: typing.SupportsInt | typing.SupportsIndex, diff: typing.SupportsInt | typing.SupportsIndex) -> int:
+    """
+    OpenCV's 8-bit HSV saturation for V = v and diff = V - min.
+    """
 def paste_dense(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], out: numpy.ndarray, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> None:
     """
     ORs mask i into plane i of out, an (n, height, width) bool/uint8 array; clips.
@@ -96,6 +120,18 @@ def simd_level() -> str:
 def slice_grid(height: typing.SupportsInt | typing.SupportsIndex, width: typing.SupportsInt | typing.SupportsIndex, slice_height: typing.SupportsInt | typing.SupportsIndex, slice_width: typing.SupportsInt | typing.SupportsIndex, overlap_height: typing.SupportsInt | typing.SupportsIndex, overlap_width: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int64]:
     """
     Tile boxes (T, 4) int64 xyxy; overlaps in pixels.
+    """
+def specular_mask(image: numpy.ndarray, v_min: typing.SupportsInt | typing.SupportsIndex = 240, s_max: typing.SupportsInt | typing.SupportsIndex = 30, dilate: typing.SupportsInt | typing.SupportsIndex = 0, out: numpy.ndarray | None = None, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.ndarray:
+    """
+    (H, W) bool glare mask of an (H, W, 3) uint8 BGR/RGB or (H, W) gray image: V > v_min and S < s_max in OpenCV's 8-bit HSV, dilated by a disc of radius `dilate`.
+    """
+def specular_simd_level() -> str:
+    """
+    The SIMD path the specular kernels use now.
+    """
+def specular_threshold_table(v_min: typing.SupportsInt | typing.SupportsIndex, s_max: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.uint8]:
+    """
+    (256,) uint8 T: a pixel with V = v, diff = V - min is glare iff diff < T[v].
     """
 def tight_bounds(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.int32]:
     """
