@@ -11,6 +11,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "fissure/parallel.hpp"
 #include "specular_kernels.hpp"
@@ -58,6 +59,17 @@ void vmin_scalar(std::uint8_t* acc, const std::uint8_t* a, const std::uint8_t* b
     }
 }
 
+bool block_any_scalar(const std::uint8_t* row, index_t nb, std::uint8_t* blk) {
+    bool any = false;
+    for (index_t b = 0; b < nb; ++b) {
+        std::uint8_t acc = 0;
+        for (int i = 0; i < 64; ++i) acc |= row[64 * b + i];
+        blk[b] = acc != 0;
+        any = any || acc != 0;
+    }
+    return any;
+}
+
 std::atomic<int> g_force_level{-1};
 
 // Buffers for padded rows: 64-byte aligned, zero-initialised.
@@ -76,7 +88,7 @@ struct AlignedBytes {
 }  // namespace
 
 const Kernels& scalar_kernels() {
-    static const Kernels k{bgr_row_scalar, row_dist_scalar, vmin_scalar};
+    static const Kernels k{bgr_row_scalar, row_dist_scalar, vmin_scalar, block_any_scalar};
     return k;
 }
 
@@ -184,51 +196,115 @@ struct PlaneRows {
 };
 
 // Dilates output rows [y0, y1) by the disc. `rows_of(y, buf)` writes mask row y (nonzero =
-// set) into a zero-padded scratch row. Each needed source row (the band plus r rows of halo
-// on each side) is produced once, turned into its horizontal distances (capped at r + 1) and
-// kept in a ring of 2r + 1 rows; an output row is then the min over the disc's rows of
-// sat_sub(distance, half_width(dy)), and a pixel is set where that min is 0.
+// set) into a zero-padded scratch row.
+//
+// Each needed source row (the band plus r rows of halo on each side) is produced once and
+// kept in a ring of 2r + 1 rows with
+//   - its active 64-byte column blocks: those within reach = ceil(r / 64) blocks of a block
+//     holding a set byte (every pixel of any other block is more than r columns from all set
+//     bytes, so the row cannot reach it), as runs of consecutive blocks;
+//   - inside those runs, each byte's distance to the nearest set byte of the row, capped at
+//     r + 1 (the distance scans start saturated at a run's ends: nothing within r lies
+//     beyond).
+// An output pixel is set when some row dy of the disc has distance <= half_width(dy), i.e. the
+// min over the rows of sat_sub(distance, half_width(dy)) is 0. That min is only computed over
+// the blocks active in some row of the disc, and each row only over its own active runs;
+// every other block of the output is written as zeros. Sparse highlights thus cost little
+// more than the rows' block scans.
 template <class Rows>
 void dilate_band(index_t y0, index_t y1, index_t rows, index_t cols, int r,
                  const std::vector<int>& half, const Kernels& k, const Rows& rows_of,
                  const Plane8& dst) {
-    const index_t wp = padded(cols);
+    constexpr index_t B = 64;
+    const index_t wp = padded(cols), nb = wp / B, reach = (r + B - 1) / B;
     const int ring_n = 2 * r + 1;
     specular_detail::AlignedBytes ring(static_cast<std::size_t>(wp) * ring_n);
     specular_detail::AlignedBytes scratch(static_cast<std::size_t>(wp));
     specular_detail::AlignedBytes acc(static_cast<std::size_t>(wp));
-    std::vector<char> has(static_cast<std::size_t>(ring_n), 0);
+    std::vector<std::uint8_t> act(static_cast<std::size_t>(nb * ring_n), 0);
+    std::vector<std::uint8_t> blk(static_cast<std::size_t>(nb)), uni(static_cast<std::size_t>(nb));
+    std::vector<std::vector<std::pair<index_t, index_t>>> runs(static_cast<std::size_t>(ring_n));
     const auto cap = static_cast<std::uint8_t>(r + 1);
+    auto idx = [&](index_t j) { return static_cast<std::size_t>(j % ring_n); };
     auto slot = [&](index_t j) { return ring.p + (j % ring_n) * wp; };
+    auto act_of = [&](index_t j) { return act.data() + (j % ring_n) * nb; };
+
     index_t next = std::max<index_t>(0, y0 - r);
     for (index_t y = y0; y < y1; ++y) {
         const index_t need = std::min(rows - 1, y + r);
         for (; next <= need; ++next) {
             rows_of(next, scratch.p);
-            has[static_cast<std::size_t>(next % ring_n)] =
-                k.row_dist(scratch.p, wp, cap, slot(next)) ? 1 : 0;
-        }
-        std::uint8_t* out = dst.data + y * dst.row_stride;
-        bool touched = false;
-        for (int dy = 0; dy <= r; ++dy) {
-            const index_t ya = y - dy, yb = y + dy;
-            const bool a = ya >= 0 && has[static_cast<std::size_t>(ya % ring_n)];
-            const bool b = yb < rows && has[static_cast<std::size_t>(yb % ring_n)];
-            if (!a && !b) continue;
-            if (!touched) {
-                std::memset(acc.p, cap, static_cast<std::size_t>(wp));
-                touched = true;
+            auto& rr = runs[idx(next)];
+            rr.clear();
+            std::uint8_t* a = act_of(next);
+            if (!k.block_any(scratch.p, nb, blk.data())) {
+                std::memset(a, 0, static_cast<std::size_t>(nb));
+                continue;
             }
-            const std::uint8_t* pa = a ? slot(ya) : slot(yb);
-            const std::uint8_t* pb = b ? slot(yb) : slot(ya);
-            k.vmin(acc.p, pa, pb, static_cast<std::uint8_t>(half[static_cast<std::size_t>(dy + r)]),
-                   wp);
+            for (index_t b = 0; b < nb; ++b) {
+                std::uint8_t v = 0;
+                const index_t lo = std::max<index_t>(0, b - reach), hi = std::min(nb - 1, b + reach);
+                for (index_t c = lo; c <= hi; ++c) v |= blk[static_cast<std::size_t>(c)];
+                a[b] = v;
+            }
+            for (index_t b = 0; b < nb;) {
+                if (!a[b]) {
+                    ++b;
+                    continue;
+                }
+                index_t e = b + 1;
+                while (e < nb && a[e]) ++e;
+                rr.emplace_back(b, e);
+                k.row_dist(scratch.p + b * B, (e - b) * B, cap, slot(next) + b * B);
+                b = e;
+            }
         }
+
+        std::uint8_t* out = dst.data + y * dst.row_stride;
+        const index_t j0 = std::max<index_t>(0, y - r);
+        bool touched = false;
+        for (index_t j = j0; j <= need && !touched; ++j) touched = !runs[idx(j)].empty();
         if (!touched) {
             std::memset(out, 0, static_cast<std::size_t>(cols));
-        } else {
-            const std::uint8_t* ap = acc.p;
-            for (index_t x = 0; x < cols; ++x) out[x] = ap[x] == 0;
+            continue;
+        }
+        // Blocks active in some row of the disc: acc starts at cap there, the output at 0
+        // elsewhere.
+        std::fill(uni.begin(), uni.end(), std::uint8_t{0});
+        for (index_t j = j0; j <= need; ++j) {
+            if (runs[idx(j)].empty()) continue;
+            const std::uint8_t* a = act_of(j);
+            for (index_t b = 0; b < nb; ++b) uni[static_cast<std::size_t>(b)] |= a[b];
+        }
+        for (index_t b = 0; b < nb;) {
+            index_t e = b + 1;
+            const std::uint8_t on = uni[static_cast<std::size_t>(b)];
+            while (e < nb && uni[static_cast<std::size_t>(e)] == on) ++e;
+            const index_t x0 = b * B, x1 = std::min(cols, e * B);
+            if (on) std::memset(acc.p + x0, cap, static_cast<std::size_t>((e - b) * B));
+            else if (x1 > x0) std::memset(out + x0, 0, static_cast<std::size_t>(x1 - x0));
+            b = e;
+        }
+        for (index_t j = j0; j <= need; ++j) {
+            const auto& rr = runs[idx(j)];
+            if (rr.empty()) continue;
+            const auto kk = static_cast<std::uint8_t>(half[static_cast<std::size_t>(j - y + r)]);
+            const std::uint8_t* d = slot(j);
+            for (const auto& run : rr)
+                k.vmin(acc.p + run.first * B, d + run.first * B, d + run.first * B, kk,
+                       (run.second - run.first) * B);
+        }
+        const std::uint8_t* ap = acc.p;
+        for (index_t b = 0; b < nb;) {
+            if (!uni[static_cast<std::size_t>(b)]) {
+                ++b;
+                continue;
+            }
+            index_t e = b + 1;
+            while (e < nb && uni[static_cast<std::size_t>(e)]) ++e;
+            const index_t x1 = std::min(cols, e * B);
+            for (index_t x = b * B; x < x1; ++x) out[x] = ap[x] == 0;
+            b = e;
         }
     }
 }

@@ -35,10 +35,15 @@ using RowDistFn = bool (*)(const std::uint8_t* m, index_t n, std::uint8_t cap, s
 using VminFn = void (*)(std::uint8_t* acc, const std::uint8_t* a, const std::uint8_t* b,
                         std::uint8_t k, index_t n);
 
+/// blk[b] = 1 when bytes [64b, 64b + 64) of a padded row hold a nonzero byte, else 0, for
+/// b < nb. Returns whether any does.
+using BlockAnyFn = bool (*)(const std::uint8_t* row, index_t nb, std::uint8_t* blk);
+
 struct Kernels {
     BgrRowFn bgr_row = nullptr;
     RowDistFn row_dist = nullptr;
     VminFn vmin = nullptr;
+    BlockAnyFn block_any = nullptr;
 };
 
 /// The scalar pixel test, shared by every path's row tail.

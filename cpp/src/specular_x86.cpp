@@ -52,6 +52,9 @@ constexpr ShuffleTables make_shuffles() {
 }
 constexpr ShuffleTables k_shuf = make_shuffles();
 
+// Runs at least this long (pixels) are written with non-temporal stores.
+constexpr index_t k_stream_min = index_t{1} << 18;
+
 // Backward/forward scan constants for the row distance: iota and the 0xFF fill of the bytes
 // a lane shift brings in.
 alignas(16) constexpr std::uint8_t k_iota_fwd[16] = {1, 2, 3, 4, 5, 6, 7, 8,
@@ -102,13 +105,20 @@ FS_SSE4 void bgr_row_sse4_t(const std::uint8_t* src, index_t n, const Lut& lut,
     __m128i sh[9];
     for (int i = 0; i < 9; ++i) sh[i] = shuf_sse(i);
     index_t i = 0;
+    const bool stream = n >= k_stream_min;  // see bgr_row_avx512_t
+    if (stream)
+        for (; i < n && (reinterpret_cast<std::uintptr_t>(out + i) & 15); ++i)
+            out[i] = glare_pixel(src + 3 * i, lut);
     for (; i + 16 <= n; i += 16) {
         const std::uint8_t* p = src + 3 * i;
         const __m128i x0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
         const __m128i x1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16));
         const __m128i x2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 32));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), glare16<G>(x0, x1, x2, sh, lut));
+        const __m128i r = glare16<G>(x0, x1, x2, sh, lut);
+        if (stream) _mm_stream_si128(reinterpret_cast<__m128i*>(out + i), r);
+        else _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), r);
     }
+    if (stream) _mm_sfence();
     for (; i < n; ++i) out[i] = glare_pixel(src + 3 * i, lut);
 }
 
@@ -209,6 +219,19 @@ FS_SSE4 void vmin_sse4(std::uint8_t* acc, const std::uint8_t* a, const std::uint
     }
 }
 
+FS_SSE4 bool block_any_sse4(const std::uint8_t* row, index_t nb, std::uint8_t* blk) {
+    int any = 0;
+    for (index_t b = 0; b < nb; ++b) {
+        const __m128i* p = reinterpret_cast<const __m128i*>(row + 64 * b);
+        const __m128i v = _mm_or_si128(_mm_or_si128(_mm_load_si128(p), _mm_load_si128(p + 1)),
+                                       _mm_or_si128(_mm_load_si128(p + 2), _mm_load_si128(p + 3)));
+        const int set = !_mm_testz_si128(v, v);
+        blk[b] = static_cast<std::uint8_t>(set);
+        any |= set;
+    }
+    return any != 0;
+}
+
 // ------------------------------------------------------------------------------------------
 // AVX2: two lanes of 16 pixels.
 // ------------------------------------------------------------------------------------------
@@ -252,6 +275,11 @@ FS_AVX2 void bgr_row_avx2_t(const std::uint8_t* src, index_t n, const Lut& lut,
             _mm_load_si128(reinterpret_cast<const __m128i*>(lut.groups[g])));
     const __m256i base = _mm256_set1_epi8(static_cast<char>(lut.base));
     index_t i = 0;
+    const bool stream = n >= k_stream_min;  // see bgr_row_avx512_t
+    if (stream) {
+        i = static_cast<index_t>((32 - (reinterpret_cast<std::uintptr_t>(out) & 31)) & 31);
+        if (i) bgr_row_sse4(src, i, lut, out);
+    }
     for (; i + 32 <= n; i += 32) {
         const std::uint8_t* p = src + 3 * i;
         const __m256i x0 = _mm256_inserti128_si256(_mm256_castsi128_si256(ld(p)), ld(p + 48), 1);
@@ -259,9 +287,11 @@ FS_AVX2 void bgr_row_avx2_t(const std::uint8_t* src, index_t n, const Lut& lut,
             _mm256_inserti128_si256(_mm256_castsi128_si256(ld(p + 16)), ld(p + 64), 1);
         const __m256i x2 =
             _mm256_inserti128_si256(_mm256_castsi128_si256(ld(p + 32)), ld(p + 80), 1);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i),
-                            glare32<G>(x0, x1, x2, sh, grp, base));
+        const __m256i r = glare32<G>(x0, x1, x2, sh, grp, base);
+        if (stream) _mm256_stream_si256(reinterpret_cast<__m256i*>(out + i), r);
+        else _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), r);
     }
+    if (stream) _mm_sfence();
     if (i < n) bgr_row_sse4(src + 3 * i, n - i, lut, out + i);
 }
 
@@ -285,6 +315,18 @@ FS_AVX2 void vmin_avx2(std::uint8_t* acc, const std::uint8_t* a, const std::uint
         __m256i* pa = reinterpret_cast<__m256i*>(acc + i);
         _mm256_store_si256(pa, _mm256_min_epu8(_mm256_load_si256(pa), _mm256_subs_epu8(x, kv)));
     }
+}
+
+FS_AVX2 bool block_any_avx2(const std::uint8_t* row, index_t nb, std::uint8_t* blk) {
+    int any = 0;
+    for (index_t b = 0; b < nb; ++b) {
+        const __m256i* p = reinterpret_cast<const __m256i*>(row + 64 * b);
+        const __m256i v = _mm256_or_si256(_mm256_load_si256(p), _mm256_load_si256(p + 1));
+        const int set = !_mm256_testz_si256(v, v);
+        blk[b] = static_cast<std::uint8_t>(set);
+        any |= set;
+    }
+    return any != 0;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -348,21 +390,39 @@ FS_AVX512 void bgr_row_avx512_t(const std::uint8_t* src, index_t n, const Lut& l
     __m512i grp[G];
     for (int g = 0; g < G; ++g) grp[g] = bcast4(lut.groups[g]);
     const __m512i base = _mm512_set1_epi8(static_cast<char>(lut.base));
-    index_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-        const std::uint8_t* p = src + 3 * i;
-        _mm512_storeu_si512(out + i, glare64<G>(_mm512_loadu_si512(p), _mm512_loadu_si512(p + 64),
-                                                _mm512_loadu_si512(p + 128), sh, grp, base));
-    }
-    if (i < n) {  // masked loads never touch (or fault on) the bytes past the row
-        const std::uint8_t* p = src + 3 * i;
-        const index_t rem = n - i, bytes = 3 * rem;
+    // Masked loads never touch (or fault on) bytes past the end; they take the head (up to
+    // the output's first 64-byte boundary, when streaming) and the tail.
+    auto partial = [&](index_t at, index_t count) FS_AVX512 {
+        const std::uint8_t* p = src + 3 * at;
+        const index_t bytes = 3 * count;
         const __m512i r = glare64<G>(_mm512_maskz_loadu_epi8(first_bytes(bytes), p),
                                      _mm512_maskz_loadu_epi8(first_bytes(bytes - 64), p + 64),
                                      _mm512_maskz_loadu_epi8(first_bytes(bytes - 128), p + 128),
                                      sh, grp, base);
-        _mm512_mask_storeu_epi8(out + i, first_bytes(rem), r);
+        _mm512_mask_storeu_epi8(out + at, first_bytes(count), r);
+    };
+    index_t i = 0;
+    if (n >= k_stream_min) {
+        // Long runs (whole images) bypass the cache on the way out: the mask is written with
+        // non-temporal stores, which saves reading every output line before writing it.
+        const index_t head = static_cast<index_t>((64 - (reinterpret_cast<std::uintptr_t>(out) & 63)) & 63);
+        if (head) partial(0, head);
+        for (i = head; i + 64 <= n; i += 64) {
+            const std::uint8_t* p = src + 3 * i;
+            _mm512_stream_si512(reinterpret_cast<__m512i*>(out + i),
+                                glare64<G>(_mm512_loadu_si512(p), _mm512_loadu_si512(p + 64),
+                                           _mm512_loadu_si512(p + 128), sh, grp, base));
+        }
+        _mm_sfence();
+    } else {
+        for (; i + 64 <= n; i += 64) {
+            const std::uint8_t* p = src + 3 * i;
+            _mm512_storeu_si512(out + i,
+                                glare64<G>(_mm512_loadu_si512(p), _mm512_loadu_si512(p + 64),
+                                           _mm512_loadu_si512(p + 128), sh, grp, base));
+        }
     }
+    if (i < n) partial(i, n - i);
 }
 
 FS_AVX512 void bgr_row_avx512(const std::uint8_t* src, index_t n, const Lut& lut,
@@ -384,6 +444,17 @@ FS_AVX512 void vmin_avx512(std::uint8_t* acc, const std::uint8_t* a, const std::
     }
 }
 
+FS_AVX512 bool block_any_avx512(const std::uint8_t* row, index_t nb, std::uint8_t* blk) {
+    int any = 0;
+    for (index_t b = 0; b < nb; ++b) {
+        const __m512i v = _mm512_load_si512(row + 64 * b);
+        const int set = _mm512_test_epi8_mask(v, v) != 0;
+        blk[b] = static_cast<std::uint8_t>(set);
+        any |= set;
+    }
+    return any != 0;
+}
+
 #undef FS_SSE4
 #undef FS_AVX2
 #undef FS_AVX512
@@ -391,15 +462,15 @@ FS_AVX512 void vmin_avx512(std::uint8_t* acc, const std::uint8_t* a, const std::
 }  // namespace
 
 const Kernels* sse4_kernels() {
-    static const Kernels k{bgr_row_sse4, row_dist_sse4, vmin_sse4};
+    static const Kernels k{bgr_row_sse4, row_dist_sse4, vmin_sse4, block_any_sse4};
     return &k;
 }
 const Kernels* avx2_kernels() {
-    static const Kernels k{bgr_row_avx2, row_dist_sse4, vmin_avx2};
+    static const Kernels k{bgr_row_avx2, row_dist_sse4, vmin_avx2, block_any_avx2};
     return &k;
 }
 const Kernels* avx512_kernels() {
-    static const Kernels k{bgr_row_avx512, row_dist_sse4, vmin_avx512};
+    static const Kernels k{bgr_row_avx512, row_dist_sse4, vmin_avx512, block_any_avx512};
     return &k;
 }
 

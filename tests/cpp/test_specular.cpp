@@ -204,6 +204,31 @@ TEST(mask_large_threads_agree) {
     }
 }
 
+TEST(mask_long_flat_runs_streaming_misaligned) {
+    // Whole contiguous images go to the kernels as one long row, written with non-temporal
+    // stores after an unaligned head: check every offset class of the output pointer.
+    const index_t rows = 700, cols = 1001;
+    auto img = random_image(rows, cols * 3, cols, 3);
+    std::vector<std::uint8_t> want(static_cast<std::size_t>(rows * cols));
+    for (index_t i = 0; i < rows * cols; ++i) {
+        const std::uint8_t* p = &img[static_cast<std::size_t>(3 * i)];
+        want[static_cast<std::size_t>(i)] = naive_glare(p[0], p[1], p[2], 240, 30);
+    }
+    std::vector<std::uint8_t> buf(static_cast<std::size_t>(rows * cols + 128));
+    for (SimdLevel l : levels()) {
+        ForceLevel force(l);
+        for (int shift : {0, 1, 7, 16, 33, 63}) {
+            std::fill(buf.begin(), buf.end(), std::uint8_t{9});
+            std::uint8_t* out = buf.data() + shift;
+            fissure::specular_mask({img.data(), rows, cols, 3, cols * 3}, 240, 30, 0,
+                                   {out, rows, cols, cols}, 1);
+            CHECK(std::equal(want.begin(), want.end(), out));
+            CHECK(std::all_of(buf.begin(), buf.begin() + shift, [](std::uint8_t v) { return v == 9; }));
+            CHECK(std::all_of(out + rows * cols, buf.data() + buf.size(), [](std::uint8_t v) { return v == 9; }));
+        }
+    }
+}
+
 TEST(disc_half_widths_opencv) {
     CHECK((fissure::disc_half_widths(0) == std::vector<int>{0}));
     CHECK((fissure::disc_half_widths(1) == std::vector<int>{0, 1, 0}));

@@ -163,6 +163,22 @@ def test_random_images_threads(level: str, threads: int, rng: np.random.Generato
         assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("threads", [1, -1])
+def test_large_contiguous_image_streaming_stores(level: str, threads: int,
+                                                 rng: np.random.Generator) -> None:
+    """Whole images run as one long row with non-temporal stores after an unaligned head."""
+    img = near_threshold_image(rng, 700, 1001)
+    want = cv_mask(img)
+    assert np.array_equal(fissure.specular_mask(img, num_threads=threads), want)
+    buf = np.zeros(700 * 1001 + 64, np.uint8)
+    for shift in (1, 13, 32, 63):
+        buf[:] = 9
+        out = buf[shift:shift + 700 * 1001].reshape(700, 1001)
+        fissure.specular_mask(img, out=out, num_threads=threads)
+        assert np.array_equal(out, want)
+        assert (buf[:shift] == 9).all() and (buf[shift + 700 * 1001:] == 9).all()
+
+
 def _views(img: np.ndarray) -> dict[str, np.ndarray]:
     big = np.zeros((img.shape[0] + 7, img.shape[1] + 9, 3), np.uint8)
     big[3:3 + img.shape[0], 4:4 + img.shape[1]] = img
