@@ -70,6 +70,11 @@ bool block_any_scalar(const std::uint8_t* row, index_t nb, std::uint8_t* blk) {
     return any;
 }
 
+void copy_out_scalar(std::uint8_t* dst, const std::uint8_t* src, index_t n, bool) {
+    std::memcpy(dst, src, static_cast<std::size_t>(n));
+}
+void fence_none() {}
+
 std::atomic<int> g_force_level{-1};
 
 // Buffers for padded rows: 64-byte aligned, zero-initialised.
@@ -88,7 +93,8 @@ struct AlignedBytes {
 }  // namespace
 
 const Kernels& scalar_kernels() {
-    static const Kernels k{bgr_row_scalar, row_dist_scalar, vmin_scalar, block_any_scalar};
+    static const Kernels k{bgr_row_scalar, row_dist_scalar, vmin_scalar, block_any_scalar,
+                           copy_out_scalar, fence_none};
     return k;
 }
 
@@ -219,11 +225,20 @@ void dilate_band(index_t y0, index_t y1, index_t rows, index_t cols, int r,
     const index_t wp = padded(cols), nb = wp / B, reach = (r + B - 1) / B;
     const int ring_n = 2 * r + 1;
     specular_detail::AlignedBytes ring(static_cast<std::size_t>(wp) * ring_n);
-    specular_detail::AlignedBytes scratch(static_cast<std::size_t>(wp));
+    // Source rows are produced in batches: back-to-back rows of the image keep the memory
+    // stream going (one row at a time, with dilation work in between, stalls on every row).
+    constexpr index_t batch = 16;
+    specular_detail::AlignedBytes scratch(static_cast<std::size_t>(wp * batch));
+    index_t batch_lo = 0, batch_hi = 0;  // rows held in scratch
     specular_detail::AlignedBytes acc(static_cast<std::size_t>(wp));
+    // Output rows are assembled in L1 and copied out; large outputs bypass the cache.
+    specular_detail::AlignedBytes orow(static_cast<std::size_t>(wp));
+    const bool stream = rows * cols >= (index_t{1} << 22);
     std::vector<std::uint8_t> act(static_cast<std::size_t>(nb * ring_n), 0);
     std::vector<std::uint8_t> blk(static_cast<std::size_t>(nb)), uni(static_cast<std::size_t>(nb));
     std::vector<std::vector<std::pair<index_t, index_t>>> runs(static_cast<std::size_t>(ring_n));
+    specular_detail::AlignedBytes zero_row(static_cast<std::size_t>(wp));
+    const std::uint8_t* const zeros = zero_row.p;
     const auto cap = static_cast<std::uint8_t>(r + 1);
     auto idx = [&](index_t j) { return static_cast<std::size_t>(j % ring_n); };
     auto slot = [&](index_t j) { return ring.p + (j % ring_n) * wp; };
@@ -233,11 +248,17 @@ void dilate_band(index_t y0, index_t y1, index_t rows, index_t cols, int r,
     for (index_t y = y0; y < y1; ++y) {
         const index_t need = std::min(rows - 1, y + r);
         for (; next <= need; ++next) {
-            rows_of(next, scratch.p);
+            if (next >= batch_hi) {
+                batch_lo = next;
+                batch_hi = std::min(std::min(rows, y1 + r), next + batch);
+                for (index_t j = batch_lo; j < batch_hi; ++j)
+                    rows_of(j, scratch.p + (j - batch_lo) * wp);
+            }
+            const std::uint8_t* src = scratch.p + (next - batch_lo) * wp;
             auto& rr = runs[idx(next)];
             rr.clear();
             std::uint8_t* a = act_of(next);
-            if (!k.block_any(scratch.p, nb, blk.data())) {
+            if (!k.block_any(src, nb, blk.data())) {
                 std::memset(a, 0, static_cast<std::size_t>(nb));
                 continue;
             }
@@ -255,17 +276,19 @@ void dilate_band(index_t y0, index_t y1, index_t rows, index_t cols, int r,
                 index_t e = b + 1;
                 while (e < nb && a[e]) ++e;
                 rr.emplace_back(b, e);
-                k.row_dist(scratch.p + b * B, (e - b) * B, cap, slot(next) + b * B);
+                k.row_dist(src + b * B, (e - b) * B, cap, slot(next) + b * B);
                 b = e;
             }
         }
 
-        std::uint8_t* out = dst.data + y * dst.row_stride;
+        std::uint8_t* const final_out = dst.data + y * dst.row_stride;
+        std::uint8_t* const out = orow.p;
         const index_t j0 = std::max<index_t>(0, y - r);
         bool touched = false;
         for (index_t j = j0; j <= need && !touched; ++j) touched = !runs[idx(j)].empty();
         if (!touched) {
-            std::memset(out, 0, static_cast<std::size_t>(cols));
+            if (stream) k.copy_out(final_out, zeros, cols, true);
+            else std::memset(final_out, 0, static_cast<std::size_t>(cols));
             continue;
         }
         // Blocks active in some row of the disc: acc starts at cap there, the output at 0
@@ -306,7 +329,9 @@ void dilate_band(index_t y0, index_t y1, index_t rows, index_t cols, int r,
             for (index_t x = b * B; x < x1; ++x) out[x] = ap[x] == 0;
             b = e;
         }
+        k.copy_out(final_out, out, cols, stream);
     }
+    if (stream) k.fence();
 }
 
 // Runs dilate_band over the rows in parallel bands. A band recomputes r rows of halo on each

@@ -39,11 +39,19 @@ using VminFn = void (*)(std::uint8_t* acc, const std::uint8_t* a, const std::uin
 /// b < nb. Returns whether any does.
 using BlockAnyFn = bool (*)(const std::uint8_t* row, index_t nb, std::uint8_t* blk);
 
+/// Copies n bytes from a 64-byte aligned buffer to dst; with `stream`, the 64-byte aligned
+/// part of dst is written with non-temporal stores (the caller issues no fence: the kernel
+/// set's `fence` does, once, after the last row).
+using CopyOutFn = void (*)(std::uint8_t* dst, const std::uint8_t* src, index_t n, bool stream);
+using FenceFn = void (*)();
+
 struct Kernels {
     BgrRowFn bgr_row = nullptr;
     RowDistFn row_dist = nullptr;
     VminFn vmin = nullptr;
     BlockAnyFn block_any = nullptr;
+    CopyOutFn copy_out = nullptr;
+    FenceFn fence = nullptr;
 };
 
 /// The scalar pixel test, shared by every path's row tail.

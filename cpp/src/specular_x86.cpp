@@ -18,6 +18,8 @@
 // lane k of the three registers holds pixels 16k .. 16k+15, which keeps the output in order.
 #include "specular_kernels.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
@@ -455,6 +457,39 @@ FS_AVX512 bool block_any_avx512(const std::uint8_t* row, index_t nb, std::uint8_
     return any != 0;
 }
 
+// dst and src have different alignments (src is 64-byte aligned): the bytes before dst's
+// first 64-byte boundary and after its last one go with ordinary stores.
+FS_AVX512 void copy_out_avx512(std::uint8_t* dst, const std::uint8_t* src, index_t n,
+                               bool stream) {
+    index_t i = 0;
+    if (stream) {
+        const index_t head = std::min<index_t>(
+            n, static_cast<index_t>((64 - (reinterpret_cast<std::uintptr_t>(dst) & 63)) & 63));
+        if (head) _mm512_mask_storeu_epi8(dst, first_bytes(head), _mm512_loadu_si512(src));
+        for (i = head; i + 64 <= n; i += 64)
+            _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + i), _mm512_loadu_si512(src + i));
+    }
+    for (; i + 64 <= n; i += 64) _mm512_storeu_si512(dst + i, _mm512_loadu_si512(src + i));
+    if (i < n)
+        _mm512_mask_storeu_epi8(dst + i, first_bytes(n - i),
+                                _mm512_maskz_loadu_epi8(first_bytes(n - i), src + i));
+}
+
+FS_SSE4 void copy_out_sse4(std::uint8_t* dst, const std::uint8_t* src, index_t n, bool stream) {
+    index_t i = 0;
+    if (stream) {
+        const index_t head = std::min<index_t>(
+            n, static_cast<index_t>((16 - (reinterpret_cast<std::uintptr_t>(dst) & 15)) & 15));
+        std::memcpy(dst, src, static_cast<std::size_t>(head));
+        for (i = head; i + 16 <= n; i += 16)
+            _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i),
+                             _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+    }
+    std::memcpy(dst + i, src + i, static_cast<std::size_t>(n - i));
+}
+
+void sfence() { _mm_sfence(); }
+
 #undef FS_SSE4
 #undef FS_AVX2
 #undef FS_AVX512
@@ -462,15 +497,15 @@ FS_AVX512 bool block_any_avx512(const std::uint8_t* row, index_t nb, std::uint8_
 }  // namespace
 
 const Kernels* sse4_kernels() {
-    static const Kernels k{bgr_row_sse4, row_dist_sse4, vmin_sse4, block_any_sse4};
+    static const Kernels k{bgr_row_sse4, row_dist_sse4, vmin_sse4, block_any_sse4, copy_out_sse4, sfence};
     return &k;
 }
 const Kernels* avx2_kernels() {
-    static const Kernels k{bgr_row_avx2, row_dist_sse4, vmin_avx2, block_any_avx2};
+    static const Kernels k{bgr_row_avx2, row_dist_sse4, vmin_avx2, block_any_avx2, copy_out_sse4, sfence};
     return &k;
 }
 const Kernels* avx512_kernels() {
-    static const Kernels k{bgr_row_avx512, row_dist_sse4, vmin_avx512, block_any_avx512};
+    static const Kernels k{bgr_row_avx512, row_dist_sse4, vmin_avx512, block_any_avx512, copy_out_avx512, sfence};
     return &k;
 }
 
