@@ -235,7 +235,9 @@ void dilate_band(index_t y0, index_t y1, index_t rows, index_t cols, int r,
     specular_detail::AlignedBytes orow(static_cast<std::size_t>(wp));
     const bool stream = rows * cols >= (index_t{1} << 22);
     std::vector<std::uint8_t> act(static_cast<std::size_t>(nb * ring_n), 0);
-    std::vector<std::uint8_t> blk(static_cast<std::size_t>(nb)), uni(static_cast<std::size_t>(nb));
+    std::vector<std::uint8_t> blk(static_cast<std::size_t>(nb + 2 * reach), 0);
+    std::vector<std::uint8_t> uni(static_cast<std::size_t>(nb));
+    std::uint8_t* const bp = blk.data() + reach;
     std::vector<std::vector<std::pair<index_t, index_t>>> runs(static_cast<std::size_t>(ring_n));
     specular_detail::AlignedBytes zero_row(static_cast<std::size_t>(wp));
     const std::uint8_t* const zeros = zero_row.p;
@@ -258,16 +260,14 @@ void dilate_band(index_t y0, index_t y1, index_t rows, index_t cols, int r,
             auto& rr = runs[idx(next)];
             rr.clear();
             std::uint8_t* a = act_of(next);
-            if (!k.block_any(src, nb, blk.data())) {
+            if (!k.block_any(src, nb, bp)) {
                 std::memset(a, 0, static_cast<std::size_t>(nb));
                 continue;
             }
-            for (index_t b = 0; b < nb; ++b) {
-                std::uint8_t v = 0;
-                const index_t lo = std::max<index_t>(0, b - reach), hi = std::min(nb - 1, b + reach);
-                for (index_t c = lo; c <= hi; ++c) v |= blk[static_cast<std::size_t>(c)];
-                a[b] = v;
-            }
+            // a[b] = OR of blk[b - reach .. b + reach]; blk has `reach` zeros on either side.
+            std::memcpy(a, bp, static_cast<std::size_t>(nb));
+            for (index_t s = 1; s <= reach; ++s)
+                for (index_t b = 0; b < nb; ++b) a[b] |= bp[b - s] | bp[b + s];
             for (index_t b = 0; b < nb;) {
                 if (!a[b]) {
                     ++b;
