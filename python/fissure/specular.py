@@ -208,6 +208,8 @@ def specular_mask(
         raise TypeError(f"rgb: expected a bool, got {rgb!r}")
     nt = check_num_threads(num_threads)
     o = _as_out(out, img.shape[:2])
+    if o is not None and np.may_share_memory(o, img):
+        raise ValueError("out: must not share memory with the image")
     if _backend() == "python":
         res = _ref_specular_mask(img, vm, sm)
         if r:

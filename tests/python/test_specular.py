@@ -282,3 +282,18 @@ def test_simd_hook_round_trip() -> None:
         _core._specular_force_simd(prev)
     with pytest.raises(ValueError, match="expected scalar"):
         _core._specular_force_simd("avx1024")
+
+
+def test_concurrent_python_threads(rng: np.random.Generator) -> None:
+    """Calls from several Python threads at once (the GIL is released inside) give the same
+    masks as serial calls."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    img = near_threshold_image(rng, 400, 700)
+    params = [(240, 30, 0), (200, 60, 0), (240, 30, 4), (230, 40, 9)] * 3
+    serial = [fissure.specular_mask(img, v_min=v, s_max=s, dilate=d) for v, s, d in params]
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        got = list(ex.map(lambda p: fissure.specular_mask(img, v_min=p[0], s_max=p[1],
+                                                          dilate=p[2]), params))
+    for a, b in zip(serial, got):
+        assert np.array_equal(a, b)

@@ -75,6 +75,12 @@ def test_read_only_out() -> None:
         fissure.specular_mask(IMG, out=out)
 
 
+def test_out_overlapping_the_image() -> None:
+    img = np.zeros((4, 15), np.uint8)
+    with pytest.raises(ValueError, match="share memory with the image"):
+        fissure.specular_mask(img.reshape(4, 5, 3), out=img[:, :5])
+
+
 def test_numpy_integer_thresholds_accepted() -> None:
     assert not fissure.specular_mask(IMG, v_min=np.uint8(240), s_max=np.int64(30)).any()
 
