@@ -36,7 +36,7 @@ DILATE = 5
 
 def make_image(h: int, w: int, seed: int | None = None) -> np.ndarray:
     """A product-photo-like BGR image: smooth shading, sensor noise, a few hundred specular
-    highlights (near-white, low-saturation blobs with a soft halo), about 1% of the pixels."""
+    highlights (white, low-saturation cores with a soft halo): about 1% of the pixels are glare."""
     rng = np.random.default_rng(int(os.environ.get("FISSURE_BENCH_SEED", "7")) if seed is None
                                 else seed)
     yy = np.linspace(0, 1, h, dtype=np.float32)[:, None]
@@ -45,15 +45,15 @@ def make_image(h: int, w: int, seed: int | None = None) -> np.ndarray:
     img = np.empty((h, w, 3), np.uint8)
     for c, tint in enumerate((1.0, 0.9, 0.8)):
         img[..., c] = np.clip(shade * tint + rng.normal(0, 6, (h, w)).astype(np.float32), 0, 255)
-    n = int(h * w * 0.01 / 300)  # blobs of ~300 px
+    n = int(h * w * 0.01 / 250)  # glare cores of ~250 px
     cy, cx = rng.integers(0, h, n), rng.integers(0, w, n)
     rad = rng.uniform(5, 15, n)
     for y, x, r in zip(cy, cx, rad):
         y0, y1, x0, x1 = max(0, y - 16), min(h, y + 17), max(0, x - 16), min(w, x + 17)
         d = np.hypot(*np.mgrid[y0 - y:y1 - y, x0 - x:x1 - x])
-        glow = np.clip(1.0 - d / (r + 4), 0, 1)[..., None]
+        glow = np.clip((r + 4 - d) / 6, 0, 1)[..., None]  # white core, 6 px soft edge
         patch = img[y0:y1, x0:x1].astype(np.float32)
-        img[y0:y1, x0:x1] = np.clip(patch * (1 - glow) + 252 * glow, 0, 255).astype(np.uint8)
+        img[y0:y1, x0:x1] = np.clip(patch * (1 - glow) + 254 * glow, 0, 255).astype(np.uint8)
     return img
 
 
