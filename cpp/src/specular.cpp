@@ -350,11 +350,10 @@ void dilate_all(index_t rows, index_t cols, int r, const Rows& rows_of, const Pl
     });
 }
 
+// Read-only planes: any row stride is fine (0: a broadcast row, negative: flipped rows).
 void check_plane(const ConstPlane8& p, const char* name) {
     if (p.rows < 0 || p.cols < 0) fail(std::string(name) + ": negative size");
     if ((p.rows > 0 && p.cols > 0) && !p.data) fail(std::string(name) + ": null data");
-    if (p.rows > 1 && std::llabs(p.row_stride) < p.cols)
-        fail(std::string(name) + ": row stride smaller than a row");
 }
 
 }  // namespace
@@ -415,8 +414,7 @@ void specular_mask(const Image8View& image, int v_min, int s_max, int dilate, co
         fail("image: expected a non-empty image, got " + std::to_string(image.rows) + " x " +
              std::to_string(image.cols));
     if (!image.data || !out.data) fail("specular_mask: null data");
-    if (image.rows > 1 && std::llabs(image.row_stride) < image.cols * image.channels)
-        fail("image: row stride smaller than a row");
+    // Any row stride reads fine (0 for a broadcast row, negative for flipped rows).
     if (out.rows != image.rows || out.cols != image.cols)
         fail("out: expected " + std::to_string(image.rows) + " x " + std::to_string(image.cols) +
              ", got " + std::to_string(out.rows) + " x " + std::to_string(out.cols));

@@ -192,6 +192,8 @@ def _views(img: np.ndarray) -> dict[str, np.ndarray]:
         "fortran order": np.asfortranarray(img),
         "transposed": img.transpose(1, 0, 2),
         "read-only": np.frombuffer(img.tobytes(), np.uint8).reshape(img.shape),
+        "broadcast row (row stride 0)": np.broadcast_to(img[5], img.shape),
+        "broadcast pixel (strides 0)": np.broadcast_to(img[5, 7], img.shape),
     }
 
 

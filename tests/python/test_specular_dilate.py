@@ -87,6 +87,10 @@ def test_uint8_values_and_views(rng: np.random.Generator) -> None:
     big[5:55, 7:97] = m
     assert np.array_equal(fissure.dilate_disc(big[5:55, 7:97], 4), want)  # strided rows
     assert np.array_equal(fissure.dilate_disc(m[::-1], 4), want[::-1])  # negative row stride
+    row = np.broadcast_to(m[20], m.shape)  # row stride 0
+    assert np.array_equal(fissure.dilate_disc(row, 4), cv_dilate(np.ascontiguousarray(row) > 0, 4))
+    assert np.array_equal(fissure.glare_fraction(row, [[0, 0, 90, 50]]),
+                          np.array([np.count_nonzero(m[20]) / 90], np.float32))
     assert np.array_equal(fissure.dilate_disc(np.asfortranarray(m), 4), want)  # copied
     # copied; OpenCV's disc is not symmetric under transposition (r = 4: 1 px at the top, 3 at
     # the side), so compare with the dilation of the transposed mask
