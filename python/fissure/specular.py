@@ -354,9 +354,9 @@ _INPAINT = {"telea": "INPAINT_TELEA", "ns": "INPAINT_NS"}
 def inpaint_specular(
     image: Any,
     mask: Any = None,
-    *,
     radius: float = 3.0,
     method: str = "telea",
+    *,
     v_min: int = 240,
     s_max: int = 30,
     dilate: int = 2,

@@ -119,7 +119,7 @@ def test_inpaint_specular_uses_cv2_inpaint(rng: np.random.Generator) -> None:
     assert np.array_equal(out, cv2.inpaint(img, m.astype(np.uint8), 3.0, cv2.INPAINT_TELEA))
     assert out[25, 37].max() < 200  # the highlight is filled from its surroundings
     assert np.array_equal(out[~m], img[~m])
-    ns = fissure.inpaint_specular(img, m, radius=5, method="NS")
+    ns = fissure.inpaint_specular(img, m, 5, "NS")
     assert np.array_equal(ns, cv2.inpaint(img, m.astype(np.uint8), 5.0, cv2.INPAINT_NS))
     flat = np.full((10, 10, 3), 30, np.uint8)
     assert np.array_equal(fissure.inpaint_specular(flat), flat)  # nothing to fill
