@@ -15,5 +15,6 @@ def test_readme_quickstart_runs() -> None:
         pytest.skip("not running from a source checkout")
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "README.md has no python block"
+    namespace: dict = {}  # one session: later blocks use the first block's imports
     for code in blocks:
-        exec(compile(code, str(README), "exec"), {})
+        exec(compile(code, str(README), "exec"), namespace)
