@@ -48,13 +48,14 @@ struct Register {
 
 #define CHECK_MAIN()                                                                    \
     int main() {                                                                        \
-        int ran = 0;                                                                    \
+        int passed = 0, failed = 0;                                                     \
         for (auto& t : check::registry()) {                                             \
             const int before = check::failures();                                       \
             t.second();                                                                 \
-            ++ran;                                                                      \
-            std::printf("%s %s\n", check::failures() == before ? "ok  " : "FAIL", t.first.c_str()); \
+            const bool ok = check::failures() == before;                                \
+            (ok ? passed : failed) += 1;                                                \
+            std::printf("%s %s\n", ok ? "ok  " : "FAIL", t.first.c_str());              \
         }                                                                               \
-        std::printf("%d passed, %d failed\n", ran, check::failures() ? 1 : 0);          \
+        std::printf("%d passed, %d failed\n", passed, failed);                         \
         return check::failures() ? 1 : 0;                                               \
     }

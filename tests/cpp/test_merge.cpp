@@ -213,6 +213,22 @@ TEST(random_small_against_reference) {
     }
 }
 
+// Every box zero-area (points and segments at distinct places): the grid's base cell must
+// not degenerate (it once spun forever on a denormal cell size).
+TEST(all_zero_area_boxes_against_reference) {
+    std::mt19937_64 rng(777);
+    for (int seed = 0; seed < 400; ++seed) {
+        Case c;
+        const index_t n = 1 + static_cast<index_t>(rng() % 40);
+        random_boxes(rng, c, n, 1 + static_cast<int>(rng() % 50), 0, 1 + static_cast<int>(rng() % 3),
+                     1 + static_cast<int>(rng() % 4), rng() % 2 == 0);
+        if (seed % 3 == 0)  // segments: zero width, positive height
+            for (index_t i = 0; i < n; ++i) c.in.boxes[4 * i + 3] += static_cast<float>(i % 5);
+        randomize_options(rng, c);
+        compare_all(c, "zero-area", seed);
+    }
+}
+
 TEST(random_masks_against_reference) {
     std::mt19937_64 rng(777);
     for (int seed = 0; seed < 300; ++seed) {

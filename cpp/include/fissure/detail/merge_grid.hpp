@@ -64,7 +64,11 @@ public:
         std::nth_element(tmp.begin(), mid, tmp.end());
         double c0 = *mid;
         if (!(c0 > 0)) c0 = std::max({W, H, 1.0}) / std::sqrt(static_cast<double>(m));
-        if (!(c0 > 0) || !std::isfinite(c0)) c0 = 1.0;
+        // Zero-area boxes have a (denormal) size of up(0): a cell that small would make the
+        // growth loop below spin forever (denormal * 1.25 rounds back to itself). No cell
+        // finer than extent / (2m + 16) is useful, so that is the floor.
+        c0 = std::max(c0, std::max(W, H) / (2.0 * static_cast<double>(m) + 16.0));
+        if (!(c0 >= std::numeric_limits<double>::min()) || !std::isfinite(c0)) c0 = 1.0;
         // ...but never more than about 2m cells on level 0.
         const double cell_limit = 2.0 * static_cast<double>(m) + 16.0;
         auto cells_at = [&](double c) { return (std::floor(W / c) + 1.0) * (std::floor(H / c) + 1.0); };
