@@ -1,0 +1,232 @@
+"""ONNX Runtime backend: CPU execution provider, or CUDA under the VRAM budget.
+
+Thread-safety: ``run`` may be called from several threads at once (ONNX Runtime's
+``InferenceSession.run`` is thread-safe and releases the GIL). ``submit`` hands the batch to a
+small pool of Python threads that call ``run``; ONNX Runtime's own ``run_async`` is not used
+because it borrows a thread from the intra-op pool and refuses to run at all when that pool
+has one thread (``num_threads=1``), which is the setting that overlaps best on small CPUs.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .base import (
+    PIP_HINTS,
+    BackendBase,
+    BackendNotInstalledError,
+    ModelLoadError,
+    ModelSpec,
+    TensorSpec,
+    resolve_model_source,
+)
+
+__all__ = ["OnnxRuntimeBackend", "cuda_provider_options", "session_options"]
+
+_ORT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(uint16)": np.uint16,
+    "tensor(int16)": np.int16,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(uint32)": np.uint32,
+    "tensor(uint64)": np.uint64,
+    "tensor(bool)": np.bool_,
+}
+
+CUDA_EP = "CUDAExecutionProvider"
+CPU_EP = "CPUExecutionProvider"
+
+
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendNotInstalledError(
+            f"the onnxruntime backend needs ONNX Runtime: {PIP_HINTS['onnxruntime']}"
+        ) from exc
+    return onnxruntime
+
+
+def cuda_provider_options(vram_budget_mb: int, device_id: int = 0) -> Dict[str, str]:
+    """CUDA execution provider options for a VRAM budget (the 2 GB rule in DESIGN.md).
+
+    ``gpu_mem_limit`` caps ONNX Runtime's arena at the budget, ``kSameAsRequested`` grows the
+    arena by what each allocation needs instead of doubling (doubling overshoots a small
+    budget), and heuristic cuDNN algorithm search avoids the exhaustive search's large
+    temporary workspaces and its first-run delay.
+    """
+    mb = int(vram_budget_mb)
+    if mb <= 0:
+        raise ValueError(f"vram_budget_mb: expected a positive number of MiB, got {vram_budget_mb}")
+    return {
+        "device_id": str(int(device_id)),
+        "gpu_mem_limit": str(mb * 1024 * 1024),
+        "arena_extend_strategy": "kSameAsRequested",
+        "cudnn_conv_algo_search": "HEURISTIC",
+    }
+
+
+def session_options(num_threads: int = -1) -> Any:
+    """SessionOptions: full graph optimisation, sequential execution, ``num_threads`` intra-op."""
+    ort = import_onnxruntime()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.intra_op_num_threads = 0 if num_threads == -1 else int(num_threads)  # 0: ORT's default
+    so.inter_op_num_threads = 1
+    return so
+
+
+def _spec(node: Any) -> TensorSpec:
+    dtype = _ORT_DTYPES.get(node.type)
+    if dtype is None:
+        raise ModelLoadError(f"onnxruntime: tensor {node.name!r} has unsupported type {node.type}")
+    shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in (node.shape or ()))
+    return TensorSpec(node.name, shape, dtype)
+
+
+class OnnxRuntimeBackend(BackendBase):
+    """One ``onnxruntime.InferenceSession`` behind the :class:`~fissure.backends.Backend` protocol.
+
+    Parameters mirror :func:`fissure.backends.open_model`; ``async_workers`` is the number of
+    Python threads that serve ``submit`` (each calls ``session.run``; default 1, which
+    overlaps inference with the caller's own work such as preprocessing the next batch).
+    ``io_binding`` runs through an ``IOBinding`` (inputs bound from host memory, outputs
+    allocated by ONNX Runtime on the host); ``None`` turns it on for CUDA only.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model: Union[str, Path, bytes],
+        device: str = "auto",
+        *,
+        num_threads: int = -1,
+        precision: Optional[str] = None,
+        vram_budget_mb: int = 2048,
+        device_id: int = 0,
+        async_workers: int = 1,
+        io_binding: Optional[bool] = None,
+        available_providers: Optional[Sequence[str]] = None,
+    ) -> None:
+        ort = import_onnxruntime()
+        source, fmt = resolve_model_source(model)
+        if fmt != "onnx":
+            raise ValueError(
+                f"{source}: onnxruntime reads .onnx models only, not {fmt}; "
+                f"use backend='openvino' ({PIP_HINTS['openvino']})"
+            )
+        if precision not in (None, "f32"):
+            raise ValueError(
+                f"precision={precision!r}: onnxruntime runs the model in its own precision; "
+                "export an fp16 model, or use backend='openvino' for f16/bf16 inference"
+            )
+        if async_workers < 1:
+            raise ValueError(f"async_workers: expected >= 1, got {async_workers}")
+        providers_here = list(
+            ort.get_available_providers() if available_providers is None else available_providers
+        )
+        dev = device.lower()
+        if dev == "auto":
+            from .auto import nvidia_gpu_count
+
+            dev = "cuda" if CUDA_EP in providers_here and nvidia_gpu_count() > 0 else "cpu"
+        if dev == "gpu":
+            dev = "cuda"
+        if dev == "npu":
+            raise ValueError(
+                "device='npu': onnxruntime here has no NPU provider; "
+                f"use backend='openvino' for Intel NPUs ({PIP_HINTS['openvino']})"
+            )
+        if dev not in ("cpu", "cuda"):
+            raise ValueError(
+                f"device={device!r}: onnxruntime supports 'auto', 'cpu' and 'cuda' (or 'gpu')"
+            )
+        providers: List[Any]
+        if dev == "cuda":
+            if CUDA_EP not in providers_here:
+                raise BackendNotInstalledError(
+                    f"device='cuda' needs the CUDA build of ONNX Runtime (providers here: "
+                    f"{providers_here}): {PIP_HINTS['onnxruntime-gpu']}"
+                )
+            providers = [(CUDA_EP, cuda_provider_options(vram_budget_mb, device_id)), CPU_EP]
+        else:
+            providers = [CPU_EP]
+        so = session_options(num_threads)
+        src = str(source) if isinstance(source, Path) else source
+        try:
+            sess = ort.InferenceSession(src, sess_options=so, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+            where = source if isinstance(source, Path) else "<bytes>"
+            raise ModelLoadError(f"onnxruntime could not load the model {where}: {exc}") from exc
+        if dev == "cuda" and CUDA_EP not in sess.get_providers():
+            raise RuntimeError(
+                "onnxruntime could not start the CUDA execution provider (no GPU, driver, CUDA "
+                "or cuDNN libraries?); use device='cpu'"
+            )
+        spec = ModelSpec(
+            inputs=tuple(_spec(n) for n in sess.get_inputs()),
+            outputs=tuple(_spec(n) for n in sess.get_outputs()),
+            source=str(source) if isinstance(source, Path) else "<bytes>",
+        )
+        super().__init__(spec)
+        self._ort = ort
+        self._sess = sess
+        self._out_names = [t.name for t in spec.outputs]
+        self.device = f"cuda:{int(device_id)}" if dev == "cuda" else "cpu"
+        self.num_threads = num_threads
+        self.providers = list(sess.get_providers())
+        self.provider_options = sess.get_provider_options()
+        self._io_binding = (dev == "cuda") if io_binding is None else bool(io_binding)
+        self._workers = int(async_workers)
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pool_lock = threading.Lock()
+
+    @property
+    def session(self) -> Any:
+        """The underlying ``onnxruntime.InferenceSession`` (for inspection)."""
+        return self._sess
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._workers + 1  # one queued behind each worker so none idles
+
+    def _run(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        if self._io_binding:
+            binding = self._sess.io_binding()  # one per call: an IOBinding is not shareable
+            for k, v in feed.items():
+                binding.bind_cpu_input(k, v)
+            for n in self._out_names:
+                binding.bind_output(n, "cpu")
+            self._sess.run_with_iobinding(binding)
+            outs = binding.copy_outputs_to_cpu()
+        else:
+            outs = self._sess.run(self._out_names, feed)
+        return dict(zip(self._out_names, outs))
+
+    def _submit(self, feed: Dict[str, np.ndarray]) -> "Future[Dict[str, np.ndarray]]":
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="fissure-ort")
+            return self._pool.submit(self._run, feed)
+
+    def _close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        self._sess = None
+
+    def _repr_extra(self) -> str:
+        return f" threads={self.num_threads}" + (" io_binding" if self._io_binding else "")
