@@ -21,6 +21,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"  threads   : {d['threads']} (num_threads=-1; FISSURE_NUM_THREADS overrides)")
     for name, ver in d["backends"].items():
         print(f"  {name:<10}: {ver if ver else 'not installed'}")
+    a = d["auto_backend"]
+    if a["backend"]:
+        print(f"  auto backend: {a['backend']} on {a['device']} ({a['reason']})")
+    else:
+        print(f"  auto backend: none ({a['reason']})")
     print(f"  python    : {d['python']} on {d['platform']}")
     print(f"  compiler  : {d['compiler']}")
     return 0

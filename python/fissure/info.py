@@ -33,12 +33,25 @@ def _backend_version(name: str) -> str | None:
     return "installed"
 
 
+def _auto_backend() -> dict[str, Any]:
+    """What ``backend="auto"`` picks here, or why nothing can be picked."""
+    from .backends.auto import auto_backend
+
+    try:
+        c = auto_backend()
+    except ImportError as exc:  # no backend installed: the message names what to install
+        return {"backend": None, "device": None, "reason": str(exc)}
+    return {"backend": c.backend, "device": c.device, "reason": c.reason}
+
+
 def info() -> dict[str, Any]:
     """A dict describing this installation (what ``fissure info`` prints).
 
     Keys: ``version``, ``simd`` (the path the core selected), ``cpu_simd`` (the best the CPU
     supports), ``threads`` (used for ``num_threads=-1``), ``backends`` (name -> version or
-    None when not importable), ``python``, ``platform``, ``compiler``.
+    None when not importable), ``auto_backend`` (``backend``, ``device``, ``reason``: what
+    ``open_model(..., backend="auto")`` picks for an ONNX model), ``python``, ``platform``,
+    ``compiler``.
     """
     build = dict(_core.build_info())
     return {
@@ -47,6 +60,7 @@ def info() -> dict[str, Any]:
         "cpu_simd": _core.cpu_simd_level(),
         "threads": int(_core.hardware_threads()),
         "backends": {b: _backend_version(b) for b in _BACKENDS},
+        "auto_backend": _auto_backend(),
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
         "compiler": build.get("compiler", "unknown"),

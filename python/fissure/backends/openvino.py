@@ -187,7 +187,8 @@ class OpenVINOBackend(BackendBase):
     def inference_precision(self) -> str:
         """The precision the device actually runs (e.g. 'bf16' on this CPU by default)."""
         try:
-            return str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+            t = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+            return str(t.get_type_name()) if hasattr(t, "get_type_name") else str(t)
         except Exception:  # noqa: BLE001 - AUTO / NPU may not expose it
             return "unknown"
 
