@@ -74,7 +74,8 @@ def _open(backend: str, precision: str, threads: int, **kw):  # type: ignore[no-
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("batch", [1, 4])
 @pytest.mark.parametrize("backend,precision", CONFIGS)
-def test_run(benchmark, backend: str, precision: str, batch: int, threads: int) -> None:  # type: ignore[no-untyped-def]
+def test_run(benchmark, backend: str, precision: str,  # type: ignore[no-untyped-def]
+             batch: int, threads: int) -> None:
     pytest.importorskip(backend)
     try:
         model_path().stat()
@@ -138,7 +139,8 @@ def main() -> None:
             for c, ts in times.items():
                 med = statistics.median(ts)
                 print(f"| {b} | {t} | {c[0]} | {c[1]} | {min(ts) * 1e3:.1f} | {med * 1e3:.1f} "
-                      f"| {med * 1e3 / b:.1f} | {base / med:.2f}x | {diffs[c][0]:.1e} / {diffs[c][1]:.1e} |")
+                      f"| {med * 1e3 / b:.1f} | {base / med:.2f}x "
+                      f"| {diffs[c][0]:.1e} / {diffs[c][1]:.1e} |")
             for m in models.values():
                 m.close()
     if a.no_async:
@@ -159,7 +161,8 @@ def main() -> None:
             if backend == "openvino":
                 label = f"openvino, {m.config['PERFORMANCE_HINT']}, {m.num_requests} request(s)"
             else:
-                label = f"onnxruntime, {t} intra-op thread(s), {kw.get('async_workers', 1)} worker(s)"
+                workers = kw.get("async_workers", 1)
+                label = f"onnxruntime, {t} intra-op thread(s), {workers} worker(s)"
             print(f"| {label} | {seq * 1e3:.0f} | {asy * 1e3:.0f} | {seq / asy:.2f}x |")
 
 

@@ -80,7 +80,8 @@ def add_mul_model() -> bytes:
     b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [2, 4])
     o = helper.make_tensor_value_info("out", TensorProto.FLOAT, [2, 4])
     k = numpy_helper.from_array(np.array([1, 2, 3, 4], np.float32), "k")
-    nodes = [helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("Mul", ["s", "k"], ["out"])]
+    nodes = [helper.make_node("Add", ["a", "b"], ["s"]),
+             helper.make_node("Mul", ["s", "k"], ["out"])]
     return _model_bytes(helper.make_graph(nodes, "addmul", [a, b], [o], initializer=[k]))
 
 
@@ -198,7 +199,8 @@ def test_onnxruntime_io_binding_gives_the_same_outputs(conv_path: Path,
                                                        rng: np.random.Generator) -> None:
     pytest.importorskip("onnxruntime")
     x = rng.standard_normal((2, 3, 9, 11)).astype(np.float32)
-    with _open(conv_path, "onnxruntime", io_binding=True) as a, _open(conv_path, "onnxruntime") as b:
+    with _open(conv_path, "onnxruntime", io_binding=True) as a, \
+            _open(conv_path, "onnxruntime") as b:
         assert "io_binding" in repr(a)
         ra, rb = a.run(x), b.run(x)
     for k in ra:

@@ -11,7 +11,8 @@ CPU_ORT = ("CPUExecutionProvider",)
 GPU_ORT = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
-def env(ort=True, providers=CPU_ORT, ov=True, devices=("CPU",), gpus=0, machine="x86_64"):  # type: ignore[no-untyped-def]
+def env(ort=True, providers=CPU_ORT, ov=True, devices=("CPU",),  # type: ignore[no-untyped-def]
+        gpus=0, machine="x86_64"):
     return Environment(ort, providers if ort else (), ov, devices if ov else (), gpus, machine)
 
 
@@ -44,7 +45,8 @@ def test_rules(e: Environment, want: tuple) -> None:
 
 
 def test_nothing_installed_names_both_pip_commands() -> None:
-    with pytest.raises(BackendNotInstalledError, match="pip install openvino.*pip install onnxruntime"):
+    with pytest.raises(BackendNotInstalledError,
+                       match="pip install openvino.*pip install onnxruntime"):
         choose(env(ort=False, ov=False))
 
 
@@ -52,7 +54,8 @@ def test_explicit_device_narrows_the_choice() -> None:
     both_gpus = env(providers=GPU_ORT, gpus=1, devices=("CPU", "GPU", "NPU"))
     assert choose(both_gpus, device="cpu") == choose(env(), device="auto")
     assert choose(both_gpus, device="npu").backend == "openvino"
-    assert choose(both_gpus, device="gpu") == Choice("onnxruntime", "cuda", choose(both_gpus).reason)
+    assert choose(both_gpus, device="gpu") == Choice("onnxruntime", "cuda",
+                                                     choose(both_gpus).reason)
     assert (choose(env(devices=("CPU", "GPU")), device="gpu").backend,
             choose(env(devices=("CPU", "GPU")), device="gpu").device) == ("openvino", "gpu")
     with pytest.raises(BackendNotInstalledError, match="onnxruntime-gpu"):

@@ -65,7 +65,8 @@ def _has_ov(env: Environment, kind: str) -> bool:
 def _cpu_choice(env: Environment) -> Optional[Choice]:
     if env.onnxruntime and env.openvino:
         if env.is_x86:
-            return Choice("openvino", "cpu", "x86 CPU with both installed: OpenVINO measured faster")
+            return Choice("openvino", "cpu",
+                          "x86 CPU with both installed: OpenVINO measured faster")
         return Choice("onnxruntime", "cpu", f"{env.machine} CPU: ONNX Runtime preferred off x86")
     if env.openvino:
         return Choice("openvino", "cpu", "CPU; only OpenVINO is installed")
@@ -98,12 +99,14 @@ def choose(env: Environment, model_format: Optional[str] = None, device: str = "
                              "runs on OpenVINO ('cpu', 'gpu', 'npu')")
         for kind in (("GPU", "NPU") if dev == "auto" else (dev.upper(),)):
             if kind != "CPU" and _has_ov(env, kind):
-                return Choice("openvino", kind.lower(), f"{model_format} model; Intel {kind} present")
+                return Choice("openvino", kind.lower(),
+                              f"{model_format} model; Intel {kind} present")
         return Choice("openvino", "cpu", f"{model_format} model: only OpenVINO reads it")
 
     if dev == "cuda":
         if cuda:
-            return Choice("onnxruntime", "cuda", "device='cuda' asked; NVIDIA GPU + onnxruntime-gpu")
+            return Choice("onnxruntime", "cuda",
+                          "device='cuda' asked; NVIDIA GPU + onnxruntime-gpu")
         raise BackendNotInstalledError(
             f"device='cuda' needs an NVIDIA GPU and onnxruntime-gpu: {PIP_HINTS['onnxruntime-gpu']}"
         )

@@ -79,7 +79,7 @@ class TensorSpec:
 
     name: str
     shape: Tuple[Dim, ...]
-    dtype: np.dtype
+    dtype: Any  # normalised to a numpy dtype (np.float32 and "float32" are accepted)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(None if d is None else int(d) for d in self.shape))
@@ -344,7 +344,9 @@ class BackendBase:
     def _run(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:  # pragma: no cover
         raise NotImplementedError
 
-    def _submit(self, feed: Dict[str, np.ndarray]) -> "Future[Dict[str, np.ndarray]]":  # pragma: no cover
+    def _submit(  # pragma: no cover
+        self, feed: Dict[str, np.ndarray]
+    ) -> "Future[Dict[str, np.ndarray]]":
         raise NotImplementedError
 
     def _close(self) -> None:  # pragma: no cover

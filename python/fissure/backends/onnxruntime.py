@@ -122,9 +122,10 @@ class OnnxRuntimeBackend(BackendBase):
     ) -> None:
         ort = import_onnxruntime()
         source, fmt = resolve_model_source(model)
+        where = str(source) if isinstance(source, Path) else "<bytes>"
         if fmt != "onnx":
             raise ValueError(
-                f"{source}: onnxruntime reads .onnx models only, not {fmt}; "
+                f"{where}: onnxruntime reads .onnx models only, not {fmt}; "
                 f"use backend='openvino' ({PIP_HINTS['openvino']})"
             )
         if precision not in (None, "f32"):
@@ -168,7 +169,6 @@ class OnnxRuntimeBackend(BackendBase):
         try:
             sess = ort.InferenceSession(src, sess_options=so, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
-            where = source if isinstance(source, Path) else "<bytes>"
             raise ModelLoadError(f"onnxruntime could not load the model {where}: {exc}") from exc
         if dev == "cuda" and CUDA_EP not in sess.get_providers():
             raise RuntimeError(
@@ -178,7 +178,7 @@ class OnnxRuntimeBackend(BackendBase):
         spec = ModelSpec(
             inputs=tuple(_spec(n) for n in sess.get_inputs()),
             outputs=tuple(_spec(n) for n in sess.get_outputs()),
-            source=str(source) if isinstance(source, Path) else "<bytes>",
+            source=where,
         )
         super().__init__(spec)
         self._ort = ort
