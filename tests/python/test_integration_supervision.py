@@ -1,0 +1,224 @@
+"""fissure.integrations.supervision against the installed supervision's own methods."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+sv = pytest.importorskip("supervision")
+
+from supervision.detection.utils.iou_and_nms import OverlapMetric  # noqa: E402
+
+from fissure.integrations.supervision import with_nmm, with_nms  # noqa: E402
+
+try:
+    from supervision.detection.compact_mask import CompactMask
+except ImportError:  # pragma: no cover
+    CompactMask = None
+
+
+def detections(rng, n, *, kind="float", classes=3, dtype=np.float32, extras=True, masks=None):
+    if kind == "int":
+        x1 = rng.integers(0, 40, n)
+        y1 = rng.integers(0, 40, n)
+        wh = rng.integers(1, 12, (n, 2))
+        xyxy = np.stack([x1, y1, x1 + wh[:, 0], y1 + wh[:, 1]], 1)
+        dup = np.flatnonzero(rng.random(n) < 0.1)
+        xyxy[dup[dup > 0]] = xyxy[dup[dup > 0] - 1]
+        conf = rng.choice([0.3, 0.5, 0.5, 0.7, 0.9, 0.9], n)
+    else:
+        m = max(1, n // 3)
+        c = rng.uniform(0, 300, (m, 2))
+        s = rng.uniform(5, 60, m)
+        pick = rng.integers(0, m, n)
+        jit = rng.normal(0, 3, (n, 4))
+        x1 = np.clip(c[pick, 0] - s[pick] / 2 + jit[:, 0], 0, None)
+        y1 = np.clip(c[pick, 1] - s[pick] / 2 + jit[:, 1], 0, None)
+        xyxy = np.stack(
+            [x1, y1, x1 + np.maximum(1, s[pick] + jit[:, 2]), y1 + np.maximum(1, s[pick] + jit[:, 3])],
+            1,
+        )
+        conf = rng.uniform(0.05, 1.0, n)
+        conf[rng.random(n) < 0.15] = 0.5
+    kw = {}
+    if extras:
+        kw = dict(
+            tracker_id=np.arange(n) + 100,
+            data={"feat": rng.normal(size=(n, 2)), "name": [f"d{i}" for i in range(n)]},
+            metadata={"source": "test"},
+        )
+    return sv.Detections(
+        xyxy=xyxy.astype(dtype),
+        confidence=conf.astype(np.float32),
+        class_id=rng.integers(0, classes, n),
+        mask=masks,
+        **kw,
+    )
+
+
+def assert_same(ours, theirs):
+    assert type(ours) is type(theirs)
+    assert ours == theirs
+    assert ours.xyxy.dtype == theirs.xyxy.dtype
+    if theirs.confidence is not None:
+        assert ours.confidence.dtype == theirs.confidence.dtype
+    assert type(ours.mask) is type(theirs.mask)
+    assert sorted(ours.data) == sorted(theirs.data)
+    for k in theirs.data:
+        assert type(ours.data[k]) is type(theirs.data[k])
+
+
+METRICS = [OverlapMetric.IOU, OverlapMetric.IOS]
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("agnostic", [False, True])
+@pytest.mark.parametrize("thr", [0.5, 0.3, 0.0, 1.0])
+def test_box_nms_and_nmm_integer_boxes(rng, metric, agnostic, thr):
+    for _ in range(5):
+        d = detections(rng, int(rng.integers(1, 70)), kind="int")
+        assert_same(with_nms(d, thr, agnostic, metric), d.with_nms(thr, agnostic, metric))
+        assert_same(with_nmm(d, thr, agnostic, metric), d.with_nmm(thr, agnostic, metric))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("agnostic", [False, True])
+def test_box_nms_and_nmm_dtypes(rng, dtype, agnostic):
+    for metric in METRICS:
+        d = detections(rng, 80, kind="int", dtype=dtype)
+        assert_same(with_nms(d, 0.45, agnostic, metric), d.with_nms(0.45, agnostic, metric))
+        assert_same(with_nmm(d, 0.45, agnostic, metric), d.with_nmm(0.45, agnostic, metric))
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("agnostic", [False, True])
+def test_box_float_boxes(rng, metric, agnostic):
+    for _ in range(4):
+        d = detections(rng, 150)
+        for thr in (0.5, 0.45):
+            assert_same(with_nms(d, thr, agnostic, metric), d.with_nms(thr, agnostic, metric))
+            assert_same(with_nmm(d, thr, agnostic, metric), d.with_nmm(thr, agnostic, metric))
+
+
+def test_box_nmm_large_groups_and_string_metric(rng):
+    d = detections(rng, 600, classes=2, extras=False)
+    assert_same(with_nmm(d, 0.1, False, "IOS"), d.with_nmm(0.1, False, OverlapMetric.IOS))
+    assert_same(with_nms(d, 0.1, True, "iou"), d.with_nms(0.1, True, OverlapMetric.IOU))
+
+
+def test_without_optional_fields(rng):
+    d = detections(rng, 50, extras=False)
+    d.class_id = None
+    assert_same(with_nmm(d, 0.5, True), d.with_nmm(0.5, True))
+    assert_same(with_nms(d, 0.5, True), d.with_nms(0.5, True))
+
+
+def test_float32_vs_float64_metric_difference_is_tiny(rng):
+    """supervision rounds a float64 IoU to float32; the engine computes it in float32.
+
+    Near a threshold the two can decide a pair differently. Boxes made to sit right at
+    the threshold show how rare that is: count the rows that differ.
+    """
+    differing = total = 0
+    for _ in range(40):
+        base = rng.uniform(0, 100, 2)
+        w, h = rng.uniform(5, 50, 2)
+        n = 40
+        shift = rng.uniform(0, w, n)  # IoU of each box with the first spans (0, 1]
+        xyxy = np.stack([base[0] + shift, np.full(n, base[1]), base[0] + shift + w,
+                         np.full(n, base[1] + h)], 1)
+        xyxy[0] = [base[0], base[1], base[0] + w, base[1] + h]
+        conf = np.linspace(1, 0.1, n)
+        d = sv.Detections(xyxy=xyxy.astype(np.float32), confidence=conf.astype(np.float32),
+                          class_id=np.zeros(n, int))
+        a, b = with_nms(d, 0.5), d.with_nms(0.5)
+        total += 1
+        differing += int(a != b)
+    assert differing <= 2, f"{differing}/{total} inputs differ"
+
+
+# ---------------------------------------------------------------------------------------
+# masks
+# ---------------------------------------------------------------------------------------
+
+
+def masked(rng, n_obj=8, copies=3, shape=(60, 80), compact=False, classes=2):
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    masks, boxes, conf, cls = [], [], [], []
+    for _ in range(n_obj):
+        cx, cy = rng.uniform(8, w - 8), rng.uniform(8, h - 8)
+        ax, ay = rng.uniform(3, 12, 2)
+        c = int(rng.integers(0, classes))
+        for _ in range(copies):
+            m = ((xx + 0.5 - cx - rng.normal(0, 1)) / ax) ** 2 + (
+                (yy + 0.5 - cy - rng.normal(0, 1)) / ay
+            ) ** 2 <= 1
+            if not m.any():
+                m[int(cy), int(cx)] = True
+            r, q = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+            masks.append(m)
+            boxes.append([q[0], r[0], q[-1], r[-1]])
+            conf.append(rng.choice([0.4, 0.6, 0.6, 0.8, rng.uniform(0.1, 1)]))
+            cls.append(c)
+    masks = np.array(masks)
+    boxes = np.array(boxes, dtype=np.float32)
+    mask = CompactMask.from_dense(masks, boxes, image_shape=shape) if compact else masks
+    n = len(boxes)
+    return sv.Detections(
+        xyxy=boxes, mask=mask, confidence=np.array(conf, np.float32),
+        class_id=np.array(cls), data={"k": np.arange(n)},
+    )
+
+
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("agnostic", [False, True])
+def test_mask_nms_and_nmm(rng, compact, metric, agnostic):
+    if compact and CompactMask is None:
+        pytest.skip("CompactMask needs supervision >= 0.28")
+    for thr in (0.5, 0.2, 0.0):
+        d = masked(rng, compact=compact)
+        assert_same(with_nms(d, thr, agnostic, metric), d.with_nms(thr, agnostic, metric))
+        assert_same(with_nmm(d, thr, agnostic, metric), d.with_nmm(thr, agnostic, metric))
+
+
+@pytest.mark.skipif(CompactMask is None, reason="CompactMask needs supervision >= 0.28")
+def test_mask_float64_counts_on_a_large_canvas(rng):
+    # Above 2**24 pixels supervision counts in float64; CompactMask keeps this cheap.
+    small = masked(rng, n_obj=6, copies=3, shape=(60, 80))
+    shape = (4200, 4100)
+    local = CompactMask.from_dense(small.mask, small.xyxy, image_shape=(60, 80))
+    xyxy = small.xyxy + np.array([3900, 4000, 3900, 4000], np.float32)
+    d = sv.Detections(xyxy=xyxy, mask=local.with_offset(3900, 4000, shape),
+                      confidence=small.confidence, class_id=small.class_id)
+    for metric in METRICS:
+        assert_same(with_nms(d, 0.3, False, metric), d.with_nms(0.3, False, metric))
+        assert_same(with_nmm(d, 0.3, True, metric), d.with_nmm(0.3, True, metric))
+
+
+def test_empty_detections_returned_as_is():
+    d = sv.Detections.empty()
+    assert with_nms(d) is d
+    assert with_nmm(d) is d
+
+
+def test_errors(rng):
+    d = detections(rng, 5)
+    with pytest.raises(TypeError, match="Detections"):
+        with_nms(d.xyxy)
+    with pytest.raises(TypeError, match="Detections"):
+        with_nmm([d])
+    with pytest.raises(ValueError, match="closed range"):
+        with_nms(d, 1.5)
+    with pytest.raises(TypeError, match="threshold"):
+        with_nmm(d, "0.5")
+    with pytest.raises(ValueError, match="overlap_metric"):
+        with_nms(d, 0.5, overlap_metric="GIOU")
+    no_conf = sv.Detections(xyxy=d.xyxy, class_id=d.class_id)
+    with pytest.raises(ValueError, match="confidence"):
+        with_nms(no_conf)
+    no_cls = sv.Detections(xyxy=d.xyxy, confidence=d.confidence)
+    with pytest.raises(ValueError, match="class_id"):
+        with_nmm(no_cls)
+    assert len(with_nmm(no_cls, class_agnostic=True)) >= 1
