@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file merge_grid.hpp
+/// @brief The spatial index behind the merge algorithms: a multi-level uniform grid over
+///        axis-aligned rectangles with lazy deletion.
+///
+/// Every rectangle is stored once, in the cell holding its top-left corner, on the finest
+/// level whose cells are at least twice its larger side. A query on level L therefore only
+/// visits the cells from one left of / above the query's top-left corner to the cell of its
+/// bottom-right corner. Killed rectangles stay in their cell until a query next walks it,
+/// which swaps them out (O(1) each), so crowded inputs shrink the index as they are
+/// processed. A level whose live count is 0 is skipped; a level where the query would span
+/// more cells than the level has non-empty ones walks its non-empty list instead.
+///
+/// Memory: O(m) entries plus at most ~2.7 m + 48 cells. Build: O(m) after an O(m) median.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "fissure/common.hpp"
+
+namespace fissure::detail {
+
+class LiveGrid {
+public:
+    /// @param rects 4 * m doubles x1, y1, x2, y2 (x2 >= x1, y2 >= y1, finite); must outlive
+    ///        the grid. Every rectangle starts live.
+    void build(const double* rects, index_t m) {
+        rects_ = rects;
+        m_ = m;
+        alive_.assign(static_cast<size_t>(m), 1);
+        level_of_.assign(static_cast<size_t>(m), 0);
+        levels_.clear();
+        entries_.clear();
+        if (m == 0) return;
+
+        double minx = rects[0], miny = rects[1], maxx = rects[0], maxy = rects[1];
+        std::vector<double> sizes(static_cast<size_t>(m));
+        double max_size = 0;
+        for (index_t r = 0; r < m; ++r) {
+            const double* R = rects + 4 * r;
+            minx = std::min(minx, R[0]);
+            miny = std::min(miny, R[1]);
+            maxx = std::max(maxx, R[0]);
+            maxy = std::max(maxy, R[1]);
+            const double s = std::max(R[2] - R[0], R[3] - R[1]);
+            sizes[static_cast<size_t>(r)] = s;
+            max_size = std::max(max_size, s);
+        }
+        minx_ = minx;
+        miny_ = miny;
+        const double W = maxx - minx, H = maxy - miny;
+
+        // Base cell: twice the median size, so that the median box lives on level 0...
+        std::vector<double> tmp(sizes);
+        auto mid = tmp.begin() + static_cast<std::ptrdiff_t>(tmp.size() / 2);
+        std::nth_element(tmp.begin(), mid, tmp.end());
+        double c0 = 2.0 * *mid;
+        if (!(c0 > 0)) c0 = std::max({W, H, 1.0}) / std::sqrt(static_cast<double>(m));
+        if (!(c0 > 0) || !std::isfinite(c0)) c0 = 1.0;
+        // ...but never more than about 2m cells on level 0.
+        const double cell_limit = 2.0 * static_cast<double>(m) + 16.0;
+        auto cells_at = [&](double c) { return (std::floor(W / c) + 1.0) * (std::floor(H / c) + 1.0); };
+        if (cells_at(c0) > cell_limit) {
+            c0 = std::max(c0, std::sqrt(W * H / static_cast<double>(m)));
+            while (cells_at(c0) > cell_limit) c0 *= 1.25;
+        }
+
+        // Level of each rectangle: the finest with size <= cell / 2.
+        int n_levels = 1;
+        bool catch_all = false;
+        for (index_t r = 0; r < m; ++r) {
+            const double s = sizes[static_cast<size_t>(r)];
+            int L = 0;
+            double c = c0;
+            while (s > 0.5 * c && L < kMaxLevels - 1) {
+                c *= 2.0;
+                ++L;
+            }
+            if (s > 0.5 * c) catch_all = true;  // only possible on the last level
+            level_of_[static_cast<size_t>(r)] = static_cast<std::uint8_t>(L);
+            n_levels = std::max(n_levels, L + 1);
+        }
+
+        levels_.resize(static_cast<size_t>(n_levels));
+        index_t total_cells = 0;
+        for (int L = 0; L < n_levels; ++L) {
+            Level& lv = levels_[static_cast<size_t>(L)];
+            lv.cell = std::ldexp(c0, L);
+            lv.catch_all = catch_all && L == kMaxLevels - 1;
+            if (lv.catch_all) {
+                lv.nx = lv.ny = 1;
+            } else {
+                lv.nx = static_cast<index_t>(std::floor(W / lv.cell)) + 1;
+                lv.ny = static_cast<index_t>(std::floor(H / lv.cell)) + 1;
+            }
+            lv.base = total_cells;
+            total_cells += lv.nx * lv.ny;
+        }
+
+        // Counting sort of (level, cell) -> entries, rank order inside each cell.
+        std::vector<index_t> cell_of(static_cast<size_t>(m));
+        std::vector<index_t> count(static_cast<size_t>(total_cells) + 1, 0);
+        for (index_t r = 0; r < m; ++r) {
+            Level& lv = levels_[level_of_[static_cast<size_t>(r)]];
+            const double* R = rects + 4 * r;
+            index_t cid = 0;
+            if (!lv.catch_all) {
+                const index_t cx = clamp_floor((R[0] - minx_) / lv.cell, lv.nx);
+                const index_t cy = clamp_floor((R[1] - miny_) / lv.cell, lv.ny);
+                cid = cy * lv.nx + cx;
+            }
+            cell_of[static_cast<size_t>(r)] = lv.base + cid;
+            ++count[static_cast<size_t>(lv.base + cid) + 1];
+            ++lv.alive;
+        }
+        for (index_t c = 0; c < total_cells; ++c) count[c + 1] += count[c];
+        start_.assign(count.begin(), count.end() - 1);
+        end_.assign(count.begin() + 1, count.end());
+        entries_.resize(static_cast<size_t>(m));
+        {
+            std::vector<index_t> fill(start_);
+            for (index_t r = 0; r < m; ++r) entries_[fill[cell_of[r]]++] = r;
+        }
+        for (auto& lv : levels_) {
+            const index_t ncell = lv.nx * lv.ny;
+            for (index_t c = 0; c < ncell; ++c)
+                if (end_[lv.base + c] > start_[lv.base + c]) lv.nonempty.push_back(c);
+        }
+    }
+
+    index_t size() const { return m_; }
+    bool alive(index_t r) const { return alive_[static_cast<size_t>(r)] != 0; }
+
+    /// Removes r from every later query (lazily). Idempotent.
+    void kill(index_t r) {
+        auto& a = alive_[static_cast<size_t>(r)];
+        if (a) {
+            a = 0;
+            --levels_[level_of_[static_cast<size_t>(r)]].alive;
+        }
+    }
+
+    /// Calls visit(r) for every live r whose rectangle meets q (closed intervals), once each,
+    /// in no particular order. visit may kill any rectangle.
+    template <class F>
+    void query(const double* q, F&& visit) {
+        for (Level& lv : levels_) {
+            if (lv.alive == 0) continue;
+            if (lv.catch_all) {
+                scan_cell(lv.base, q, visit);
+                continue;
+            }
+            const double fx1 = (q[0] - minx_) / lv.cell, fx2 = (q[2] - minx_) / lv.cell;
+            const double fy1 = (q[1] - miny_) / lv.cell, fy2 = (q[3] - miny_) / lv.cell;
+            if (fx2 < 0 || fy2 < 0) continue;
+            const index_t x_hi = clamp_floor(fx2, lv.nx), y_hi = clamp_floor(fy2, lv.ny);
+            const index_t x_lo = std::max<index_t>(0, clamp_floor(fx1, lv.nx) - 1);
+            const index_t y_lo = std::max<index_t>(0, clamp_floor(fy1, lv.ny) - 1);
+            if (x_lo > x_hi || y_lo > y_hi) continue;
+            const index_t span = (x_hi - x_lo + 1) * (y_hi - y_lo + 1);
+            if (span <= static_cast<index_t>(lv.nonempty.size())) {
+                for (index_t cy = y_lo; cy <= y_hi; ++cy) {
+                    const index_t row = lv.base + cy * lv.nx;
+                    for (index_t cx = x_lo; cx <= x_hi; ++cx) scan_cell(row + cx, q, visit);
+                }
+            } else {
+                auto& ne = lv.nonempty;
+                for (size_t k = 0; k < ne.size();) {
+                    const index_t c = ne[k];
+                    const index_t cx = c % lv.nx, cy = c / lv.nx;
+                    if (cx >= x_lo && cx <= x_hi && cy >= y_lo && cy <= y_hi)
+                        scan_cell(lv.base + c, q, visit);
+                    if (end_[lv.base + c] == start_[lv.base + c]) {
+                        ne[k] = ne.back();
+                        ne.pop_back();
+                        continue;
+                    }
+                    ++k;
+                }
+            }
+        }
+    }
+
+private:
+    static constexpr int kMaxLevels = 48;
+
+    struct Level {
+        double cell = 1;
+        index_t nx = 1, ny = 1;
+        index_t base = 0;  ///< first global cell id
+        bool catch_all = false;
+        index_t alive = 0;
+        std::vector<index_t> nonempty;  ///< local cell ids, may hold cells emptied since
+    };
+
+    static index_t clamp_floor(double f, index_t n) {
+        if (!(f >= 0)) return 0;
+        if (f >= static_cast<double>(n - 1)) return n - 1;
+        return static_cast<index_t>(f);
+    }
+
+    template <class F>
+    void scan_cell(index_t c, const double* q, F& visit) {
+        index_t b = start_[c], e = end_[c];
+        while (b < e) {
+            const index_t r = entries_[b];
+            if (!alive_[static_cast<size_t>(r)]) {
+                entries_[b] = entries_[--e];
+                continue;
+            }
+            const double* R = rects_ + 4 * r;
+            if (R[0] <= q[2] && R[2] >= q[0] && R[1] <= q[3] && R[3] >= q[1]) visit(r);
+            ++b;
+        }
+        end_[c] = e;
+    }
+
+    const double* rects_ = nullptr;
+    index_t m_ = 0;
+    double minx_ = 0, miny_ = 0;
+    std::vector<std::uint8_t> alive_;
+    std::vector<std::uint8_t> level_of_;
+    std::vector<Level> levels_;
+    std::vector<index_t> start_, end_, entries_;
+};
+
+}  // namespace fissure::detail
