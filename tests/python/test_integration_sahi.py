@@ -173,6 +173,15 @@ def test_threshold_zero_matches_everything(rng, name):
         assert_same(run_ours(name, preds, 0.0, "IOU", agnostic), expected, preds)
 
 
+@pytest.mark.parametrize("thr", [-0.5, 1.5])
+def test_thresholds_outside_0_1(rng, thr):
+    preds = _preds(*integer_case(rng, 40))
+    for name in ("NMS", "GREEDYNMM", "NMM"):
+        for agnostic in (False, True):
+            expected = run_sahi(name, preds, thr, "IOU", agnostic, "numpy")
+            assert_same(run_ours(name, preds, thr, "IOU", agnostic), expected, preds)
+
+
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("name,metric", [("NMS", "IOU"), ("GREEDYNMM", "IOS"), ("NMM", "IOS")])
 def test_large_input_sparse_paths(rng, backend, name, metric):

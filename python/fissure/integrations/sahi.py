@@ -93,7 +93,7 @@ class _Arrays:
     re-check and merge arithmetic use.
     """
 
-    __slots__ = ("boxes32", "boxes64", "categories", "scores32", "scores64")
+    __slots__ = ("boxes32", "boxes64", "categories", "has_mask", "scores32", "scores64")
 
     def __init__(self, preds: list[Any]) -> None:
         n = len(preds)
@@ -102,6 +102,7 @@ class _Arrays:
         self.categories = np.array([p.category.id for p in preds], dtype=np.int64).reshape(n)
         self.boxes32 = self.boxes64.astype(np.float32)
         self.scores32 = self.scores64.astype(np.float32)
+        self.has_mask = np.array([p.mask is not None for p in preds], dtype=bool).reshape(n)
 
 
 class _FissurePostprocess(_SahiBase):  # type: ignore[misc]
@@ -129,8 +130,14 @@ class _FissurePostprocess(_SahiBase):  # type: ignore[misc]
         self.num_threads = num_threads
 
     def _engine_kwargs(self) -> dict[str, Any]:
+        thr, match = self.match_threshold, "ge"
+        if thr < 0:  # SAHI: every pair matches, as at 0
+            thr = 0.0
+        elif thr > 1:  # SAHI: no pair matches (a metric never exceeds 1)
+            thr, match = 1.0, "gt"
         return {
-            "threshold": self.match_threshold,
+            "threshold": thr,
+            "match": match,
             "metric": _METRICS[self.match_metric],
             "class_agnostic": self.class_agnostic,
             "num_threads": self.num_threads,
@@ -238,8 +245,8 @@ def _fold_groups(
     run_score = a.scores64[keepers].copy()
     score_member = keepers.copy()
     category_member = keepers.copy()
-    has_mask = getattr(a, "has_mask", None)
-    with_mask = has_mask[keepers].copy() if has_mask is not None else np.zeros(m, dtype=bool)
+    has_mask = a.has_mask
+    with_mask = has_mask[keepers].copy()
     merged = np.zeros(members.size, dtype=bool)
     merged[starts] = True
     if m:
@@ -265,8 +272,7 @@ def _fold_groups(
             higher = s > run_score[g]
             score_member[g[higher]] = cand[higher]
             run_score[g] = np.maximum(run_score[g], s)
-            if has_mask is not None:
-                with_mask[g] &= has_mask[cand]
+            with_mask[g] &= has_mask[cand]
     return _Folded(cur, merged, score_member, category_member, with_mask)
 
 
@@ -313,34 +319,38 @@ def _merged_segmentation(
 def _build_outputs(
     preds: list[Any], a: _Arrays, offsets: np.ndarray, members: np.ndarray, f: _Folded
 ) -> list[Any]:
-    merged_count = np.add.reduceat(f.merged, offsets[:-1]) if members.size else np.zeros(0)
+    starts = offsets[:-1]
+    merged_count = (
+        np.add.reduceat(f.merged, starts).tolist() if members.size else [0] * starts.size
+    )
+    keepers = members[starts].tolist()
+    category_member = f.category_member.tolist()
+    score_member = f.score_member.tolist()
+    with_mask = f.with_mask.tolist()
+    boxes = f.boxes.tolist()
     out: list[Any] = []
-    for g in range(offsets.size - 1):
-        keeper = preds[int(members[offsets[g]])]
+    for g, keeper_index in enumerate(keepers):
+        keeper = preds[keeper_index]
         if merged_count[g] <= 1:
-            out.append(keeper)
+            out.append(keeper)  # nothing merged: SAHI hands back the same object
             continue
-        cat = preds[int(f.category_member[g])].category
-        score = preds[int(f.score_member[g])].score.value
+        cat = preds[category_member[g]].category
         segmentation: Optional[list[list[int]]] = None
         full_shape = None
-        if keeper.mask is not None and all(
-            preds[int(i)].mask is not None
-            for i in members[offsets[g] : offsets[g + 1]][f.merged[offsets[g] : offsets[g + 1]]]
-        ):
+        if with_mask[g]:
             full_shape = keeper.mask.full_shape
-            idx = members[offsets[g] : offsets[g + 1]][f.merged[offsets[g] : offsets[g + 1]]]
+            lo, hi = int(offsets[g]), int(offsets[g + 1])
+            idx = members[lo:hi][f.merged[lo:hi]]
             segmentation = _merged_segmentation(preds, idx, (full_shape[0], full_shape[1]))
             if not segmentation:  # SAHI would raise on an empty union; keep the box instead
                 segmentation, full_shape = None, None
-        box = f.boxes[g]
         out.append(
             ObjectPrediction(
-                bbox=[float(v) for v in box],
+                bbox=boxes[g],
                 category_id=cat.id,
                 category_name=cat.name,
                 segmentation=segmentation,
-                score=score,
+                score=preds[score_member[g]].score.value,
                 shift_amount=list(keeper.bbox.shift_amount),
                 full_shape=full_shape,
             )

@@ -53,6 +53,7 @@ except ImportError:  # pragma: no cover - supervision < 0.28
     CompactMask = None  # type: ignore[assignment,misc]
 
 import fissure
+from fissure.masks import BoxMasks
 
 __all__ = ["with_nmm", "with_nms"]
 
@@ -131,6 +132,32 @@ def _gt_rule(threshold: float) -> tuple[float, str]:
     return (f, "ge") if f > threshold else (f, "gt")
 
 
+def _mask_gt_rule(threshold: float, image_shape: tuple[int, int]) -> tuple[float, str]:
+    """Engine (threshold, match) equal to supervision's mask-NMS test ``ratio > threshold``.
+
+    The engine computes mask overlaps in float64 from exact pixel counts and compares them
+    with the float64 threshold. supervision counts in float64 above 2**24 pixels per image
+    (the same test), but in float32 up to that: ``float32(x) > t``. Rounding is monotonic,
+    so that is ``x`` beyond the midpoint between two neighbouring float32 values, the tie
+    going to the even one; a ratio of pixel counts is never within a float64 rounding
+    error of such a midpoint unless equal to it, so the float64 test on the midpoint is
+    exact.
+    """
+    h, w = image_shape
+    if h * w > 2**24:
+        return threshold, "gt"
+    if threshold >= 1.0:
+        return 1.0, "gt"  # a ratio never exceeds 1
+    f = np.float32(threshold)
+    if float(f) <= threshold:  # float32(x) > t  <=>  float32(x) >= next float32 above f
+        lo, hi = f, np.nextafter(f, np.float32(2))
+    else:  # float32(x) > t  <=>  float32(x) >= f
+        lo, hi = np.nextafter(f, np.float32(-1)), f
+    mid = (float(lo) + float(hi)) / 2
+    hi_even = (int(np.asarray(hi).view(np.uint32)) & 1) == 0
+    return mid, "ge" if hi_even else "gt"
+
+
 # ---------------------------------------------------------------------------------------
 # with_nms
 # ---------------------------------------------------------------------------------------
@@ -179,22 +206,25 @@ def with_nms(
     scores = np.asarray(detections.confidence).astype(dtype)
     n = len(detections)
     keep = np.zeros(n, dtype=bool)
+    masks = None
     if detections.mask is not None:
-        crops = _Crops.from_mask(detections.mask)
-        kept = _mask_nms(crops, order, class_ids, t, metric)
+        masks = BoxMasks.from_supervision(detections.mask, num_threads=num_threads)
+        thr, match = _mask_gt_rule(t, masks.image_shape)
     else:
         thr, match = _gt_rule(t)
-        kept = fissure.nms(
-            np.asarray(detections.xyxy).astype(dtype),
-            scores,
-            _engine_class_ids(class_ids),
-            threshold=thr,
-            metric=metric,
-            match=match,
-            order=order,
-            class_agnostic=class_agnostic,
-            num_threads=num_threads,
-        )
+    kept = fissure.nms(
+        np.asarray(detections.xyxy).astype(dtype),
+        scores,
+        _engine_class_ids(class_ids),
+        threshold=thr,
+        metric=metric,
+        match=match,
+        order=order,
+        class_agnostic=class_agnostic,
+        masks=masks,
+        mask_metric=masks is not None,
+        num_threads=num_threads,
+    )
     keep[np.asarray(kept, dtype=np.int64)] = True
     return detections[keep]
 
@@ -256,7 +286,7 @@ def with_nmm(
     order = _per_class_order(scores, cls_col)
     crops = None
     if detections.mask is not None:
-        crops = _Crops.from_mask(detections.mask)
+        crops = _Crops(BoxMasks.from_supervision(detections.mask, num_threads=num_threads))
         offsets, members = _mask_nmm_groups(crops, order, cls_col, t, metric)
     else:
         res = fissure.greedy_nmm(
@@ -328,7 +358,7 @@ def _merge_groups(
     out.confidence = conf
     if d.mask is not None:
         assert crops is not None
-        out.mask = _merged_masks(d.mask, crops, out.mask, offsets, members, multi)
+        out.mask = _merged_masks(d.mask, crops, offsets, members, multi)
     return out
 
 
@@ -338,45 +368,22 @@ def _merge_groups(
 
 
 class _Crops:
-    """Box-local view of supervision masks: tight crop ``i`` at ``[y0:y1, x0:x1]``."""
+    """Box-local crops of a ``BoxMasks``: crop ``i`` covers ``[y0:y1, x0:x1]`` (views)."""
 
     __slots__ = ("area", "crops", "image_shape", "x0", "x1", "y0", "y1")
 
-    def __init__(self, crops: list[np.ndarray], x0: np.ndarray, y0: np.ndarray,
-                 image_shape: tuple[int, int]) -> None:
-        self.crops = crops
-        self.x0 = x0.astype(np.int64)
-        self.y0 = y0.astype(np.int64)
-        self.x1 = self.x0 + np.array([c.shape[1] for c in crops], dtype=np.int64)
-        self.y1 = self.y0 + np.array([c.shape[0] for c in crops], dtype=np.int64)
-        self.area = np.array([int(np.count_nonzero(c)) for c in crops], dtype=np.int64)
-        self.image_shape = image_shape
-
-    @classmethod
-    def from_mask(cls, mask: Any) -> _Crops:
-        if CompactMask is not None and isinstance(mask, CompactMask):
-            offs = np.asarray(mask.offsets, dtype=np.int64).reshape(-1, 2)
-            crops = [np.asarray(mask.crop(i), dtype=bool) for i in range(len(mask))]
-            return cls(crops, offs[:, 0], offs[:, 1], tuple(mask.image_shape))
-        m = np.asarray(mask)
-        if m.ndim != 3:
-            raise ValueError(f"mask: expected an (N, H, W) array, got shape {m.shape}")
-        m = m.astype(bool, copy=False)
-        rows = m.any(axis=2)
-        cols = m.any(axis=1)
-        crops, x0, y0 = [], [], []
-        for i in range(m.shape[0]):
-            r = np.flatnonzero(rows[i])
-            c = np.flatnonzero(cols[i])
-            if r.size == 0:
-                crops.append(np.zeros((0, 0), dtype=bool))
-                x0.append(0)
-                y0.append(0)
-                continue
-            crops.append(m[i, r[0] : r[-1] + 1, c[0] : c[-1] + 1])
-            x0.append(c[0])
-            y0.append(r[0])
-        return cls(crops, np.asarray(x0), np.asarray(y0), (m.shape[1], m.shape[2]))
+    def __init__(self, bm: BoxMasks) -> None:
+        r = bm.regions.astype(np.int64)
+        self.x0, self.y0 = r[:, 0], r[:, 1]
+        self.x1, self.y1 = r[:, 0] + r[:, 2], r[:, 1] + r[:, 3]
+        o = bm.offsets
+        data = bm.data.view(bool)
+        self.crops = [
+            data[o[i] : o[i + 1]].reshape(int(r[i, 3]), int(r[i, 2])) for i in range(len(bm))
+        ]
+        self.area = bm.areas()
+        assert bm.image_shape is not None
+        self.image_shape = bm.image_shape
 
     def count_dtype(self) -> type:
         """supervision counts pixels in float32 up to 2**24 pixels per image, else float64."""
@@ -408,36 +415,6 @@ def _ratio(inter: np.ndarray, area_a: np.ndarray, area_b: np.ndarray, metric: st
     out = np.zeros(i.shape, dtype=dtype)
     np.divide(i, denom, out=out, where=denom != 0)
     return out.astype(np.float64)
-
-
-def _mask_nms(crops: _Crops, order: np.ndarray, class_ids: Optional[np.ndarray],
-              threshold: float, metric: str) -> np.ndarray:
-    """supervision's ``mask_non_max_suppression`` on crops: suppress when overlap > thr."""
-    n = order.size
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    cats = np.zeros(n) if class_ids is None else class_ids.astype(np.float64)
-    suppressed = np.zeros(n, dtype=bool)
-    kept = []
-    dtype = crops.count_dtype()
-    for i in order.tolist():
-        if suppressed[i]:
-            continue
-        kept.append(i)
-        # Later, unsuppressed, same-class masks whose crops touch crop i.
-        cand = np.flatnonzero(
-            (rank > rank[i]) & ~suppressed & (cats == cats[i])
-            & (crops.x0 < crops.x1[i]) & (crops.x1 > crops.x0[i])
-            & (crops.y0 < crops.y1[i]) & (crops.y1 > crops.y0[i])
-        )
-        if cand.size == 0:
-            continue
-        ci = crops.crops[i]
-        x0, y0 = int(crops.x0[i]), int(crops.y0[i])
-        inter = np.array([crops.intersection(int(j), ci, x0, y0) for j in cand], dtype=np.int64)
-        r = _ratio(inter, np.full(cand.size, crops.area[i]), crops.area[cand], metric, dtype)
-        suppressed[cand[r > threshold]] = True
-    return np.asarray(kept, dtype=np.int64)
 
 
 def _mask_nmm_groups(crops: _Crops, order: np.ndarray, cls_col: Optional[np.ndarray],
@@ -513,36 +490,27 @@ def _grow(canvas: np.ndarray, cx0: int, cy0: int, crops: _Crops,
     return out, nx0, ny0
 
 
-def _merged_masks(mask_in: Any, crops: _Crops, mask_out: Any, offsets: np.ndarray,
-                  members: np.ndarray, multi: np.ndarray) -> Any:
-    """Output masks: keepers' masks with every merged group's OR written over them."""
-    unions = []
+def _merged_masks(mask_in: Any, crops: _Crops, offsets: np.ndarray, members: np.ndarray,
+                  multi: np.ndarray) -> Any:
+    """Output masks: the keeper's mask per group, the OR of the members where merged."""
+    keepers = members[offsets[:-1]].tolist()
+    regions = np.zeros((len(keepers), 4), dtype=np.int64)
+    bitmaps: list[np.ndarray] = []
+    for g, k in enumerate(keepers):
+        c = crops.crops[k]
+        regions[g] = (crops.x0[k], crops.y0[k], c.shape[1], c.shape[0])
+        bitmaps.append(c)
     for g in multi.tolist():
         idx = members[offsets[g] : offsets[g + 1]].tolist()
-        first = idx[0]
-        canvas, x0, y0 = crops.crops[first], int(crops.x0[first]), int(crops.y0[first])
-        if canvas.size == 0:
-            canvas, x0, y0 = np.zeros((0, 0), dtype=bool), 0, 0
-            nonempty = [j for j in idx if crops.crops[j].size]
-            if nonempty:
-                j0 = nonempty[0]
-                canvas, x0, y0 = crops.crops[j0], int(crops.x0[j0]), int(crops.y0[j0])
-        canvas, x0, y0 = _grow(canvas.copy(), x0, y0, crops, idx[1:])
-        unions.append((g, canvas, x0, y0))
+        nonempty = [j for j in idx if crops.crops[j].size]
+        if not nonempty:
+            continue
+        j0 = nonempty[0]
+        canvas, x0, y0 = _grow(crops.crops[j0].copy(), int(crops.x0[j0]), int(crops.y0[j0]),
+                               crops, nonempty[1:])
+        regions[g] = (x0, y0, canvas.shape[1], canvas.shape[0])
+        bitmaps[g] = canvas
+    out = BoxMasks.from_crops(regions, bitmaps, crops.image_shape, regions=True)
     if CompactMask is not None and isinstance(mask_in, CompactMask):
-        h, w = crops.image_shape
-        parts = [mask_out[[i]] for i in range(len(mask_out))]
-        for g, canvas, x0, y0 in unions:
-            if canvas.size == 0:
-                continue
-            ch, cw = canvas.shape
-            local = CompactMask.from_dense(
-                canvas[None], np.array([[0, 0, cw - 1, ch - 1]], dtype=np.float32), (ch, cw)
-            )
-            parts[g] = local.with_offset(x0, y0, (h, w))
-        return CompactMask.merge(parts)
-    out = np.asarray(mask_out).astype(bool, copy=True)
-    for g, canvas, x0, y0 in unions:
-        ch, cw = canvas.shape
-        out[g, y0 : y0 + ch, x0 : x0 + cw] |= canvas
-    return out
+        return out.to_supervision(crops.image_shape)
+    return out.to_full(crops.image_shape)
