@@ -137,24 +137,34 @@ std::vector<std::vector<index_t>> make_partitions(const Problem& P) {
 
 // SAHI's `np.lexsort((y2, x2, y1, x1, -scores))`: score desc, then x1, y1, x2, y2 asc, then
 // index asc (lexsort is stable and the partition is in index order).
-bool sahi_before(const Problem& P, index_t a, index_t b) {
-    const float sa = P.scores[a], sb = P.scores[b];
-    if (sa != sb) return sa > sb;
-    const float* A = P.boxes[a];
-    const float* B = P.boxes[b];
-    for (int k = 0; k < 4; ++k)
-        if (A[k] != B[k]) return A[k] < B[k];
-    return a < b;
-}
+// Sorting packed keys keeps the comparisons in cache (an index sort would gather).
+struct SortKey {
+    float score, x1, y1, x2, y2;
+    index_t i;
+};
 
 void sort_partition(const Problem& P, std::vector<index_t>& idx) {
     if (!P.rank_of.empty()) {
-        std::sort(idx.begin(), idx.end(), [&](index_t a, index_t b) {
-            return P.rank_of[static_cast<size_t>(a)] < P.rank_of[static_cast<size_t>(b)];
-        });
-    } else {
-        std::sort(idx.begin(), idx.end(), [&](index_t a, index_t b) { return sahi_before(P, a, b); });
+        std::vector<std::pair<index_t, index_t>> keyed(idx.size());
+        for (size_t k = 0; k < idx.size(); ++k) keyed[k] = {P.rank_of[static_cast<size_t>(idx[k])], idx[k]};
+        std::sort(keyed.begin(), keyed.end());
+        for (size_t k = 0; k < idx.size(); ++k) idx[k] = keyed[k].second;
+        return;
     }
+    std::vector<SortKey> keys(idx.size());
+    for (size_t k = 0; k < idx.size(); ++k) {
+        const float* b = P.boxes[idx[k]];
+        keys[k] = SortKey{P.scores[idx[k]], b[0], b[1], b[2], b[3], idx[k]};
+    }
+    std::sort(keys.begin(), keys.end(), [](const SortKey& a, const SortKey& b) {
+        if (a.score != b.score) return a.score > b.score;
+        if (a.x1 != b.x1) return a.x1 < b.x1;
+        if (a.y1 != b.y1) return a.y1 < b.y1;
+        if (a.x2 != b.x2) return a.x2 < b.x2;
+        if (a.y2 != b.y2) return a.y2 < b.y2;
+        return a.i < b.i;
+    });
+    for (size_t k = 0; k < idx.size(); ++k) idx[k] = keys[k].i;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -191,13 +201,18 @@ struct Local {
         }
     }
 
-    bool pass32(float v) const { return P->opt.match == MatchRule::GE ? v >= P->thr32 : v > P->thr32; }
+    // GE as SAHI's numpy: the float32 matrix against float32(threshold) (NEP 50). GT as
+    // supervision and torchvision: the float32 metric against the float64 threshold.
+    bool pass32(float v) const {
+        return P->opt.match == MatchRule::GE ? v >= P->thr32 : static_cast<double>(v) > P->opt.threshold;
+    }
     bool pass64(double v) const {
         return P->opt.match == MatchRule::GE ? v >= P->opt.threshold : v > P->opt.threshold;
     }
 
-    // Selection test between the querying box i and a candidate j (SAHI: matrix[i, j]).
-    bool matches(index_t i, index_t j) const {
+    // Selection test between the querying box i and a candidate j (SAHI: matrix[i, j]);
+    // jb is j's box when the caller has it at hand (the grid's copy, exact in box mode).
+    bool matches(index_t i, index_t j, const float* jb = nullptr) const {
         if (P->use_masks_metric) {
             const index_t gi = g[i], gj = g[j];
             const std::int64_t inter = mask_intersection(*P->opt.masks, gi, gj);
@@ -206,7 +221,8 @@ struct Local {
             const double v = den > 0 ? static_cast<double>(inter) / static_cast<double>(den) : 0.0;
             return pass64(v);
         }
-        return pass32(box_metric32(&box[4 * i], area[i], &box[4 * j], area[j], P->opt.metric));
+        if (!jb) jb = &box[4 * j];
+        return pass32(box_metric32(&box[4 * i], area[i], jb, box_area32(jb), P->opt.metric));
     }
 
     // SAHI's `dominates[i, j]`: j scores lower, or equal and coords(j) <= coords(i).
@@ -251,8 +267,8 @@ std::vector<index_t> nms_partition(const Problem& P, std::vector<index_t> order)
         if (!grid.alive(r)) continue;
         kept.push_back(L.g[r]);
         grid.kill(r);
-        grid.query(L.rect_of(r), [&](index_t s) {
-            if (L.matches(r, s)) grid.kill(s);
+        grid.query(L.rect_of(r), [&](index_t s, const float* sb) {
+            if (L.matches(r, s, sb)) grid.kill(s);
         });
     }
     return kept;
@@ -278,8 +294,8 @@ Groups greedy_partition(const Problem& P, std::vector<index_t> order) {
         if (!grid.alive(r)) continue;
         grid.kill(r);
         cand.clear();
-        grid.query(L.rect_of(r), [&](index_t s) {
-            if (L.matches(r, s)) {
+        grid.query(L.rect_of(r), [&](index_t s, const float* sb) {
+            if (L.matches(r, s, sb)) {
                 cand.push_back(s);
                 grid.kill(s);
             }
@@ -412,8 +428,8 @@ Groups nmm_partition(const Problem& P, std::vector<index_t> order) {
         }
         const index_t grp = grp_of[keeper_of[r]];
         cand.clear();
-        grid.query(L.rect_of(r), [&](index_t s) {
-            if (L.dominates(r, s) && L.matches(r, s)) cand.push_back(s);
+        grid.query(L.rect_of(r), [&](index_t s, const float* sb) {
+            if (L.matches(r, s, sb) && L.dominates(r, s)) cand.push_back(s);
         });
         // np.where over the row: ascending index (the partition is in index order).
         std::sort(cand.begin(), cand.end(), [&](index_t a, index_t b) { return L.g[a] < L.g[b]; });

@@ -263,7 +263,9 @@ def random_full_masks(rng: np.random.Generator, n: int, H: int, W: int, kinds=KI
         elif kind == "blob":
             yy, xx = np.mgrid[0:h, 0:w]
             cy, cx = (h - 1) / 2, (w - 1) / 2
-            out[i, y0:y1, x0:x1] = ((yy - cy) / max(h / 2, 0.5)) ** 2 + ((xx - cx) / max(w / 2, 0.5)) ** 2 <= 1
+            out[i, y0:y1, x0:x1] = ((yy - cy) / max(h / 2, 0.5)) ** 2 + (
+                (xx - cx) / max(w / 2, 0.5)
+            ) ** 2 <= 1
         else:  # stripes
             period = int(rng.integers(1, 4))
             out[i, y0:y1, x0:x1] = (np.arange(h)[:, None] // period + np.arange(w)) % 2 == 0

@@ -138,8 +138,7 @@ def _require_cv2() -> Any:
         import cv2
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "polygon conversions need OpenCV: pip install opencv-python-headless "
-            "(or fissure[cv])"
+            "polygon conversions need OpenCV: pip install opencv-python-headless (or fissure[cv])"
         ) from e
     return cv2
 
@@ -171,7 +170,9 @@ def _normalise_counts(counts: Any, i: int) -> Union[bytes, np.ndarray]:
 def _check_rle_size(rle: Any, i: int, shape: Optional[tuple[int, int]]) -> tuple[int, int]:
     """Checks one COCO RLE dict's keys and size against the shape so far; returns the shape."""
     if not isinstance(rle, Mapping):
-        raise TypeError(f"rles[{i}]: expected a dict with 'size' and 'counts', got {type(rle).__name__}")
+        raise TypeError(
+            f"rles[{i}]: expected a dict with 'size' and 'counts', got {type(rle).__name__}"
+        )
     if "size" not in rle or "counts" not in rle:
         raise ValueError(f"rles[{i}]: expected keys 'size' and 'counts', got {sorted(rle)}")
     size = rle["size"]
@@ -182,7 +183,9 @@ def _check_rle_size(rle: Any, i: int, shape: Optional[tuple[int, int]]) -> tuple
     if len(size) != 2:
         raise ValueError(f"rles[{i}]['size']: expected [height, width], got {list(size)}")
     if shape is not None and size_t != shape:
-        raise ValueError(f"rles[{i}]['size']: expected {list(shape)} like the others, got {list(size_t)}")
+        raise ValueError(
+            f"rles[{i}]['size']: expected {list(shape)} like the others, got {list(size_t)}"
+        )
     return size_t
 
 
@@ -247,7 +250,8 @@ class BoxMasks:
             raise ValueError("offsets: expected offsets[0] == 0 and offsets[i+1]-offsets[i] == w*h")
         if self.offsets[-1] != self.data.size:
             raise ValueError(
-                f"data: expected {int(self.offsets[-1])} bytes for these regions, got {self.data.size}"
+                f"data: expected {int(self.offsets[-1])} bytes for these regions, "
+                f"got {self.data.size}"
             )
         if self.data.size and self.data.max() > 1:
             raise ValueError("data: expected 0/1 values")
@@ -292,9 +296,7 @@ class BoxMasks:
         return int(self.regions.shape[0])
 
     def __repr__(self) -> str:
-        return (
-            f"BoxMasks(n={len(self)}, bytes={self.data.size}, image_shape={self.image_shape})"
-        )
+        return f"BoxMasks(n={len(self)}, bytes={self.data.size}, image_shape={self.image_shape})"
 
     def mask(self, i: int) -> np.ndarray:
         """Bitmap ``i`` as an (h, w) bool array (a copy)."""
@@ -302,7 +304,7 @@ class BoxMasks:
         if not -n <= i < n:
             raise IndexError(f"mask index {i} out of range for {n} masks")
         i %= n
-        x0, y0, w, h = (int(v) for v in self.regions[i])
+        _, _, w, h = (int(v) for v in self.regions[i])
         return self.data[self.offsets[i] : self.offsets[i + 1]].reshape(h, w).astype(bool)
 
     @property
@@ -336,9 +338,7 @@ class BoxMasks:
     # -- construction from dense arrays ---------------------------------------------------
 
     @classmethod
-    def from_full(
-        cls, masks: Any, boxes: Any = None, *, num_threads: int = -1
-    ) -> BoxMasks:
+    def from_full(cls, masks: Any, boxes: Any = None, *, num_threads: int = -1) -> BoxMasks:
         """Box-local masks from full-image masks.
 
         Args:
@@ -449,7 +449,11 @@ class BoxMasks:
             crops: N 2-D bool or uint8 bitmaps (nonzero is set).
             image_shape: when given, masks are clipped to the image and carry its shape.
         """
-        reg = _as_regions(boxes_or_regions) if regions else regions_from_boxes(as_boxes(boxes_or_regions))
+        reg = (
+            _as_regions(boxes_or_regions)
+            if regions
+            else regions_from_boxes(as_boxes(boxes_or_regions))
+        )
         if isinstance(crops, np.ndarray) and crops.ndim == 3:
             crops = list(crops)
         if isinstance(crops, (str, bytes)) or not isinstance(crops, Sequence):
@@ -475,7 +479,9 @@ class BoxMasks:
 
     # -- dense output ---------------------------------------------------------------------
 
-    def to_full(self, image_shape: Optional[tuple[int, int]] = None, *, num_threads: int = -1) -> np.ndarray:
+    def to_full(
+        self, image_shape: Optional[tuple[int, int]] = None, *, num_threads: int = -1
+    ) -> np.ndarray:
         """(N, H, W) bool full-image masks (memory-heavy: for interop only).
 
         Pixels outside ``image_shape`` (default: the set's own) are dropped."""
@@ -566,14 +572,18 @@ class BoxMasks:
         """The same masks over their tight regions (empty masks get zero-size regions)."""
         return self.reframe(self.tight_regions(num_threads=num_threads), num_threads=num_threads)
 
-    def clip(self, image_shape: Optional[tuple[int, int]] = None, *, num_threads: int = -1) -> BoxMasks:
+    def clip(
+        self, image_shape: Optional[tuple[int, int]] = None, *, num_threads: int = -1
+    ) -> BoxMasks:
         """Cuts every region to the image (default: the set's own ``image_shape``). A mask
         entirely outside gets a zero-size region. The result carries the image shape."""
         H, W = self._canvas(image_shape, "clip")
         new = _clip_regions(self.regions, 0, 0, W, H)
         if np.array_equal(new, self.regions):
             return BoxMasks(self.data, self.offsets, self.regions, (H, W), validate=False)
-        out = self._trusted(_core.reframe(*self._args(), new, num_threads=check_num_threads(num_threads)))
+        out = self._trusted(
+            _core.reframe(*self._args(), new, num_threads=check_num_threads(num_threads))
+        )
         out.image_shape = (H, W)
         return out
 
@@ -596,7 +606,9 @@ class BoxMasks:
     def __getitem__(self, key: Any) -> BoxMasks:
         """A subset as BoxMasks: int, slice, integer array/list or bool mask of length N."""
         n = len(self)
-        if isinstance(key, (numbers.Integral, np.integer)) and not isinstance(key, (bool, np.bool_)):
+        if isinstance(key, (numbers.Integral, np.integer)) and not isinstance(
+            key, (bool, np.bool_)
+        ):
             i = int(key)
             if not -n <= i < n:
                 raise IndexError(f"mask index {i} out of range for {n} masks")
@@ -616,7 +628,9 @@ class BoxMasks:
             index = np.arange(start, stop, step, dtype=np.int64)
         else:
             if isinstance(key, (str, bytes)) or key is None or isinstance(key, (bool, np.bool_)):
-                raise TypeError(f"BoxMasks indices must be int, slice or arrays, got {_describe(key)}")
+                raise TypeError(
+                    f"BoxMasks indices must be int, slice or arrays, got {_describe(key)}"
+                )
             arr = np.asarray(key)
             if arr.dtype == np.bool_:
                 if arr.shape != (n,):
@@ -632,9 +646,12 @@ class BoxMasks:
                 index = np.where(index < 0, index + n, index)
             else:
                 raise TypeError(
-                    f"BoxMasks indices must be int, slice, or 1-D int/bool arrays, got {_describe(arr)}"
+                    "BoxMasks indices must be int, slice, or 1-D int/bool arrays, "
+                    f"got {_describe(arr)}"
                 )
-        return self._trusted(_core.gather(*self._args(), np.ascontiguousarray(index)), self.image_shape)
+        return self._trusted(
+            _core.gather(*self._args(), np.ascontiguousarray(index)), self.image_shape
+        )
 
     @classmethod
     def concatenate(cls, masks_list: Sequence[BoxMasks]) -> BoxMasks:
@@ -681,9 +698,7 @@ class BoxMasks:
         counts, run_offsets = _core.encode_runs(*self._args(), H, W, num_threads=nt)
         flat = counts.tolist()
         bounds = run_offsets.tolist()
-        return [
-            {"size": [H, W], "counts": flat[a:b]} for a, b in zip(bounds[:-1], bounds[1:])
-        ]
+        return [{"size": [H, W], "counts": flat[a:b]} for a, b in zip(bounds[:-1], bounds[1:])]
 
     @classmethod
     def from_coco_rle(
@@ -703,7 +718,7 @@ class BoxMasks:
                 to the image). None: each mask gets the tight region of its set pixels.
             image_shape: required only to give an empty list a shape; otherwise it must match.
         """
-        if isinstance(rles, Mapping) or isinstance(rles, (str, bytes)):
+        if isinstance(rles, (Mapping, str, bytes)):
             raise TypeError("rles: expected a list of RLE dicts (wrap a single dict in a list)")
         items = list(rles)
         shape = None if image_shape is None else _as_image_shape(image_shape)
@@ -729,7 +744,9 @@ class BoxMasks:
                 regions = _clip_regions(regions_from_boxes(b), 0, 0, shape[1], shape[0])
         if n == 0:
             return cls.empty(shape)
-        return cls._trusted(_core.decode_coco(counts, shape[0], shape[1], regions, num_threads=nt), shape)
+        return cls._trusted(
+            _core.decode_coco(counts, shape[0], shape[1], regions, num_threads=nt), shape
+        )
 
     # -- crop-scoped RLE (compact storage) ------------------------------------------------
 
@@ -739,7 +756,9 @@ class BoxMasks:
         ``(counts int32, run_offsets int64)``; mask i's runs are
         ``counts[run_offsets[i]:run_offsets[i + 1]]``. Store with ``regions`` and
         ``image_shape``; decode with ``from_local_rle``."""
-        counts, run_offsets = _core.encode_local_runs(*self._args(), num_threads=check_num_threads(num_threads))
+        counts, run_offsets = _core.encode_local_runs(
+            *self._args(), num_threads=check_num_threads(num_threads)
+        )
         if counts.size and counts.max() > _I32.max:
             raise ValueError("to_local_rle: a run exceeds the int32 range")
         return counts.astype(np.int32), run_offsets
@@ -786,7 +805,9 @@ class BoxMasks:
         try:
             from supervision.detection.compact_mask import CompactMask
         except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("to_supervision needs supervision>=0.28: pip install supervision") from e
+            raise ImportError(
+                "to_supervision needs supervision>=0.28: pip install supervision"
+            ) from e
         H, W = self._canvas(image_shape, "to_supervision")
         m = self.clip((H, W))
         counts, run_offsets = m.to_local_rle()
@@ -814,7 +835,7 @@ class BoxMasks:
         try:
             from supervision.detection.compact_mask import CompactMask
         except ImportError:  # pragma: no cover - depends on the environment
-            CompactMask = None  # noqa: N806
+            CompactMask = None
         if CompactMask is not None and isinstance(mask, CompactMask):
             rles = list(mask._rles)
             crop = np.asarray(mask._crop_shapes, dtype=np.int64).reshape(-1, 2)
@@ -842,7 +863,9 @@ class BoxMasks:
             return []
         padded = np.zeros((bm.shape[0] + 2, bm.shape[1] + 2), np.uint8)
         padded[1:-1, 1:-1] = bm
-        res = cv2.findContours(padded, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE, offset=(x0 - 1, y0 - 1))
+        res = cv2.findContours(
+            padded, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE, offset=(x0 - 1, y0 - 1)
+        )
         contours = res[0] if len(res) == 2 else res[1]
         return [c.reshape(-1, 2) for c in contours if c.shape[0] >= 3]
 
@@ -864,9 +887,12 @@ class BoxMasks:
         """
         cv2 = _require_cv2()
         H, W = _as_image_shape(image_shape)
-        if isinstance(polygons_per_mask, (str, bytes)) or not isinstance(polygons_per_mask, Sequence):
+        if isinstance(polygons_per_mask, (str, bytes)) or not isinstance(
+            polygons_per_mask, Sequence
+        ):
             raise TypeError(
-                f"polygons_per_mask: expected a list of polygon lists, got {_describe(polygons_per_mask)}"
+                "polygons_per_mask: expected a list of polygon lists, "
+                f"got {_describe(polygons_per_mask)}"
             )
         n = len(polygons_per_mask)
         regions = np.zeros((n, 4), np.int32)
@@ -875,7 +901,9 @@ class BoxMasks:
             if isinstance(polys, np.ndarray) and polys.ndim == 2 and polys.shape[1] == 2:
                 polys = [polys]
             if isinstance(polys, (str, bytes)) or not isinstance(polys, (Sequence, np.ndarray)):
-                raise TypeError(f"polygons_per_mask[{i}]: expected a list of polygons, got {_describe(polys)}")
+                raise TypeError(
+                    f"polygons_per_mask[{i}]: expected a list of polygons, got {_describe(polys)}"
+                )
             pts = []
             for k, p in enumerate(polys):
                 a = np.asarray(p, dtype=np.float64)

@@ -81,7 +81,9 @@ def test_decode_vs_pycocotools(rng: np.random.Generator, H: int, W: int) -> None
     np.testing.assert_array_equal(bm.to_full(), decoded)
     assert bm.equals(BoxMasks.from_full(decoded))
     # str counts (as json.load gives them) and uncompressed list counts
-    as_json = json.loads(json.dumps([{"size": r["size"], "counts": r["counts"].decode()} for r in rles]))
+    as_json = json.loads(
+        json.dumps([{"size": r["size"], "counts": r["counts"].decode()} for r in rles])
+    )
     assert BoxMasks.from_coco_rle(as_json).equals(bm)
     unc = [{"size": [H, W], "counts": ref.coco_counts(m)} for m in masks]
     assert BoxMasks.from_coco_rle(unc).equals(bm)
@@ -157,7 +159,11 @@ def test_corrupt_rles_raise(counts, match: str) -> None:
         ([{"size": [4], "counts": [20]}], ValueError, "height, width"),
         ([{"size": [0, 5], "counts": [0]}], ValueError, "positive"),
         ([{"size": [-4, 5], "counts": [20]}], ValueError, "positive"),
-        ([{"size": [4, 5], "counts": [20]}, {"size": [5, 4], "counts": [20]}], ValueError, "like the others"),
+        (
+            [{"size": [4, 5], "counts": [20]}, {"size": [5, 4], "counts": [20]}],
+            ValueError,
+            "like the others",
+        ),
         ([{"size": [4, 5], "counts": [2.0, 18.0]}], TypeError, "integer run lengths"),
         ([{"size": [4, 5], "counts": 20}], TypeError, "bytes, str or a list"),
         ([{"size": [4, 5], "counts": "é"}], ValueError, "ASCII"),
@@ -176,7 +182,9 @@ def test_rle_boxes_and_shape_checks() -> None:
         BoxMasks.from_coco_rle(rle, image_shape=(5, 4))
     assert BoxMasks.from_coco_rle([], image_shape=(3, 3)).image_shape == (3, 3)
     # a box entirely outside the image gives an empty zero-size mask
-    out = BoxMasks.from_coco_rle([{"size": [4, 5], "counts": [0, 20]}], np.array([[10, 10, 12, 12]], np.float32))
+    out = BoxMasks.from_coco_rle(
+        [{"size": [4, 5], "counts": [0, 20]}], np.array([[10, 10, 12, 12]], np.float32)
+    )
     assert out.regions[0, 2:].tolist() == [0, 0] and out.areas().tolist() == [0]
 
 
@@ -189,13 +197,14 @@ def test_zero_length_runs_decode() -> None:
 
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    s=st.binary(max_size=12) | st.text(alphabet=[chr(c) for c in range(48, 112)], max_size=12).map(str.encode),
+    s=st.binary(max_size=12)
+    | st.text(alphabet=[chr(c) for c in range(48, 112)], max_size=12).map(str.encode),
     H=st.integers(1, 6),
     W=st.integers(1, 6),
 )

@@ -18,8 +18,16 @@ def small() -> BoxMasks:
 @pytest.mark.parametrize(
     ("args", "kwargs", "match"),
     [
-        ((np.zeros(6, np.uint8), [0, 6], [[0, 0, 3, 2]]), {"image_shape": (1, 3)}, "inside the image"),
-        ((np.zeros(6, np.uint8), [0, 6], [[-1, 0, 3, 2]]), {"image_shape": (9, 9)}, "inside the image"),
+        (
+            (np.zeros(6, np.uint8), [0, 6], [[0, 0, 3, 2]]),
+            {"image_shape": (1, 3)},
+            "inside the image",
+        ),
+        (
+            (np.zeros(6, np.uint8), [0, 6], [[-1, 0, 3, 2]]),
+            {"image_shape": (9, 9)},
+            "inside the image",
+        ),
         ((np.zeros(6, np.uint8), [0, 6], [[0, 0, 3, 2]]), {"image_shape": (0, 9)}, "positive"),
         ((np.zeros(6, np.uint8), [0, 5], [[0, 0, 3, 2]]), {}, r"offsets\[i\+1\]"),
         ((np.zeros(6, np.uint8), [0, 6, 7], [[0, 0, 3, 2]]), {}, r"expected shape \(2,\)"),
@@ -48,14 +56,31 @@ def test_core_rejects_inconsistent_arrays_without_crashing() -> None:
     bm = small()
     # bypass the Python checks: the core checks the layout itself
     bad = BoxMasks(bm.data[:-1], bm.offsets, bm.regions, validate=False)
-    for call in (bad.areas, bad.tight_boxes, bad.to_local_rle, lambda: bad.to_full((6, 8)),
-                 lambda: bad.to_coco_rle((6, 8)), lambda: bad[[0]], bad.tighten):
+    for call in (
+        bad.areas,
+        bad.tight_boxes,
+        bad.to_local_rle,
+        lambda: bad.to_full((6, 8)),
+        lambda: bad.to_coco_rle((6, 8)),
+        lambda: bad[[0]],
+        bad.tighten,
+    ):
         with pytest.raises(ValueError, match="bytes of bitmaps"):
             call()
-    huge = BoxMasks(bm.data, bm.offsets, np.array([[0, 0, 3, 2], [2**31 - 1, 0, 1, 1]], np.int32), validate=False)
+    huge = BoxMasks(
+        bm.data,
+        bm.offsets,
+        np.array([[0, 0, 3, 2], [2**31 - 1, 0, 1, 1]], np.int32),
+        validate=False,
+    )
     with pytest.raises(ValueError, match="int32"):
         huge.areas()
-    neg = BoxMasks(bm.data, np.array([0, 6, 7]), np.array([[0, 0, -3, -2], [0, 0, 1, 1]], np.int32), validate=False)
+    neg = BoxMasks(
+        bm.data,
+        np.array([0, 6, 7]),
+        np.array([[0, 0, -3, -2], [0, 0, 1, 1]], np.int32),
+        validate=False,
+    )
     with pytest.raises(ValueError, match="negative size"):
         neg.areas()
     with pytest.raises(ValueError, match="expected shape"):

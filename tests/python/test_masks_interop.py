@@ -41,7 +41,7 @@ def test_polygons_equal_opencv_on_full_images(rng: np.random.Generator, H: int, 
         ours = bm.to_coco_polygons()
         for i in range(len(bm)):
             assert ours[i] == cv2_polygons(full[i])
-        for i, p in enumerate(bm.to_polygons(j) for j in range(len(bm))):
+        for p in (bm.to_polygons(j) for j in range(len(bm))):
             assert all(a.dtype == np.int32 and a.shape[1] == 2 and len(a) >= 3 for a in p)
 
 
@@ -56,7 +56,9 @@ def test_polygons_equal_sahi(rng: np.random.Generator) -> None:
 def test_from_polygons_equals_sahi_fill(rng: np.random.Generator) -> None:
     pytest.importorskip("sahi")
     H, W = 60, 70
-    masks = ref.random_full_masks(rng, 30, H, W, kinds=("blob", "noise", "border", "stripes", "pixel"))
+    masks = ref.random_full_masks(
+        rng, 30, H, W, kinds=("blob", "noise", "border", "stripes", "pixel")
+    )
     polys = BoxMasks.from_full(masks).to_coco_polygons()
     # random float polygons too, some reaching outside the image, plus an empty mask
     for _ in range(15):
@@ -123,8 +125,12 @@ class TestSupervision:
         assert BoxMasks.from_supervision(masks).equals(BoxMasks.from_full(masks))
 
     def test_empty_and_outside(self) -> None:
-        bm = BoxMasks.from_crops(np.array([[3, 4, 0, 0], [0, 0, 2, 2]], np.int32),
-                                 [np.zeros((0, 0), bool), np.ones((2, 2), bool)], (5, 5), regions=True)
+        bm = BoxMasks.from_crops(
+            np.array([[3, 4, 0, 0], [0, 0, 2, 2]], np.int32),
+            [np.zeros((0, 0), bool), np.ones((2, 2), bool)],
+            (5, 5),
+            regions=True,
+        )
         cm = bm.to_supervision()
         assert cm._crop_shapes.tolist() == [[1, 1], [2, 2]]
         np.testing.assert_array_equal(cm.to_dense(), bm.to_full())

@@ -13,7 +13,9 @@
 ///   `area = (x2 - x1) * (y2 - y1)`, `inter = max(0, min x2 - max x1) * max(0, min y2 - max y1)`,
 ///   IOU = `inter / ((a_i + a_j) - inter)`, IOS = `inter / min(a_i, a_j)`, 0 when the
 ///   denominator is not positive. A pair matches when `metric >= float32(threshold)`
-///   (MatchRule::GT: `>`). When the rule is GE and float32(threshold) <= 0 every pair
+///   (numpy compares a float32 array with a float32-rounded Python float). MatchRule::GT
+///   matches when `double(metric) > threshold`, as supervision and torchvision compare
+///   their float32 metric. When the rule is GE and float32(threshold) <= 0 every pair
 ///   matches and the answer follows from the order alone (SAHI's `*_match_all`).
 /// - Per class unless class_agnostic: classes ascending, each class on its own.
 /// - Greedy NMM and NMM then fold each group the way SAHI's `_apply_merge` does: the
@@ -44,7 +46,7 @@ enum class OverlapMetric : int {
 
 enum class MatchRule : int {
     GE = 0,  ///< match when metric >= threshold (SAHI)
-    GT = 1,  ///< match when metric > threshold (supervision's NMS, torchvision)
+    GT = 1,  ///< match when double(metric) > threshold (supervision's NMS, torchvision)
 };
 
 enum class Recheck : int {

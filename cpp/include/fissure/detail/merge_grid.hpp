@@ -4,19 +4,25 @@
 ///        axis-aligned rectangles with lazy deletion.
 ///
 /// Every rectangle is stored once, in the cell holding its top-left corner, on the finest
-/// level whose cells are at least twice its larger side. A query on level L therefore only
-/// visits the cells from one left of / above the query's top-left corner to the cell of its
-/// bottom-right corner. Killed rectangles stay in their cell until a query next walks it,
-/// which swaps them out (O(1) each), so crowded inputs shrink the index as they are
-/// processed. A level whose live count is 0 is skipped; a level where the query would span
-/// more cells than the level has non-empty ones walks its non-empty list instead.
+/// level whose cell side is at least its larger side (cell sides double from level to
+/// level). A rectangle r meets a query q only if `q.x1 - w_r <= x1_r <= q.x2` (and likewise
+/// in y), so on level L a query visits the cells covering `[q.x1 - wmax_L, q.x2]`, where
+/// wmax_L is the widest rectangle stored on L (bounds rounded outward, so no rounding can
+/// lose a rectangle). Cell entries carry a float copy of their rectangle (rounded outward)
+/// and their own live flag, so a scan reads memory in order and touches nothing else.
 ///
-/// Memory: O(m) entries plus at most ~2.7 m + 48 cells. Build: O(m) after an O(m) median.
+/// Killed rectangles stay in their cell until a query next walks it, which swaps them out
+/// (O(1) each): crowded inputs shrink the index as they are processed. A level whose live
+/// count is 0 is skipped; a level where the query would span more cells than the level has
+/// non-empty ones walks its non-empty list instead.
+///
+/// Memory: O(m) entries plus at most ~2.7 m + 48 cells. Build: O(m).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "fissure/common.hpp"
@@ -25,39 +31,38 @@ namespace fissure::detail {
 
 class LiveGrid {
 public:
-    /// @param rects 4 * m doubles x1, y1, x2, y2 (x2 >= x1, y2 >= y1, finite); must outlive
-    ///        the grid. Every rectangle starts live.
+    /// @param rects 4 * m doubles x1, y1, x2, y2 (x2 >= x1, y2 >= y1, finite). Copied: the
+    ///        grid does not keep the pointer. Every rectangle starts live.
     void build(const double* rects, index_t m) {
-        rects_ = rects;
+        if (m >= static_cast<index_t>(UINT32_MAX)) fail("LiveGrid: too many rectangles");
         m_ = m;
+        pos_.assign(static_cast<size_t>(m), 0u);
         alive_.assign(static_cast<size_t>(m), 1);
         level_of_.assign(static_cast<size_t>(m), 0);
         levels_.clear();
         entries_.clear();
+        cells_.clear();
         if (m == 0) return;
 
         double minx = rects[0], miny = rects[1], maxx = rects[0], maxy = rects[1];
         std::vector<double> sizes(static_cast<size_t>(m));
-        double max_size = 0;
         for (index_t r = 0; r < m; ++r) {
             const double* R = rects + 4 * r;
             minx = std::min(minx, R[0]);
             miny = std::min(miny, R[1]);
             maxx = std::max(maxx, R[0]);
             maxy = std::max(maxy, R[1]);
-            const double s = std::max(R[2] - R[0], R[3] - R[1]);
-            sizes[static_cast<size_t>(r)] = s;
-            max_size = std::max(max_size, s);
+            sizes[static_cast<size_t>(r)] = std::max(up(R[2] - R[0]), up(R[3] - R[1]));
         }
         minx_ = minx;
         miny_ = miny;
         const double W = maxx - minx, H = maxy - miny;
 
-        // Base cell: twice the median size, so that the median box lives on level 0...
+        // Base cell: the median size, so that about half of the boxes live on level 0...
         std::vector<double> tmp(sizes);
         auto mid = tmp.begin() + static_cast<std::ptrdiff_t>(tmp.size() / 2);
         std::nth_element(tmp.begin(), mid, tmp.end());
-        double c0 = 2.0 * *mid;
+        double c0 = *mid;
         if (!(c0 > 0)) c0 = std::max({W, H, 1.0}) / std::sqrt(static_cast<double>(m));
         if (!(c0 > 0) || !std::isfinite(c0)) c0 = 1.0;
         // ...but never more than about 2m cells on level 0.
@@ -68,18 +73,18 @@ public:
             while (cells_at(c0) > cell_limit) c0 *= 1.25;
         }
 
-        // Level of each rectangle: the finest with size <= cell / 2.
+        // Level of each rectangle: the finest with size <= cell.
         int n_levels = 1;
         bool catch_all = false;
         for (index_t r = 0; r < m; ++r) {
             const double s = sizes[static_cast<size_t>(r)];
             int L = 0;
             double c = c0;
-            while (s > 0.5 * c && L < kMaxLevels - 1) {
+            while (s > c && L < kMaxLevels - 1) {
                 c *= 2.0;
                 ++L;
             }
-            if (s > 0.5 * c) catch_all = true;  // only possible on the last level
+            if (s > c) catch_all = true;  // only possible on the last level
             level_of_[static_cast<size_t>(r)] = static_cast<std::uint8_t>(L);
             n_levels = std::max(n_levels, L + 1);
         }
@@ -106,6 +111,8 @@ public:
         for (index_t r = 0; r < m; ++r) {
             Level& lv = levels_[level_of_[static_cast<size_t>(r)]];
             const double* R = rects + 4 * r;
+            lv.wmax = std::max(lv.wmax, up(R[2] - R[0]));
+            lv.hmax = std::max(lv.hmax, up(R[3] - R[1]));
             index_t cid = 0;
             if (!lv.catch_all) {
                 const index_t cx = clamp_floor((R[0] - minx_) / lv.cell, lv.nx);
@@ -117,17 +124,28 @@ public:
             ++lv.alive;
         }
         for (index_t c = 0; c < total_cells; ++c) count[c + 1] += count[c];
-        start_.assign(count.begin(), count.end() - 1);
-        end_.assign(count.begin() + 1, count.end());
+        cells_.resize(static_cast<size_t>(total_cells));
+        for (index_t c = 0; c < total_cells; ++c) cells_[c] = Cell{count[c], count[c + 1]};
         entries_.resize(static_cast<size_t>(m));
         {
-            std::vector<index_t> fill(start_);
-            for (index_t r = 0; r < m; ++r) entries_[fill[cell_of[r]]++] = r;
+            std::vector<index_t> fill(count.begin(), count.end() - 1);
+            for (index_t r = 0; r < m; ++r) {
+                const double* R = rects + 4 * r;
+                const index_t at = fill[cell_of[r]]++;
+                Entry& e = entries_[static_cast<size_t>(at)];
+                e.x1 = down_f(R[0]);
+                e.y1 = down_f(R[1]);
+                e.x2 = up_f(R[2]);
+                e.y2 = up_f(R[3]);
+                e.r = static_cast<std::uint32_t>(r);
+                e.dead = 0;
+                pos_[static_cast<size_t>(r)] = static_cast<std::uint32_t>(at);
+            }
         }
         for (auto& lv : levels_) {
             const index_t ncell = lv.nx * lv.ny;
             for (index_t c = 0; c < ncell; ++c)
-                if (end_[lv.base + c] > start_[lv.base + c]) lv.nonempty.push_back(c);
+                if (cells_[lv.base + c].end > cells_[lv.base + c].begin) lv.nonempty.push_back(c);
         }
     }
 
@@ -139,12 +157,15 @@ public:
         auto& a = alive_[static_cast<size_t>(r)];
         if (a) {
             a = 0;
+            entries_[static_cast<size_t>(pos_[static_cast<size_t>(r)])].dead = 1;
             --levels_[level_of_[static_cast<size_t>(r)]].alive;
         }
     }
 
-    /// Calls visit(r) for every live r whose rectangle meets q (closed intervals), once each,
-    /// in no particular order. visit may kill any rectangle.
+    /// Calls visit(r, rect) for every live r whose rectangle meets q (closed intervals), once
+    /// each, in no particular order (a few extra rectangles within float rounding of q may be
+    /// reported too). rect is the stored float copy x1, y1, x2, y2 (exact when the input
+    /// rectangle was float-valued). visit may kill any rectangle.
     template <class F>
     void query(const double* q, F&& visit) {
         for (Level& lv : levels_) {
@@ -153,12 +174,14 @@ public:
                 scan_cell(lv.base, q, visit);
                 continue;
             }
-            const double fx1 = (q[0] - minx_) / lv.cell, fx2 = (q[2] - minx_) / lv.cell;
-            const double fy1 = (q[1] - miny_) / lv.cell, fy2 = (q[3] - miny_) / lv.cell;
+            // Stored corners x1_r lie in [q.x1 - wmax, q.x2]; round that range outward.
+            const double kx = std::nextafter(q[0] - lv.wmax, -kInf);
+            const double ky = std::nextafter(q[1] - lv.hmax, -kInf);
+            const double fx2 = (q[2] - minx_) / lv.cell, fy2 = (q[3] - miny_) / lv.cell;
             if (fx2 < 0 || fy2 < 0) continue;
             const index_t x_hi = clamp_floor(fx2, lv.nx), y_hi = clamp_floor(fy2, lv.ny);
-            const index_t x_lo = std::max<index_t>(0, clamp_floor(fx1, lv.nx) - 1);
-            const index_t y_lo = std::max<index_t>(0, clamp_floor(fy1, lv.ny) - 1);
+            const index_t x_lo = clamp_floor((kx - minx_) / lv.cell, lv.nx);
+            const index_t y_lo = clamp_floor((ky - miny_) / lv.cell, lv.ny);
             if (x_lo > x_hi || y_lo > y_hi) continue;
             const index_t span = (x_hi - x_lo + 1) * (y_hi - y_lo + 1);
             if (span <= static_cast<index_t>(lv.nonempty.size())) {
@@ -173,7 +196,7 @@ public:
                     const index_t cx = c % lv.nx, cy = c / lv.nx;
                     if (cx >= x_lo && cx <= x_hi && cy >= y_lo && cy <= y_hi)
                         scan_cell(lv.base + c, q, visit);
-                    if (end_[lv.base + c] == start_[lv.base + c]) {
+                    if (cells_[lv.base + c].end == cells_[lv.base + c].begin) {
                         ne[k] = ne.back();
                         ne.pop_back();
                         continue;
@@ -186,15 +209,39 @@ public:
 
 private:
     static constexpr int kMaxLevels = 48;
+    static constexpr double kInf = std::numeric_limits<double>::infinity();
+
+    struct Entry {
+        float x1, y1, x2, y2;  // rounded outward from the double rectangle
+        std::uint32_t r;
+        std::uint32_t dead;
+    };
+
+    struct Cell {
+        index_t begin, end;  ///< live entries (and not yet swept dead ones) in [begin, end)
+    };
 
     struct Level {
         double cell = 1;
+        double wmax = 0, hmax = 0;  ///< widest / tallest stored here, rounded up
         index_t nx = 1, ny = 1;
         index_t base = 0;  ///< first global cell id
         bool catch_all = false;
         index_t alive = 0;
         std::vector<index_t> nonempty;  ///< local cell ids, may hold cells emptied since
     };
+
+    static double up(double v) { return std::nextafter(v, kInf); }
+    static float down_f(double v) {
+        float f = static_cast<float>(v);
+        if (static_cast<double>(f) > v) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+        return f;
+    }
+    static float up_f(double v) {
+        float f = static_cast<float>(v);
+        if (static_cast<double>(f) < v) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+        return f;
+    }
 
     static index_t clamp_floor(double f, index_t n) {
         if (!(f >= 0)) return 0;
@@ -204,27 +251,31 @@ private:
 
     template <class F>
     void scan_cell(index_t c, const double* q, F& visit) {
-        index_t b = start_[c], e = end_[c];
+        Cell& cell = cells_[static_cast<size_t>(c)];
+        index_t b = cell.begin, e = cell.end;
+        const double qx1 = q[0], qy1 = q[1], qx2 = q[2], qy2 = q[3];
         while (b < e) {
-            const index_t r = entries_[b];
-            if (!alive_[static_cast<size_t>(r)]) {
-                entries_[b] = entries_[--e];
+            Entry& en = entries_[static_cast<size_t>(b)];
+            if (en.dead) {
+                en = entries_[static_cast<size_t>(--e)];
+                pos_[en.r] = static_cast<std::uint32_t>(b);
                 continue;
             }
-            const double* R = rects_ + 4 * r;
-            if (R[0] <= q[2] && R[2] >= q[0] && R[1] <= q[3] && R[3] >= q[1]) visit(r);
+            if (en.x1 <= qx2 && en.x2 >= qx1 && en.y1 <= qy2 && en.y2 >= qy1)
+                visit(static_cast<index_t>(en.r), &en.x1);
             ++b;
         }
-        end_[c] = e;
+        cell.end = e;
     }
 
-    const double* rects_ = nullptr;
     index_t m_ = 0;
     double minx_ = 0, miny_ = 0;
     std::vector<std::uint8_t> alive_;
     std::vector<std::uint8_t> level_of_;
     std::vector<Level> levels_;
-    std::vector<index_t> start_, end_, entries_;
+    std::vector<Cell> cells_;
+    std::vector<std::uint32_t> pos_;  ///< where each rectangle's entry is now
+    std::vector<Entry> entries_;
 };
 
 }  // namespace fissure::detail
