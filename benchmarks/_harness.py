@@ -31,6 +31,10 @@ ROUNDS_OVERRIDE = {
     ("sahi-objects", "20k"): 3,
     ("sahi-objects", "crowded-20k"): 3,
     ("sahi-objects", "100k"): 2,
+    ("sv-detections-nms", "2k"): 5,  # ~0.7 s
+    ("sv-detections-nmm", "20k"): 2,  # ~2 s
+    ("sv-detections-nmm", "crowded-20k"): 3,
+    ("sv-detections-nmm", "100k"): 1,  # ~25 s
     ("sahi-polygons", "masked-2k"): 3,  # ~1 s
     ("sv-compact", "masked-2k"): 2,  # ~3 s
 }

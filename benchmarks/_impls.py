@@ -179,6 +179,41 @@ def _post_class(fissure_dropin: bool) -> Any:
     return GreedyNMMPostprocess
 
 
+SV_NMS = "supervision Detections.with_nms (IoU 0.5)"
+SV_NMM = "supervision Detections.with_nmm (IoS 0.5)"
+
+
+def _sv_detections(op: str, fissure_dropin: bool) -> Impl:
+    def prepare(c: Any) -> Any:
+        d = c.sv_detections()
+        run(d[:200])
+        return d
+
+    def run(d: Any) -> Any:
+        from supervision.detection.utils.iou_and_nms import OverlapMetric
+
+        if fissure_dropin:
+            from fissure.integrations import supervision as fsv
+
+            if op == "nms":
+                return fsv.with_nms(d, 0.5, False, OverlapMetric.IOU)
+            return fsv.with_nmm(d, 0.5, False, OverlapMetric.IOS)
+        if op == "nms":
+            return d.with_nms(0.5, False, OverlapMetric.IOU)
+        return d.with_nmm(0.5, False, OverlapMetric.IOS)
+
+    def skip(c: Any) -> Optional[str]:
+        if op == "nms" and not fissure_dropin and _sv_nms_bytes(c) > 8 * GB:
+            return f"OOM-skipped (needs ~{_sv_nms_bytes(c) / GB:.0f} GB: 7 float64 N x N arrays)"
+        return None
+
+    return Impl(
+        f"fissure-sv-dropin-{op}" if fissure_dropin else f"sv-detections-{op}",
+        "fissure.integrations.supervision" if fissure_dropin else "supervision 0.31 Detections",
+        SV_NMS if op == "nms" else SV_NMM, not fissure_dropin, prepare, run, len, skip,
+    )
+
+
 def merge_impls() -> list[Impl]:
     n = _all_threads()
     return [
@@ -187,6 +222,8 @@ def merge_impls() -> list[Impl]:
         _fissure_gnmm(1), *([_fissure_gnmm(n)] if n > 1 else []),
         _sahi("greedy_nmm", "numpy"), _sahi("greedy_nmm", "numba"), _sv_nmm(),
         _sahi_objects(True), _sahi_objects(False),
+        _sv_detections("nms", True), _sv_detections("nms", False),
+        _sv_detections("nmm", True), _sv_detections("nmm", False),
     ]
 
 

@@ -358,7 +358,7 @@ def _merge_groups(
     out.confidence = conf
     if d.mask is not None:
         assert crops is not None
-        out.mask = _merged_masks(d.mask, crops, offsets, members, multi)
+        out.mask = _merged_masks(d.mask, out.mask, crops, offsets, members, multi)
     return out
 
 
@@ -490,16 +490,14 @@ def _grow(canvas: np.ndarray, cx0: int, cy0: int, crops: _Crops,
     return out, nx0, ny0
 
 
-def _merged_masks(mask_in: Any, crops: _Crops, offsets: np.ndarray, members: np.ndarray,
-                  multi: np.ndarray) -> Any:
-    """Output masks: the keeper's mask per group, the OR of the members where merged."""
-    keepers = members[offsets[:-1]].tolist()
-    regions = np.zeros((len(keepers), 4), dtype=np.int64)
-    bitmaps: list[np.ndarray] = []
-    for g, k in enumerate(keepers):
-        c = crops.crops[k]
-        regions[g] = (crops.x0[k], crops.y0[k], c.shape[1], c.shape[0])
-        bitmaps.append(c)
+def _merged_masks(mask_in: Any, mask_out: Any, crops: _Crops, offsets: np.ndarray,
+                  members: np.ndarray, multi: np.ndarray) -> Any:
+    """Output masks: the keeper's mask per group (``mask_out``), the members' OR where merged.
+
+    ``CompactMask`` output keeps the keepers' run-length crops as they are and encodes only
+    the merged unions; dense output pastes the unions into the keepers' planes.
+    """
+    unions: list[tuple[int, np.ndarray, int, int]] = []
     for g in multi.tolist():
         idx = members[offsets[g] : offsets[g + 1]].tolist()
         nonempty = [j for j in idx if crops.crops[j].size]
@@ -508,9 +506,25 @@ def _merged_masks(mask_in: Any, crops: _Crops, offsets: np.ndarray, members: np.
         j0 = nonempty[0]
         canvas, x0, y0 = _grow(crops.crops[j0].copy(), int(crops.x0[j0]), int(crops.y0[j0]),
                                crops, nonempty[1:])
-        regions[g] = (x0, y0, canvas.shape[1], canvas.shape[0])
-        bitmaps[g] = canvas
-    out = BoxMasks.from_crops(regions, bitmaps, crops.image_shape, regions=True)
+        unions.append((g, canvas, x0, y0))
+    if not unions:
+        return mask_out
     if CompactMask is not None and isinstance(mask_in, CompactMask):
-        return out.to_supervision(crops.image_shape)
-    return out.to_full(crops.image_shape)
+        rows = np.array([g for g, _, _, _ in unions], dtype=np.int64)
+        regions = np.array([(x0, y0, c.shape[1], c.shape[0]) for _, c, x0, y0 in unions],
+                           dtype=np.int64)
+        encoded = BoxMasks.from_crops(
+            regions, [c for _, c, _, _ in unions], crops.image_shape, regions=True
+        ).to_supervision(crops.image_shape)
+        m = len(mask_out)
+        keep_rows = np.setdiff1d(np.arange(m), rows)
+        joined = CompactMask.merge([mask_out[keep_rows], encoded])
+        position = np.empty(m, dtype=np.int64)
+        position[keep_rows] = np.arange(keep_rows.size)
+        position[rows] = keep_rows.size + np.arange(rows.size)
+        return joined[position]
+    out = np.asarray(mask_out)
+    for g, canvas, x0, y0 in unions:
+        ch, cw = canvas.shape
+        out[g, y0 : y0 + ch, x0 : x0 + cw] |= canvas
+    return out
