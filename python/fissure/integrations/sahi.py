@@ -127,7 +127,7 @@ class _FissurePostprocess(_SahiBase):  # type: ignore[misc]
             match_metric=match_metric,
             class_agnostic=bool(class_agnostic),
         )
-        self.num_threads = num_threads
+        self.num_threads: int = num_threads
 
     def _engine_kwargs(self) -> dict[str, Any]:
         thr, match = self.match_threshold, "ge"
@@ -287,7 +287,7 @@ def _polygons_of(pred: Any) -> list[np.ndarray]:
 
 def _merged_segmentation(
     preds: list[Any], idx: np.ndarray, full_shape: tuple[int, int]
-) -> list[list[int]]:
+) -> list[list[float]]:
     """OR of the members' masks over their union box, back as COCO polygons."""
     import cv2
     from sahi.utils.cv import get_coco_segmentation_from_bool_mask
@@ -335,7 +335,7 @@ def _build_outputs(
             out.append(keeper)  # nothing merged: SAHI hands back the same object
             continue
         cat = preds[category_member[g]].category
-        segmentation: Optional[list[list[int]]] = None
+        segmentation: Optional[list[list[float]]] = None
         full_shape = None
         if with_mask[g]:
             full_shape = keeper.mask.full_shape

@@ -209,6 +209,7 @@ def with_nms(
     masks = None
     if detections.mask is not None:
         masks = BoxMasks.from_supervision(detections.mask, num_threads=num_threads)
+        assert masks.image_shape is not None
         thr, match = _mask_gt_rule(t, masks.image_shape)
     else:
         thr, match = _gt_rule(t)
@@ -408,11 +409,11 @@ class _Crops:
 def _ratio(inter: np.ndarray, area_a: np.ndarray, area_b: np.ndarray, metric: str,
            dtype: type) -> np.ndarray:
     """supervision's mask overlap from pixel counts, in its count dtype (0 if no denominator)."""
-    i = inter.astype(dtype)
-    a = area_a.astype(dtype)
-    b = area_b.astype(dtype)
+    i: np.ndarray = inter.astype(dtype)
+    a: np.ndarray = area_a.astype(dtype)
+    b: np.ndarray = area_b.astype(dtype)
     denom = (a + b - i) if metric == "iou" else np.minimum(a, b)
-    out = np.zeros(i.shape, dtype=dtype)
+    out: np.ndarray = np.zeros(i.shape, dtype=dtype)
     np.divide(i, denom, out=out, where=denom != 0)
     return out.astype(np.float64)
 
