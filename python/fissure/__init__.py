@@ -18,8 +18,8 @@ __all__ = [
     "auto_slice_params",
     "greedy_nmm",
     "info",
-    "nms",
     "nmm",
+    "nms",
     "regions_from_boxes",
     "slice_grid",
 ]

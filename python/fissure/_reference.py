@@ -18,7 +18,7 @@ import numpy as np
 
 from .masks import BoxMasks
 
-__all__ = ["greedy_nmm", "nms", "nmm"]
+__all__ = ["greedy_nmm", "nmm", "nms"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -48,10 +48,17 @@ def nmm(boxes: Any, scores: Any, class_ids: Any = None, **kwargs: Any) -> Any:
 
 
 def _defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
-    out = dict(
-        threshold=0.5, metric="ios", class_agnostic=False, masks=None, mask_metric=False,
-        match="ge", order=None, num_threads=-1, recheck="sahi",
-    )
+    out = {
+        "threshold": 0.5,
+        "metric": "ios",
+        "class_agnostic": False,
+        "masks": None,
+        "mask_metric": False,
+        "match": "ge",
+        "order": None,
+        "num_threads": -1,
+        "recheck": "sahi",
+    }
     unknown = set(kwargs) - set(out)
     if unknown:
         raise TypeError(f"unexpected keyword arguments: {sorted(unknown)}")
@@ -96,7 +103,9 @@ def _box_metric_row(a: Any, i: int, js: np.ndarray) -> np.ndarray:
     inter_y1 = np.maximum(boxes[i, 1], boxes[js, 1])
     inter_x2 = np.minimum(boxes[i, 2], boxes[js, 2])
     inter_y2 = np.minimum(boxes[i, 3], boxes[js, 3])
-    inter = np.maximum(np.float32(0), inter_x2 - inter_x1) * np.maximum(np.float32(0), inter_y2 - inter_y1)
+    inter = np.maximum(np.float32(0), inter_x2 - inter_x1) * np.maximum(
+        np.float32(0), inter_y2 - inter_y1
+    )
     if a.metric == "iou":
         denom = areas[i] + areas[js] - inter
     else:
@@ -363,4 +372,3 @@ def _greedy_nmm(a: Any) -> Any:
 
 def _nmm(a: Any) -> Any:
     return _run_merge(a, _nmm_groups)
-

@@ -28,8 +28,10 @@ SAHI's rules, reproduced exactly:
   (on a tie, the later-merged one's).
 
 Knobs for other conventions: ``order`` (an explicit processing order), ``match="gt"``
-(match only when ``metric > threshold``, as supervision's NMS) and ``mask_metric`` (pixel
-IoU / IoS of the box-local masks instead of the boxes).
+(match only when ``metric > threshold``, the float32 metric compared with the float64
+threshold as supervision's NMS and torchvision do; the re-check then uses ``>`` too) and
+``mask_metric`` (pixel IoU / IoS of the box-local masks instead of the boxes). See
+``docs/merge.md`` for the details and the SAHI behaviours reproduced.
 
 Set the environment variable ``FISSURE_BACKEND=python`` to run the pure-numpy reference
 implementation (``fissure._reference``, quadratic) instead of the C++ core.
@@ -46,7 +48,7 @@ import numpy as np
 from ._validate import as_boxes, as_class_ids, as_scores, check_num_threads, check_threshold
 from .masks import BoxMasks
 
-__all__ = ["MergeResult", "greedy_nmm", "nms", "nmm"]
+__all__ = ["MergeResult", "greedy_nmm", "nmm", "nms"]
 
 _METRICS = ("iou", "ios")
 _MATCHES = ("ge", "gt")
@@ -138,7 +140,9 @@ def _as_order(order: Any, n: int) -> Optional[np.ndarray]:
         return None
     arr = np.asarray(order)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"order: expected an integer permutation of range({n}), got dtype {arr.dtype}")
+        raise TypeError(
+            f"order: expected an integer permutation of range({n}), got dtype {arr.dtype}"
+        )
     if arr.shape != (n,):
         raise ValueError(f"order: expected shape ({n},) to match the boxes, got {arr.shape}")
     out = np.ascontiguousarray(arr, dtype=np.int64)
@@ -218,18 +222,18 @@ def _core_call(fn_name: str, a: _Args) -> Any:
     from . import _core
 
     md, mo, mr = _mask_arrays(a)
-    kwargs: dict[str, Any] = dict(
-        metric=a.metric,
-        threshold=a.threshold,
-        match=a.match,
-        class_agnostic=a.class_agnostic,
-        order=a.order,
-        mask_data=md,
-        mask_offsets=mo,
-        mask_regions=mr,
-        mask_metric=a.mask_metric,
-        num_threads=a.num_threads,
-    )
+    kwargs: dict[str, Any] = {
+        "metric": a.metric,
+        "threshold": a.threshold,
+        "match": a.match,
+        "class_agnostic": a.class_agnostic,
+        "order": a.order,
+        "mask_data": md,
+        "mask_offsets": mo,
+        "mask_regions": mr,
+        "mask_metric": a.mask_metric,
+        "num_threads": a.num_threads,
+    }
     if fn_name != "nms":
         kwargs["recheck"] = a.recheck
     return getattr(_core, fn_name)(a.boxes, a.scores, a.class_ids, **kwargs)
@@ -239,7 +243,9 @@ def _result(out: tuple, masks: Optional[BoxMasks]) -> MergeResult:
     boxes, scores, class_ids, keep, offsets, members, dropped, md, mo, mr = out
     merged = None
     if md is not None:
-        merged = BoxMasks(md, mo, mr, masks.image_shape if masks is not None else None, validate=False)
+        merged = BoxMasks(
+            md, mo, mr, masks.image_shape if masks is not None else None, validate=False
+        )
     return MergeResult(boxes, scores, class_ids, keep, offsets, members, dropped, merged)
 
 
@@ -268,7 +274,8 @@ def nms(
         class_agnostic: suppress across classes.
         masks: box-local masks, one per box; only used with ``mask_metric``.
         mask_metric: compute the metric on the masks (pixel counts) instead of the boxes.
-        match: ``"ge"`` (SAHI: ``metric >= threshold``) or ``"gt"`` (``metric > threshold``).
+        match: ``"ge"`` (SAHI: ``metric >= threshold``) or ``"gt"`` (``metric > threshold``,
+            as supervision's NMS).
         order: an explicit processing order (a permutation of ``range(N)``) replacing the
             score sort; the kept indices then come out in this order.
         num_threads: threads for the per-class partitions; -1 uses every core.
@@ -284,9 +291,17 @@ def nms(
         [0, 2]
     """
     a = _prepare(
-        boxes, scores, class_ids, threshold=threshold, metric=metric,
-        class_agnostic=class_agnostic, masks=masks, mask_metric=mask_metric, match=match,
-        order=order, num_threads=num_threads,
+        boxes,
+        scores,
+        class_ids,
+        threshold=threshold,
+        metric=metric,
+        class_agnostic=class_agnostic,
+        masks=masks,
+        mask_metric=mask_metric,
+        match=match,
+        order=order,
+        num_threads=num_threads,
     )
     if _backend() == "python":
         from . import _reference
@@ -313,9 +328,10 @@ _MERGE_ARGS_DOC = """
         class_agnostic: merge across classes (the merged class is the higher score's).
         masks: box-local masks, one per box: merged by raster OR into ``MergeResult.masks``.
         recheck: ``"sahi"`` (SAHI 0.12.8: candidates failing the re-check against the growing
-            merged box are dropped), ``"strict"`` (the same with ``>``, as older SAHI),
-            ``"keep"`` (they become their own detections) or ``"off"`` (merge every selected
-            candidate).
+            merged box are dropped and listed in ``MergeResult.dropped``), ``"strict"`` (the
+            same with ``>``, as older SAHI releases), ``"keep"`` (they become their own
+            detections, right after the group they failed) or ``"off"`` (merge every
+            selected candidate).
         match: ``"ge"`` (SAHI: ``metric >= threshold``) or ``"gt"`` (``metric > threshold``).
         order: an explicit processing order (a permutation of ``range(N)``) replacing the
             score sort.
@@ -344,9 +360,18 @@ def greedy_nmm(
     num_threads: int = -1,
 ) -> MergeResult:
     a = _prepare(
-        boxes, scores, class_ids, threshold=threshold, metric=metric,
-        class_agnostic=class_agnostic, masks=masks, mask_metric=mask_metric, match=match,
-        order=order, num_threads=num_threads, recheck=recheck,
+        boxes,
+        scores,
+        class_ids,
+        threshold=threshold,
+        metric=metric,
+        class_agnostic=class_agnostic,
+        masks=masks,
+        mask_metric=mask_metric,
+        match=match,
+        order=order,
+        num_threads=num_threads,
+        recheck=recheck,
     )
     return _merge("greedy_nmm", a)
 
@@ -367,9 +392,18 @@ def nmm(
     num_threads: int = -1,
 ) -> MergeResult:
     a = _prepare(
-        boxes, scores, class_ids, threshold=threshold, metric=metric,
-        class_agnostic=class_agnostic, masks=masks, mask_metric=mask_metric, match=match,
-        order=order, num_threads=num_threads, recheck=recheck,
+        boxes,
+        scores,
+        class_ids,
+        threshold=threshold,
+        metric=metric,
+        class_agnostic=class_agnostic,
+        masks=masks,
+        mask_metric=mask_metric,
+        match=match,
+        order=order,
+        num_threads=num_threads,
+        recheck=recheck,
     )
     return _merge("nmm", a)
 

@@ -3,10 +3,9 @@ came; never a crash."""
 
 from __future__ import annotations
 
+import fissure
 import numpy as np
 import pytest
-
-import fissure
 from fissure import _core
 from fissure.masks import BoxMasks
 
@@ -21,44 +20,44 @@ def _masks_for(boxes: np.ndarray) -> BoxMasks:
 
 
 CASES = [
-    (dict(boxes=[[0, 0, np.nan, 1]], scores=[0.5]), ValueError, "finite"),
-    (dict(boxes=[[0, 0, np.inf, 1]], scores=[0.5]), ValueError, "finite"),
-    (dict(boxes=[[5, 0, 1, 1]], scores=[0.5]), ValueError, "x2 >= x1"),
-    (dict(boxes=[[0, 5, 1, 1]], scores=[0.5]), ValueError, "y2 >= y1"),
-    (dict(boxes=BOXES[:, :3]), ValueError, r"expected shape \(N, 4\)"),
-    (dict(boxes="boxes"), TypeError, "expected an \\(N, 4\\) array"),
-    (dict(boxes=np.array([["a", "b", "c", "d"]])), TypeError, "numeric"),
-    (dict(scores=SCORES[:2]), ValueError, r"scores: expected shape \(3,\)"),
-    (dict(scores=np.array([0.9, np.nan, 0.7])), ValueError, "scores must be finite"),
-    (dict(scores=np.array(["a", "b", "c"])), TypeError, "scores: expected a numeric"),
-    (dict(class_ids=[0, 1]), ValueError, r"class_ids: expected shape \(3,\)"),
-    (dict(class_ids=[0.5, 1, 2]), ValueError, "integer class ids"),
-    (dict(class_ids=np.array(["a", "b", "c"])), TypeError, "class_ids: expected integer"),
-    (dict(threshold=1.5), ValueError, r"threshold: expected a value in \[0, 1\], got 1.5"),
-    (dict(threshold=-0.1), ValueError, r"threshold: expected a value in \[0, 1\]"),
-    (dict(threshold=float("nan")), ValueError, "threshold"),
-    (dict(threshold="0.5"), TypeError, "threshold: expected a number"),
-    (dict(metric="giou"), ValueError, r"metric: expected one of \('iou', 'ios'\), got 'giou'"),
-    (dict(metric=1), TypeError, "metric: expected one of"),
-    (dict(match="le"), ValueError, r"match: expected one of \('ge', 'gt'\), got 'le'"),
-    (dict(class_agnostic="yes"), TypeError, "class_agnostic: expected a bool"),
-    (dict(order=[0, 1]), ValueError, r"order: expected shape \(3,\)"),
-    (dict(order=[0, 1, 1]), ValueError, "index 1 appears 2 times"),
-    (dict(order=[0, 1, 3]), ValueError, r"permutation of range\(3\), got 3 at position 2"),
-    (dict(order=[0, -1, 2]), ValueError, "got -1 at position 1"),
-    (dict(order=[0.0, 1.0, 2.0]), TypeError, "order: expected an integer permutation"),
-    (dict(masks=ONE_MASK), ValueError, r"masks: expected 3 masks \(one per box\), got 1"),
-    (dict(masks=np.zeros((3, 4, 4), bool)), TypeError, "masks: expected a fissure.BoxMasks"),
-    (dict(mask_metric=True), ValueError, "mask_metric=True: expected masks"),
-    (dict(num_threads=0), ValueError, "num_threads"),
-    (dict(num_threads=1.5), TypeError, "num_threads"),
+    ({"boxes": [[0, 0, np.nan, 1]], "scores": [0.5]}, ValueError, "finite"),
+    ({"boxes": [[0, 0, np.inf, 1]], "scores": [0.5]}, ValueError, "finite"),
+    ({"boxes": [[5, 0, 1, 1]], "scores": [0.5]}, ValueError, "x2 >= x1"),
+    ({"boxes": [[0, 5, 1, 1]], "scores": [0.5]}, ValueError, "y2 >= y1"),
+    ({"boxes": BOXES[:, :3]}, ValueError, r"expected shape \(N, 4\)"),
+    ({"boxes": "boxes"}, TypeError, "expected an \\(N, 4\\) array"),
+    ({"boxes": np.array([["a", "b", "c", "d"]])}, TypeError, "numeric"),
+    ({"scores": SCORES[:2]}, ValueError, r"scores: expected shape \(3,\)"),
+    ({"scores": np.array([0.9, np.nan, 0.7])}, ValueError, "scores must be finite"),
+    ({"scores": np.array(["a", "b", "c"])}, TypeError, "scores: expected a numeric"),
+    ({"class_ids": [0, 1]}, ValueError, r"class_ids: expected shape \(3,\)"),
+    ({"class_ids": [0.5, 1, 2]}, ValueError, "integer class ids"),
+    ({"class_ids": np.array(["a", "b", "c"])}, TypeError, "class_ids: expected integer"),
+    ({"threshold": 1.5}, ValueError, r"threshold: expected a value in \[0, 1\], got 1.5"),
+    ({"threshold": -0.1}, ValueError, r"threshold: expected a value in \[0, 1\]"),
+    ({"threshold": float("nan")}, ValueError, "threshold"),
+    ({"threshold": "0.5"}, TypeError, "threshold: expected a number"),
+    ({"metric": "giou"}, ValueError, r"metric: expected one of \('iou', 'ios'\), got 'giou'"),
+    ({"metric": 1}, TypeError, "metric: expected one of"),
+    ({"match": "le"}, ValueError, r"match: expected one of \('ge', 'gt'\), got 'le'"),
+    ({"class_agnostic": "yes"}, TypeError, "class_agnostic: expected a bool"),
+    ({"order": [0, 1]}, ValueError, r"order: expected shape \(3,\)"),
+    ({"order": [0, 1, 1]}, ValueError, "index 1 appears 2 times"),
+    ({"order": [0, 1, 3]}, ValueError, r"permutation of range\(3\), got 3 at position 2"),
+    ({"order": [0, -1, 2]}, ValueError, "got -1 at position 1"),
+    ({"order": [0.0, 1.0, 2.0]}, TypeError, "order: expected an integer permutation"),
+    ({"masks": ONE_MASK}, ValueError, r"masks: expected 3 masks \(one per box\), got 1"),
+    ({"masks": np.zeros((3, 4, 4), bool)}, TypeError, "masks: expected a fissure.BoxMasks"),
+    ({"mask_metric": True}, ValueError, "mask_metric=True: expected masks"),
+    ({"num_threads": 0}, ValueError, "num_threads"),
+    ({"num_threads": 1.5}, TypeError, "num_threads"),
 ]
 
 
 @pytest.mark.parametrize("name", ["nms", "greedy_nmm", "nmm"])
 @pytest.mark.parametrize(("kwargs", "exc", "message"), CASES)
 def test_bad_arguments(name: str, kwargs: dict, exc: type, message: str) -> None:
-    args = dict(boxes=BOXES, scores=SCORES)
+    args = {"boxes": BOXES, "scores": SCORES}
     args.update(kwargs)
     boxes, scores = args.pop("boxes"), args.pop("scores")
     with pytest.raises(exc, match=message):
@@ -68,7 +67,11 @@ def test_bad_arguments(name: str, kwargs: dict, exc: type, message: str) -> None
 @pytest.mark.parametrize("name", ["greedy_nmm", "nmm"])
 @pytest.mark.parametrize(
     ("recheck", "exc", "message"),
-    [("SAHI", ValueError, "recheck: expected one of"), ("drop", ValueError, "got 'drop'"), (None, TypeError, "recheck")],
+    [
+        ("SAHI", ValueError, "recheck: expected one of"),
+        ("drop", ValueError, "got 'drop'"),
+        (None, TypeError, "recheck"),
+    ],
 )
 def test_bad_recheck(name: str, recheck: object, exc: type, message: str) -> None:
     with pytest.raises(exc, match=message):
@@ -83,21 +86,48 @@ def test_metric_names_are_case_insensitive() -> None:
 
 # The compiled layer checks shapes and dtypes itself (the Python layer is not the only caller).
 CORE_CASES = [
-    (lambda: _core.nms(BOXES.astype(np.float64), SCORES), TypeError, "incompatible function arguments"),
-    (lambda: _core.nms(np.asfortranarray(np.ones((3, 4), np.float32)), SCORES), TypeError, "incompatible"),
-    (lambda: _core.nms(BOXES[:, :3].copy(), SCORES), ValueError, r"boxes: expected shape \(n, 4\), got \(3, 3\)"),
-    (lambda: _core.nms(BOXES, SCORES[:2].copy()), ValueError, r"scores: expected shape \(3,\), got \(2,\)"),
-    (lambda: _core.nms(BOXES, SCORES, np.zeros(2, np.int64)), ValueError, r"class_ids: expected shape \(3,\)"),
+    (
+        lambda: _core.nms(BOXES.astype(np.float64), SCORES),
+        TypeError,
+        "incompatible function arguments",
+    ),
+    (
+        lambda: _core.nms(np.asfortranarray(np.ones((3, 4), np.float32)), SCORES),
+        TypeError,
+        "incompatible",
+    ),
+    (
+        lambda: _core.nms(BOXES[:, :3].copy(), SCORES),
+        ValueError,
+        r"boxes: expected shape \(n, 4\), got \(3, 3\)",
+    ),
+    (
+        lambda: _core.nms(BOXES, SCORES[:2].copy()),
+        ValueError,
+        r"scores: expected shape \(3,\), got \(2,\)",
+    ),
+    (
+        lambda: _core.nms(BOXES, SCORES, np.zeros(2, np.int64)),
+        ValueError,
+        r"class_ids: expected shape \(3,\)",
+    ),
     (lambda: _core.nms(BOXES, SCORES, metric="x"), ValueError, "metric: expected 'iou' or 'ios'"),
     (lambda: _core.nms(BOXES, SCORES, threshold=float("nan")), ValueError, "threshold"),
     (lambda: _core.nms(BOXES, SCORES, order=np.array([0, 0, 1])), ValueError, "appears twice"),
     (lambda: _core.nms(BOXES, SCORES, order=np.array([0, 5, 1])), ValueError, "permutation"),
     (lambda: _core.nms(BOXES, SCORES, mask_metric=True), ValueError, "mask_metric: expected masks"),
     (lambda: _core.greedy_nmm(BOXES, SCORES, recheck="nope"), ValueError, "recheck: expected"),
-    (lambda: _core.greedy_nmm(BOXES, SCORES, mask_data=np.ones(4, np.uint8)), ValueError, "together"),
+    (
+        lambda: _core.greedy_nmm(BOXES, SCORES, mask_data=np.ones(4, np.uint8)),
+        ValueError,
+        "together",
+    ),
     (
         lambda: _core.greedy_nmm(
-            BOXES, SCORES, mask_data=np.ones(11, np.uint8), mask_offsets=np.array([0, 4, 8, 12]),
+            BOXES,
+            SCORES,
+            mask_data=np.ones(11, np.uint8),
+            mask_offsets=np.array([0, 4, 8, 12]),
             mask_regions=np.array([[0, 0, 2, 2]] * 3, np.int32),
         ),
         ValueError,
@@ -105,7 +135,10 @@ CORE_CASES = [
     ),
     (
         lambda: _core.greedy_nmm(
-            BOXES, SCORES, mask_data=np.ones(12, np.uint8), mask_offsets=np.array([0, 4, 9, 12]),
+            BOXES,
+            SCORES,
+            mask_data=np.ones(12, np.uint8),
+            mask_offsets=np.array([0, 4, 9, 12]),
             mask_regions=np.array([[0, 0, 2, 2]] * 3, np.int32),
         ),
         ValueError,
@@ -113,7 +146,10 @@ CORE_CASES = [
     ),
     (
         lambda: _core.greedy_nmm(
-            BOXES, SCORES, mask_data=np.ones(12, np.uint8), mask_offsets=np.array([0, 4, 8, 12]),
+            BOXES,
+            SCORES,
+            mask_data=np.ones(12, np.uint8),
+            mask_offsets=np.array([0, 4, 8, 12]),
             mask_regions=np.array([[0, 0, 2, 2]] * 2, np.int32),
         ),
         ValueError,
@@ -131,7 +167,12 @@ def test_core_checks(call: object, exc: type, message: str) -> None:
 def test_inputs_are_converted_explicitly() -> None:
     """Lists, float64 and int boxes, Fortran order: converted in Python, same answer."""
     ref = fissure.greedy_nmm(BOXES, SCORES)
-    for boxes in (BOXES.tolist(), BOXES.astype(np.float64), BOXES.astype(np.int32), np.asfortranarray(BOXES)):
+    for boxes in (
+        BOXES.tolist(),
+        BOXES.astype(np.float64),
+        BOXES.astype(np.int32),
+        np.asfortranarray(BOXES),
+    ):
         res = fissure.greedy_nmm(boxes, SCORES.tolist(), [0, 0, 0], masks=None)
         np.testing.assert_array_equal(res.boxes, ref.boxes)
         np.testing.assert_array_equal(res.members, ref.members)

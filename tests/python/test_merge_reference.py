@@ -4,10 +4,9 @@ full-image numpy oracle for the mask metric and merged masks."""
 
 from __future__ import annotations
 
+import fissure
 import numpy as np
 import pytest
-
-import fissure
 from fissure import _reference
 from fissure.masks import BoxMasks, regions_from_boxes
 
@@ -39,11 +38,15 @@ def assert_same(a: fissure.MergeResult, b: fissure.MergeResult) -> None:
 
 
 @pytest.mark.parametrize("name", ["nms", "greedy_nmm", "nmm"])
-@pytest.mark.parametrize(("metric", "thr"), [("iou", 0.5), ("ios", 0.5), ("iou", 0.3), ("ios", 0.8), ("iou", 0.0)])
-def test_larger_inputs_equal_reference(name: str, metric: str, thr: float, rng: np.random.Generator) -> None:
+@pytest.mark.parametrize(
+    ("metric", "thr"), [("iou", 0.5), ("ios", 0.5), ("iou", 0.3), ("ios", 0.8), ("iou", 0.0)]
+)
+def test_larger_inputs_equal_reference(
+    name: str, metric: str, thr: float, rng: np.random.Generator
+) -> None:
     boxes, scores, classes = cluster_inputs(rng, 1500)
     for agnostic in (False, True):
-        kw = dict(threshold=thr, metric=metric, class_agnostic=agnostic)
+        kw = {"threshold": thr, "metric": metric, "class_agnostic": agnostic}
         ours = getattr(fissure, name)(boxes, scores, classes, **kw)
         ref = getattr(_reference, name)(boxes, scores, classes, **kw)
         if name == "nms":
@@ -58,7 +61,12 @@ def test_recheck_modes(name: str, recheck: str, rng: np.random.Generator) -> Non
     boxes, scores, classes = cluster_inputs(rng, 800, span=600)
     fn = getattr(fissure, name)
     res = fn(boxes, scores, classes, metric="iou", threshold=0.4, recheck=recheck)
-    assert_same(res, getattr(_reference, name)(boxes, scores, classes, metric="iou", threshold=0.4, recheck=recheck))
+    assert_same(
+        res,
+        getattr(_reference, name)(
+            boxes, scores, classes, metric="iou", threshold=0.4, recheck=recheck
+        ),
+    )
     selected = fn(boxes, scores, classes, metric="iou", threshold=0.4, recheck="off")
     members = res.members.tolist()
     if recheck in ("sahi", "strict"):
@@ -76,7 +84,9 @@ def test_recheck_modes(name: str, recheck: str, rng: np.random.Generator) -> Non
     # the union box covers every member, the score is their max
     for g, grp in enumerate(res.groups()):
         b = boxes[grp]
-        np.testing.assert_array_equal(res.boxes[g], [b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()])
+        np.testing.assert_array_equal(
+            res.boxes[g], [b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()]
+        )
         assert res.scores[g] == scores[grp].max()
 
 
@@ -93,13 +103,20 @@ def test_threads_do_not_change_results(name: str, rng: np.random.Generator) -> N
 
 @pytest.mark.parametrize("name", ["nms", "greedy_nmm", "nmm"])
 @pytest.mark.parametrize("match", ["ge", "gt"])
-def test_order_and_match_knobs_equal_reference(name: str, match: str, rng: np.random.Generator) -> None:
+def test_order_and_match_knobs_equal_reference(
+    name: str, match: str, rng: np.random.Generator
+) -> None:
     for trial in range(6):
         boxes, scores, classes = cluster_inputs(rng, 400, span=500)
         order = rng.permutation(len(boxes)) if trial % 2 == 0 else None
         thr = [0.0, 0.25, 0.5, 1 / 3, 0.75, 1.0][trial]
-        kw = dict(threshold=thr, metric=["iou", "ios"][trial % 2], match=match, order=order,
-                  class_agnostic=trial % 3 == 0)
+        kw = {
+            "threshold": thr,
+            "metric": ["iou", "ios"][trial % 2],
+            "match": match,
+            "order": order,
+            "class_agnostic": trial % 3 == 0,
+        }
         ours = getattr(fissure, name)(boxes, scores, classes, **kw)
         ref = getattr(_reference, name)(boxes, scores, classes, **kw)
         if name == "nms":
@@ -129,7 +146,9 @@ def test_match_gt_equals_supervision_nms(rng: np.random.Generator) -> None:
         x1, y1 = rng.integers(0, 60, n), rng.integers(0, 60, n)
         w, h = rng.integers(1, 30, n), rng.integers(1, 30, n)
         boxes = np.stack([x1, y1, x1 + w, y1 + h], axis=1).astype(np.float32)
-        scores = rng.permutation(n).astype(np.float32) / n  # distinct: supervision's sort is not stable
+        scores = (
+            rng.permutation(n).astype(np.float32) / n
+        )  # distinct: supervision's sort is not stable
         classes = rng.integers(0, 3, n)
         thr = float(rng.choice([0.0, 0.25, 0.5, 0.75, 1 / 3, 0.3, 0.7]))
         preds = np.concatenate([boxes, scores[:, None], classes[:, None]], axis=1)
@@ -141,7 +160,9 @@ def test_match_gt_equals_supervision_nms(rng: np.random.Generator) -> None:
         np.testing.assert_array_equal(got, want, err_msg=f"trial {trial} thr {thr}")
 
 
-def test_backend_env_selects_reference(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+def test_backend_env_selects_reference(
+    monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator
+) -> None:
     boxes, scores, classes = cluster_inputs(rng, 300)
     cpp = fissure.nmm(boxes, scores, classes, metric="iou")
     monkeypatch.setenv("FISSURE_BACKEND", "python")
@@ -158,7 +179,9 @@ def test_zero_threshold_is_not_quadratic() -> None:
     assert len(fissure.nms(boxes, scores, classes, threshold=0.0)) == 4
     res = fissure.greedy_nmm(boxes, scores, classes, threshold=0.0, recheck="off")
     assert len(res) == 4 and res.members.size == len(boxes)
-    res = fissure.nmm(boxes, scores, classes, threshold=0.0, order=rng.permutation(len(boxes)), recheck="off")
+    res = fissure.nmm(
+        boxes, scores, classes, threshold=0.0, order=rng.permutation(len(boxes)), recheck="off"
+    )
     assert res.members.size == len(boxes)
 
 
@@ -205,7 +228,9 @@ def mask_inputs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarra
     return boxes, np.round(rng.random(n), 1).astype(np.float32), rng.integers(0, 2, n)
 
 
-def naive_mask_nms(full: np.ndarray, boxes: np.ndarray, scores: np.ndarray, thr: float, metric: str) -> list[int]:
+def naive_mask_nms(
+    full: np.ndarray, boxes: np.ndarray, scores: np.ndarray, thr: float, metric: str
+) -> list[int]:
     order = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -scores))
     area = full.reshape(len(full), -1).sum(axis=1)
     suppressed = np.zeros(len(boxes), dtype=bool)
@@ -229,18 +254,22 @@ def test_mask_metric_nms_equals_full_image_oracle(metric: str, rng: np.random.Ge
         boxes, scores, _ = mask_inputs(rng, n)
         full, masks = full_masks_and_boxmasks(rng, boxes)
         thr = float(rng.choice([0.1, 0.3, 0.5]))
-        got = fissure.nms(boxes, scores, threshold=thr, metric=metric, masks=masks, mask_metric=True)
+        got = fissure.nms(
+            boxes, scores, threshold=thr, metric=metric, masks=masks, mask_metric=True
+        )
         assert got.tolist() == naive_mask_nms(full, boxes, scores, thr, metric)
 
 
 @pytest.mark.parametrize("name", ["greedy_nmm", "nmm"])
 @pytest.mark.parametrize("mask_metric", [False, True])
-def test_merged_masks_equal_full_image_or(name: str, mask_metric: bool, rng: np.random.Generator) -> None:
+def test_merged_masks_equal_full_image_or(
+    name: str, mask_metric: bool, rng: np.random.Generator
+) -> None:
     for _ in range(10):
         n = int(rng.integers(1, 40))
         boxes, scores, classes = mask_inputs(rng, n)
         full, masks = full_masks_and_boxmasks(rng, boxes)
-        kw = dict(threshold=0.3, metric="ios", masks=masks, mask_metric=mask_metric)
+        kw = {"threshold": 0.3, "metric": "ios", "masks": masks, "mask_metric": mask_metric}
         res = getattr(fissure, name)(boxes, scores, classes, **kw)
         assert_same(res, getattr(_reference, name)(boxes, scores, classes, **kw))
         m = res.masks

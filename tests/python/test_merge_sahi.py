@@ -12,10 +12,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 
+import fissure
 import numpy as np
 import pytest
-
-import fissure
 
 combine = pytest.importorskip("sahi.postprocess.combine")
 backends = pytest.importorskip("sahi.postprocess.backends")
@@ -42,7 +41,12 @@ def numpy_backend() -> Iterator[None]:
 
 
 def grid_inputs(
-    rng: np.random.Generator, n: int, span: int = 40, max_wh: int = 20, n_cls: int = 3, n_scores: int = 5
+    rng: np.random.Generator,
+    n: int,
+    span: int = 40,
+    max_wh: int = 20,
+    n_cls: int = 3,
+    n_scores: int = 5,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x1 = rng.integers(0, span, n)
     y1 = rng.integers(0, span, n)
@@ -85,9 +89,7 @@ def to_objects(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> li
     ]
 
 
-def sahi_recheck_dropped(
-    objects: list, keep_to_merge: dict, metric: str, thr: float
-) -> list[int]:
+def sahi_recheck_dropped(objects: list, keep_to_merge: dict, metric: str, thr: float) -> list[int]:
     """SAHI's _apply_merge loop, recording the candidates its has_match rejects."""
     dropped = []
     for keep, cands in keep_to_merge.items():
@@ -104,7 +106,9 @@ def sahi_recheck_dropped(
 # Selection: equal to the backend functions, numpy and numba
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["nms", "greedy_nmm", "nmm"])
-def test_selection_equals_sahi_backends(sahi_backend: str, name: str, rng: np.random.Generator) -> None:
+def test_selection_equals_sahi_backends(
+    sahi_backend: str, name: str, rng: np.random.Generator
+) -> None:
     checked = 0
     for _ in range(150):
         n = int(rng.integers(0, 70))
@@ -113,7 +117,7 @@ def test_selection_equals_sahi_backends(sahi_backend: str, name: str, rng: np.ra
         metric = str(rng.choice(["iou", "ios"]))
         agnostic = bool(rng.integers(0, 2))
         ref = sahi_select(name, as_sahi_array(boxes, scores, classes), metric, thr, agnostic)
-        kw = dict(threshold=thr, metric=metric, class_agnostic=agnostic)
+        kw = {"threshold": thr, "metric": metric, "class_agnostic": agnostic}
         if name == "nms":
             ours = fissure.nms(boxes, scores, classes, **kw)
             assert ours.dtype == np.int64
@@ -126,7 +130,9 @@ def test_selection_equals_sahi_backends(sahi_backend: str, name: str, rng: np.ra
 
 
 @pytest.mark.parametrize("name", ["nms", "greedy_nmm", "nmm"])
-def test_float_coordinates_equal_sahi_numpy(numpy_backend: None, name: str, rng: np.random.Generator) -> None:
+def test_float_coordinates_equal_sahi_numpy(
+    numpy_backend: None, name: str, rng: np.random.Generator
+) -> None:
     """Non-integer float32 coordinates: parity needs the same float32 operation order."""
     for _ in range(60):
         n = int(rng.integers(1, 80))
@@ -141,7 +147,9 @@ def test_float_coordinates_equal_sahi_numpy(numpy_backend: None, name: str, rng:
         if name == "nms":
             assert fissure.nms(boxes, scores, classes, threshold=thr, metric=metric).tolist() == ref
         else:
-            res = getattr(fissure, name)(boxes, scores, classes, threshold=thr, metric=metric, recheck="off")
+            res = getattr(fissure, name)(
+                boxes, scores, classes, threshold=thr, metric=metric, recheck="off"
+            )
             assert groups_of(res) == [[k, *v] for k, v in ref.items()]
 
 
@@ -159,7 +167,9 @@ def test_large_inputs_equal_sahi_sparse_paths(
         if name == "nms":
             assert fissure.nms(boxes, scores, classes, threshold=thr, metric=metric).tolist() == ref
         else:
-            res = getattr(fissure, name)(boxes, scores, classes, threshold=thr, metric=metric, recheck="off")
+            res = getattr(fissure, name)(
+                boxes, scores, classes, threshold=thr, metric=metric, recheck="off"
+            )
             assert groups_of(res) == [[k, *v] for k, v in ref.items()]
 
 
@@ -183,10 +193,14 @@ def test_postprocess_equals_sahi_box_for_box(
             metric = str(rng.choice(["iou", "ios"]))
             agnostic = bool(rng.integers(0, 2))
             objects = to_objects(boxes, scores, classes)
-            out = post_cls(match_threshold=thr, match_metric=metric.upper(), class_agnostic=agnostic)(
-                list(objects)
-            ) if n else []
-            kw = dict(threshold=thr, metric=metric, class_agnostic=agnostic)
+            out = (
+                post_cls(match_threshold=thr, match_metric=metric.upper(), class_agnostic=agnostic)(
+                    list(objects)
+                )
+                if n
+                else []
+            )
+            kw = {"threshold": thr, "metric": metric, "class_agnostic": agnostic}
             if name == "nms":
                 keep = fissure.nms(boxes, scores, classes, **kw)
                 assert [objects[i] for i in keep] == list(out)
@@ -210,7 +224,9 @@ def test_peers_example_a_ios_at_threshold(numpy_backend: None) -> None:
     merged (older releases used >, dropping it: recheck="strict" reproduces that)."""
     boxes = np.array([[0, 0, 100, 100], [50, 0, 150, 100]], np.float32)
     scores = np.array([0.9, 0.8], np.float32)
-    out = combine.GreedyNMMPostprocess(0.5, "IOS", True)(to_objects(boxes, scores, np.zeros(2, int)))
+    out = combine.GreedyNMMPostprocess(0.5, "IOS", True)(
+        to_objects(boxes, scores, np.zeros(2, int))
+    )
     res = fissure.greedy_nmm(boxes, scores, threshold=0.5, metric="ios")
     assert [p.bbox.to_xyxy() for p in out] == res.boxes.tolist()
     assert res.boxes.tolist() == [[0, 0, 150, 100]] and res.dropped.size == 0
@@ -221,7 +237,9 @@ def test_peers_example_a_ios_at_threshold(numpy_backend: None) -> None:
 def test_peers_example_b_iou_recheck_loses_c(numpy_backend: None) -> None:
     boxes = np.array([[100, 0, 200, 100], [140, 0, 240, 100], [60, 0, 160, 100]], np.float32)
     scores = np.array([0.9, 0.8, 0.7], np.float32)
-    out = combine.GreedyNMMPostprocess(0.4, "IOU", True)(to_objects(boxes, scores, np.zeros(3, int)))
+    out = combine.GreedyNMMPostprocess(0.4, "IOU", True)(
+        to_objects(boxes, scores, np.zeros(3, int))
+    )
     res = fissure.greedy_nmm(boxes, scores, threshold=0.4, metric="iou")
     assert [p.bbox.to_xyxy() for p in out] == res.boxes.tolist() == [[100, 0, 240, 100]]
     assert res.dropped.tolist() == [2]
@@ -237,12 +255,15 @@ def test_nmm_match_all_tied_top_scores(sahi_backend: str) -> None:
     """threshold 0: SAHI's nmm_match_all leaves every box tied with the top score (and not a
     duplicate of it) as a keeper of nothing, even identical pairs among them."""
     boxes = np.array(
-        [[5, 5, 9, 9], [0, 0, 4, 4], [5, 5, 9, 9], [0, 0, 4, 4], [1, 1, 3, 3], [7, 0, 9, 2]], np.float32
+        [[5, 5, 9, 9], [0, 0, 4, 4], [5, 5, 9, 9], [0, 0, 4, 4], [1, 1, 3, 3], [7, 0, 9, 2]],
+        np.float32,
     )
     scores = np.array([0.9, 0.9, 0.9, 0.9, 0.5, 0.9], np.float32)
     classes = np.zeros(6, np.int64)
     ref = sahi_select("nmm", as_sahi_array(boxes, scores, classes), "iou", 0.0, True)
-    res = fissure.nmm(boxes, scores, classes, threshold=0.0, metric="iou", class_agnostic=True, recheck="off")
+    res = fissure.nmm(
+        boxes, scores, classes, threshold=0.0, metric="iou", class_agnostic=True, recheck="off"
+    )
     assert groups_of(res) == [[k, *v] for k, v in ref.items()]
 
 
@@ -272,7 +293,9 @@ def _box_sets(draw: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return boxes, scores, classes
 
 
-@hypothesis.settings(max_examples=150, deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
+@hypothesis.settings(
+    max_examples=150, deadline=None, suppress_health_check=list(hypothesis.HealthCheck)
+)
 @hypothesis.given(
     data=_box_sets(),
     thr=st.sampled_from([0.0, 0.2, 0.25, 0.5, 0.75, 1.0]),
@@ -289,11 +312,17 @@ def test_hypothesis_greedy_and_nmm_equal_sahi(
         for name in ("greedy_nmm", "nmm"):
             ref = sahi_select(name, preds, metric, thr, agnostic)
             res = getattr(fissure, name)(
-                boxes, scores, classes, threshold=thr, metric=metric, class_agnostic=agnostic, recheck="off"
+                boxes,
+                scores,
+                classes,
+                threshold=thr,
+                metric=metric,
+                class_agnostic=agnostic,
+                recheck="off",
             )
             assert groups_of(res) == [[k, *v] for k, v in ref.items()]
-        assert fissure.nms(boxes, scores, classes, threshold=thr, metric=metric, class_agnostic=agnostic).tolist() == list(
-            sahi_select("nms", preds, metric, thr, agnostic)
-        )
+        assert fissure.nms(
+            boxes, scores, classes, threshold=thr, metric=metric, class_agnostic=agnostic
+        ).tolist() == list(sahi_select("nms", preds, metric, thr, agnostic))
     finally:
         backends.set_postprocess_backend("auto")
