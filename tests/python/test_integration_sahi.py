@@ -191,6 +191,27 @@ def test_large_input_sparse_paths(rng, backend, name, metric):
     assert_same(run_ours(name, preds, 0.5, metric, False), expected, preds)
 
 
+def zero_area_case(rng, n):
+    """Integer boxes of which a third have no width or no height (points and lines)."""
+    boxes, scores, cats = integer_case(rng, n)
+    for i in range(0, n, 3):
+        x1, y1, x2, y2 = boxes[i]
+        boxes[i] = [x1, y1, x1, y1] if i % 2 else ([x1, y1, x1, y2] if i % 4 else [x1, y1, x2, y1])
+    return boxes, scores, cats
+
+
+@pytest.mark.parametrize("name", ["NMS", "GREEDYNMM", "NMM"])
+@pytest.mark.parametrize("metric", ["IOU", "IOS"])
+def test_zero_area_boxes(rng, name, metric):
+    # Two point-sized boxes at different places: the engine's index once looped on these.
+    points = _preds([[10, 10, 10, 10], [10, 12, 10, 12], [0, 0, 4, 4]], [0.9, 0.8, 0.7], [0, 0, 0])
+    for preds in [points] + [_preds(*zero_area_case(rng, 40)) for _ in range(3)]:
+        for thr in (0.5, 0.25):
+            for agnostic in (False, True):
+                expected = run_sahi(name, preds, thr, metric, agnostic, "numpy")
+                assert_same(run_ours(name, preds, thr, metric, agnostic), expected, preds)
+
+
 def test_recheck_drops_like_sahi():
     # SAHI's _apply_merge re-checks against the growing box: C no longer matches it.
     preds = _preds(

@@ -106,6 +106,19 @@ def test_box_nmm_large_groups_and_string_metric(rng):
     assert_same(with_nms(d, 0.1, True, "iou"), d.with_nms(0.1, True, OverlapMetric.IOU))
 
 
+@pytest.mark.parametrize("metric", METRICS)
+def test_zero_area_boxes(rng, metric):
+    for _ in range(4):
+        d = detections(rng, 50, kind="int")
+        d.xyxy[::3, 2] = d.xyxy[::3, 0]  # no width
+        d.xyxy[1::4, 3] = d.xyxy[1::4, 1]  # no height
+        d.xyxy[2::5, 2:] = d.xyxy[2::5, :2]  # points
+        for thr in (0.5, 0.0):
+            for agnostic in (False, True):
+                assert_same(with_nms(d, thr, agnostic, metric), d.with_nms(thr, agnostic, metric))
+                assert_same(with_nmm(d, thr, agnostic, metric), d.with_nmm(thr, agnostic, metric))
+
+
 def test_without_optional_fields(rng):
     d = detections(rng, 50, extras=False)
     d.class_id = None

@@ -54,7 +54,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without sahi ins
         "fissure.integrations.sahi needs SAHI: pip install 'sahi>=0.12' shapely"
     ) from exc
 
-import fissure
+from . import _engine
 
 __all__ = [
     "GreedyNMMPostprocess",
@@ -162,7 +162,7 @@ class NMSPostprocess(_FissurePostprocess):
         if not preds:
             return []
         a = _Arrays(preds)
-        keep = fissure.nms(a.boxes32, a.scores32, a.categories, **self._engine_kwargs())
+        keep = _engine.nms(a.boxes32, a.scores32, a.categories, **self._engine_kwargs())
         return [preds[i] for i in keep.tolist()]
 
 
@@ -176,10 +176,10 @@ class NMMPostprocess(_FissurePostprocess):
         if not preds:
             return []
         a = _Arrays(preds)
-        engine = getattr(fissure, self._engine_name)
-        res = engine(a.boxes32, a.scores32, a.categories, recheck="off", **self._engine_kwargs())
-        offsets = np.asarray(res.group_offsets, dtype=np.int64)
-        members = np.asarray(res.members, dtype=np.int64)
+        offsets, members = _engine.groups(
+            self._engine_name, a.boxes32, a.scores32, a.categories, recheck="off",
+            **self._engine_kwargs(),
+        )
         folded = _fold_groups(a, offsets, members, self.match_metric, self.match_threshold)
         return _build_outputs(preds, a, offsets, members, folded)
 

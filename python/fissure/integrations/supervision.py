@@ -52,8 +52,9 @@ try:
 except ImportError:  # pragma: no cover - supervision < 0.28
     CompactMask = None  # type: ignore[assignment,misc]
 
-import fissure
 from fissure.masks import BoxMasks
+
+from . import _engine
 
 __all__ = ["with_nmm", "with_nms"]
 
@@ -213,9 +214,9 @@ def with_nms(
         thr, match = _mask_gt_rule(t, masks.image_shape)
     else:
         thr, match = _gt_rule(t)
-    kept = fissure.nms(
-        np.asarray(detections.xyxy).astype(dtype),
-        scores,
+    kept = _engine.nms(
+        np.asarray(detections.xyxy).astype(dtype).astype(np.float32),
+        scores.astype(np.float32),
         _engine_class_ids(class_ids),
         threshold=thr,
         metric=metric,
@@ -290,9 +291,10 @@ def with_nmm(
         crops = _Crops(BoxMasks.from_supervision(detections.mask, num_threads=num_threads))
         offsets, members = _mask_nmm_groups(crops, order, cls_col, t, metric)
     else:
-        res = fissure.greedy_nmm(
-            np.asarray(detections.xyxy).astype(dtype),
-            scores,
+        offsets, members = _engine.groups(
+            "greedy_nmm",
+            np.asarray(detections.xyxy).astype(dtype).astype(np.float32),
+            scores.astype(np.float32),
             _engine_class_ids(class_ids),
             threshold=t,
             metric=metric,
@@ -302,8 +304,6 @@ def with_nmm(
             class_agnostic=class_agnostic,
             num_threads=num_threads,
         )
-        offsets = np.asarray(res.group_offsets, dtype=np.int64)
-        members = np.asarray(res.members, dtype=np.int64)
     return _merge_groups(detections, offsets, members, crops)
 
 
