@@ -12,21 +12,13 @@ from typing import Any, Union
 
 import numpy as np
 
+from ._optional import require_cv2
+
 __all__ = ["expand_inputs", "read_image", "write_image_atomic", "write_json_atomic"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"}
-
-
-def _cv2() -> Any:
-    try:
-        import cv2
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "reading and writing images needs OpenCV: pip install opencv-python-headless"
-        ) from exc
-    return cv2
 
 
 def expand_inputs(inputs: Iterable[PathLike]) -> Iterator[Path]:
@@ -49,7 +41,7 @@ def read_image(path: PathLike) -> np.ndarray:
     images are scaled to 8 bits (``>> 8``). Raises ``FileNotFoundError`` for a missing file
     and ``ValueError`` for one OpenCV cannot decode.
     """
-    cv2 = _cv2()
+    cv2 = require_cv2("reading images")
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such image file: {p}")
@@ -89,7 +81,7 @@ def _atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 def write_image_atomic(path: PathLike, image: np.ndarray) -> Path:
     """Encodes by the file's suffix and writes it atomically (temporary file, fsync, rename)."""
-    cv2 = _cv2()
+    cv2 = require_cv2("writing images")
     p = Path(path)
     ok, buf = cv2.imencode(p.suffix or ".png", np.asarray(image))
     if not ok:

@@ -21,6 +21,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from . import _core
+from ._optional import require_cv2
 from ._validate import as_boxes, check_num_threads
 
 __all__ = ["BoxMasks", "regions_from_boxes"]
@@ -133,14 +134,6 @@ def _as_bitmap(crop: Any, name: str) -> np.ndarray:
     return a
 
 
-def _require_cv2() -> Any:
-    try:
-        import cv2
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "polygon conversions need OpenCV: pip install opencv-python-headless (or fissure[cv])"
-        ) from e
-    return cv2
 
 
 def _normalise_counts(counts: Any, i: int) -> Union[bytes, np.ndarray]:
@@ -856,7 +849,7 @@ class BoxMasks:
         """Outer and hole contours of mask ``i`` as (K, 2) int32 arrays in image coordinates,
         as SAHI makes COCO polygons: ``cv2.findContours(RETR_LIST, CHAIN_APPROX_SIMPLE)`` on
         the bitmap with a 1-pixel zero border; contours with fewer than 3 points dropped."""
-        cv2 = _require_cv2()
+        cv2 = require_cv2("polygon conversions")
         bm = self.mask(i).view(np.uint8)
         x0, y0 = (int(v) for v in self.regions[i % len(self), :2])
         if bm.size == 0:
@@ -885,7 +878,7 @@ class BoxMasks:
             polygons_per_mask: per mask, a list of polygons, each flat ``[x1, y1, ...]`` or
                 (K, 2); a mask without polygons is empty (zero-size region).
         """
-        cv2 = _require_cv2()
+        cv2 = require_cv2("polygon conversions")
         H, W = _as_image_shape(image_shape)
         if isinstance(polygons_per_mask, (str, bytes)) or not isinstance(
             polygons_per_mask, Sequence

@@ -35,6 +35,7 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _core
+from ._optional import require_cv2
 from ._validate import as_boxes, check_num_threads
 from .masks import BoxMasks
 
@@ -338,14 +339,6 @@ def suppress_glare(anomaly_map: Any, mask: Any, value: float = 0.0) -> np.ndarra
     return out
 
 
-def _require_cv2(what: str) -> Any:
-    try:
-        import cv2
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            f"{what} needs OpenCV: pip install opencv-python-headless (or fissure[cv])"
-        ) from e
-    return cv2
 
 
 _INPAINT = {"telea": "INPAINT_TELEA", "ns": "INPAINT_NS"}
@@ -385,7 +378,7 @@ def inpaint_specular(
         m = specular_mask(img, v_min=v_min, s_max=s_max, dilate=dilate, num_threads=num_threads)
     else:
         m = _as_mask(mask, shape=img.shape[:2])
-    cv2 = _require_cv2("inpaint_specular")
+    cv2 = require_cv2("inpaint_specular")
     src = np.ascontiguousarray(img)
     if not m.any():
         return src.copy()
