@@ -26,7 +26,6 @@ from .base import (
     ModelSpec,
     TensorSpec,
     check_batch,
-    model_format,
     resolve_model_source,
 )
 
