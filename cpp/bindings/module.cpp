@@ -9,6 +9,7 @@ void bind_tiling(py::module_& m);
 void bind_merge(py::module_& m);
 void bind_masks(py::module_& m);
 void bind_specular(py::module_& m);
+void bind_preprocess(py::module_& m);
 
 #define FISSURE_STR_(x) #x
 #define FISSURE_STR(x) FISSURE_STR_(x)
@@ -25,4 +26,5 @@ PYBIND11_MODULE(_core, m) {
     bind_merge(m);
     bind_masks(m);
     bind_specular(m);
+    bind_preprocess(m);
 }

@@ -9,6 +9,7 @@ from ._version import __version__
 from .info import info
 from .masks import BoxMasks, regions_from_boxes
 from .merge import MergeResult, greedy_nmm, nmm, nms
+from .preprocess import PreprocessConfig, letterbox_params, preprocess_tiles
 from .specular import (
     dilate_disc,
     disc_kernel,
@@ -23,6 +24,7 @@ from .tiling import auto_slice_params, slice_grid
 __all__ = [
     "BoxMasks",
     "MergeResult",
+    "PreprocessConfig",
     "__version__",
     "auto_slice_params",
     "dilate_disc",
@@ -32,8 +34,10 @@ __all__ = [
     "greedy_nmm",
     "info",
     "inpaint_specular",
+    "letterbox_params",
     "nmm",
     "nms",
+    "preprocess_tiles",
     "regions_from_boxes",
     "slice_grid",
     "specular_mask",

@@ -2,11 +2,20 @@
 fissure's private C++ core. Use the public fissure package instead.
 """
 from __future__ import annotations
+import collections.abc
 import numpy
 import numpy.typing
 import typing
+def _float_to_half(x: numpy.typing.NDArray[numpy.float32]) -> numpy.typing.NDArray[numpy.uint16]:
+    """
+    Test hook: binary16 bits of each float32 (flattened), rounded to nearest even.
+    """
 def _parallel_selftest(n: typing.SupportsInt | typing.SupportsIndex, fail_at: typing.SupportsInt | typing.SupportsIndex = -1) -> int:
     ...
+def _resize_u8(image: numpy.ndarray, out_h: typing.SupportsInt | typing.SupportsIndex, out_w: typing.SupportsInt | typing.SupportsIndex, interpolation: str = 'linear', num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.uint8]:
+    """
+    Test hook: the preprocessing kernel's uint8 resize alone, (out_h, out_w, 3).
+    """
 def _specular_force_simd(level: str) -> str:
     """
     Test hook: caps the specular kernels at a SIMD level ('none' removes the cap); returns the previous cap.
@@ -93,6 +102,10 @@ def hardware_threads() -> int:
     """
     Threads used for num_threads=-1 (FISSURE_NUM_THREADS overrides the core count).
     """
+def letterbox_params(tile_h: typing.SupportsInt | typing.SupportsIndex, tile_w: typing.SupportsInt | typing.SupportsIndex, input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex) -> tuple[float, int, int, int, int]:
+    """
+    Ultralytics letterbox geometry: (r, new_w, new_h, pad_x, pad_y).
+    """
 def nmm(boxes: numpy.typing.NDArray[numpy.float32], scores: numpy.typing.NDArray[numpy.float32], class_ids: numpy.typing.NDArray[numpy.int64] | None = None, metric: str = 'ios', threshold: typing.SupportsFloat | typing.SupportsIndex = 0.5, match: str = 'ge', class_agnostic: bool = False, order: numpy.typing.NDArray[numpy.int64] | None = None, mask_data: numpy.typing.NDArray[numpy.uint8] | None = None, mask_offsets: numpy.typing.NDArray[numpy.int64] | None = None, mask_regions: numpy.typing.NDArray[numpy.int32] | None = None, mask_metric: bool = False, recheck: str = 'sahi', num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
     """
     -> (boxes (M,4) f32, scores (M,) f32, class_ids (M,) i64, keep (M,) i64, group_offsets (M+1,) i64, members (K,) i64, dropped (D,) i64, mask_data, mask_offsets, mask_regions) where the mask arrays are None unless masks were given.
@@ -108,6 +121,10 @@ def opencv_hsv_saturation(v: typing.SupportsInt | typing.SupportsIndex, diff: ty
 def paste_dense(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], out: numpy.ndarray, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> None:
     """
     ORs mask i into plane i of out, an (n, height, width) bool/uint8 array; clips.
+    """
+def preprocess_tiles(image: numpy.ndarray, tiles: numpy.typing.NDArray[numpy.int64], out: numpy.ndarray, input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str = 'resize', interpolation: str = 'linear', pad_value: typing.SupportsInt | typing.SupportsIndex = 114, rgb: bool = True, scale: typing.SupportsFloat | typing.SupportsIndex = 0.003921568859368563, mean: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"] = [0.0, 0.0, 0.0], std: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"] = [1.0, 1.0, 1.0], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.ndarray:
+    """
+    Fills `out` (T, 3, input_h, input_w) float32/float16 with the tiles of an (H, W, 3) uint8 image, resized as cv2.resize, channel-swapped, (x * scale - mean) / std; returns `out`.
     """
 def reframe(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], new_regions: numpy.typing.NDArray[numpy.int32], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
     """

@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: Apache-2.0
+// Tile preprocessing: an (H, W, 3) uint8 image read in place (any row stride), (T, 4) int64
+// tiles, and a caller-allocated (T, 3, h, w) float32 / float16 C-contiguous batch buffer that
+// is filled with the GIL released.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <string>
+
+#include "arrays.hpp"
+#include "fissure/preprocess.hpp"
+
+namespace py = pybind11;
+using fissure::index_t;
+using fissure::py_arrays::carray;
+using fissure::py_arrays::check_shape;
+using fissure::py_arrays::shape_str;
+
+namespace {
+
+std::string dtype_str(const py::array& a) { return std::string(py::str(a.dtype())); }
+
+fissure::Image8View image3_arg(const py::array& a) {
+    const auto dt = a.dtype();
+    if (dt.kind() != 'u' || dt.itemsize() != 1)
+        throw py::type_error("image: expected dtype uint8, got " + dtype_str(a));
+    if (a.ndim() != 3 || a.shape(2) != 3)
+        throw fissure::InvalidArgument("image: expected shape (H, W, 3), got " + shape_str(a));
+    if (a.shape(0) == 0 || a.shape(1) == 0)
+        throw fissure::InvalidArgument("image: expected a non-empty image, got shape " +
+                                       shape_str(a));
+    if (a.strides(2) != 1 || (a.shape(1) > 1 && a.strides(1) != 3))
+        throw fissure::InvalidArgument(
+            "image: expected the pixels of a row to be contiguous bytes; call "
+            "np.ascontiguousarray(image)");
+    fissure::Image8View v;
+    v.data = static_cast<const std::uint8_t*>(a.data());
+    v.rows = a.shape(0);
+    v.cols = a.shape(1);
+    v.channels = 3;
+    v.row_stride = a.strides(0);
+    return v;
+}
+
+fissure::Interp interp_arg(const std::string& s) {
+    if (s == "linear") return fissure::Interp::linear;
+    if (s == "nearest") return fissure::Interp::nearest;
+    throw fissure::InvalidArgument("interpolation: expected 'linear' or 'nearest', got '" + s + "'");
+}
+
+fissure::ResizeMode mode_arg(const std::string& s) {
+    if (s == "resize") return fissure::ResizeMode::resize;
+    if (s == "letterbox") return fissure::ResizeMode::letterbox;
+    if (s == "none") return fissure::ResizeMode::none;
+    throw fissure::InvalidArgument("mode: expected 'resize', 'letterbox' or 'none', got '" + s +
+                                   "'");
+}
+
+}  // namespace
+
+void bind_preprocess(py::module_& m) {
+    m.def(
+        "preprocess_tiles",
+        [](const py::array& image, const carray<std::int64_t>& tiles, py::array out, int input_h,
+           int input_w, const std::string& mode, const std::string& interpolation, int pad_value,
+           bool rgb, float scale, std::array<float, 3> mean, std::array<float, 3> std,
+           int num_threads) {
+            const fissure::Image8View img = image3_arg(image);
+            check_shape(tiles, "tiles", {-1, 4});
+            fissure::PreprocessParams p;
+            p.out_h = input_h;
+            p.out_w = input_w;
+            p.mode = mode_arg(mode);
+            p.interp = interp_arg(interpolation);
+            p.pad_value = pad_value;
+            p.swap_rb = rgb;
+            p.scale = scale;
+            for (int c = 0; c < 3; ++c) {
+                p.mean[c] = mean[static_cast<std::size_t>(c)];
+                p.std[c] = std[static_cast<std::size_t>(c)];
+            }
+            const auto dt = out.dtype();
+            if (dt.kind() == 'f' && dt.itemsize() == 4) p.dtype = fissure::OutDtype::float32;
+            else if (dt.kind() == 'f' && dt.itemsize() == 2) p.dtype = fissure::OutDtype::float16;
+            else throw py::type_error("out: expected dtype float32 or float16, got " + dtype_str(out));
+            const py::ssize_t n = tiles.shape(0);
+            if (out.ndim() != 4 || out.shape(0) != n || out.shape(1) != 3 ||
+                out.shape(2) != input_h || out.shape(3) != input_w)
+                throw fissure::InvalidArgument(
+                    "out: expected shape (" + std::to_string(n) + ", 3, " +
+                    std::to_string(input_h) + ", " + std::to_string(input_w) + "), got " +
+                    shape_str(out));
+            if (!(out.flags() & py::array::c_style))
+                throw fissure::InvalidArgument("out: expected a C-contiguous array");
+            if (!out.writeable()) throw fissure::InvalidArgument("out: the array is read-only");
+            const fissure::TilesView tv{tiles.data(), static_cast<index_t>(n)};
+            void* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                fissure::preprocess_tiles(img, tv, p, dst, num_threads);
+            }
+            return out;
+        },
+        py::arg("image").noconvert(), py::arg("tiles").noconvert(), py::arg("out"),
+        py::arg("input_h"), py::arg("input_w"), py::arg("mode") = "resize",
+        py::arg("interpolation") = "linear", py::arg("pad_value") = 114, py::arg("rgb") = true,
+        py::arg("scale") = 1.0f / 255.0f, py::arg("mean") = std::array<float, 3>{0.f, 0.f, 0.f},
+        py::arg("std") = std::array<float, 3>{1.f, 1.f, 1.f}, py::arg("num_threads") = -1,
+        "Fills `out` (T, 3, input_h, input_w) float32/float16 with the tiles of an (H, W, 3) "
+        "uint8 image, resized as cv2.resize, channel-swapped, (x * scale - mean) / std; returns "
+        "`out`.");
+
+    m.def(
+        "letterbox_params",
+        [](index_t tile_h, index_t tile_w, int input_h, int input_w) {
+            const fissure::Letterbox lb = fissure::letterbox_params(tile_h, tile_w, input_h, input_w);
+            return py::make_tuple(lb.r, lb.new_w, lb.new_h, lb.pad_x, lb.pad_y);
+        },
+        py::arg("tile_h"), py::arg("tile_w"), py::arg("input_h"), py::arg("input_w"),
+        "Ultralytics letterbox geometry: (r, new_w, new_h, pad_x, pad_y).");
+
+    m.def(
+        "_resize_u8",
+        [](const py::array& image, int out_h, int out_w, const std::string& interpolation,
+           int num_threads) {
+            const fissure::Image8View img = image3_arg(image);
+            const fissure::Interp interp = interp_arg(interpolation);
+            if (out_h <= 0 || out_w <= 0)
+                throw fissure::InvalidArgument("resize: expected a positive output size");
+            py::array_t<std::uint8_t> out({static_cast<py::ssize_t>(out_h),
+                                           static_cast<py::ssize_t>(out_w), py::ssize_t{3}});
+            std::uint8_t* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                fissure::resize_u8(img, out_h, out_w, interp, dst, num_threads);
+            }
+            return out;
+        },
+        py::arg("image").noconvert(), py::arg("out_h"), py::arg("out_w"),
+        py::arg("interpolation") = "linear", py::arg("num_threads") = -1,
+        "Test hook: the preprocessing kernel's uint8 resize alone, (out_h, out_w, 3).");
+
+    m.def(
+        "_float_to_half",
+        [](const carray<float>& x) {
+            py::array_t<std::uint16_t> out(x.size());
+            const float* s = x.data();
+            std::uint16_t* d = out.mutable_data();
+            for (py::ssize_t i = 0; i < x.size(); ++i) d[i] = fissure::float_to_half(s[i]);
+            return out;
+        },
+        py::arg("x").noconvert(),
+        "Test hook: binary16 bits of each float32 (flattened), rounded to nearest even.");
+}
