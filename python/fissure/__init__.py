@@ -6,6 +6,7 @@ The public API is pure Python over the private compiled module ``fissure._core``
 from __future__ import annotations
 
 from ._version import __version__
+from .decoders import Decoded, decode_end_to_end, decode_probability_map, decode_yolo, decode_yolov5
 from .info import info
 from .masks import BoxMasks, regions_from_boxes
 from .merge import MergeResult, greedy_nmm, nmm, nms
@@ -23,10 +24,15 @@ from .tiling import auto_slice_params, slice_grid
 
 __all__ = [
     "BoxMasks",
+    "Decoded",
     "MergeResult",
     "PreprocessConfig",
     "__version__",
     "auto_slice_params",
+    "decode_end_to_end",
+    "decode_probability_map",
+    "decode_yolo",
+    "decode_yolov5",
     "dilate_disc",
     "disc_kernel",
     "draw_specular",

@@ -54,9 +54,25 @@ def decode_coco(counts: list, height: typing.SupportsInt | typing.SupportsIndex,
     """
     Decodes COCO counts (bytes strings or int64 arrays) into box-local masks over regions, or tight regions when None: (data, offsets, regions).
     """
+def decode_end_to_end(output: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    End-to-end (B, K, 6) -> (boxes, scores, class_ids, tile_index, None).
+    """
 def decode_local_runs(counts: numpy.typing.NDArray[numpy.int64], run_offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
     """
     Decodes crop-scoped column-major runs (CSR) over their regions: (data, offsets, regions).
+    """
+def decode_probability_map(maps: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, threshold: typing.SupportsFloat | typing.SupportsIndex, box_threshold: typing.SupportsFloat | typing.SupportsIndex, min_area: typing.SupportsInt | typing.SupportsIndex, masks: bool, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    (B, H, W) float32 probability maps -> (boxes, scores, class_ids, tile_index, masks).
+    """
+def decode_yolo(output: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, channels_first: bool, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    YOLOv8/11 (B, 4+C, N) or (B, N, 4+C) -> (boxes, scores, class_ids, tile_index, None).
+    """
+def decode_yolov5(output: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    YOLOv5 (B, N, 5+C) -> (boxes, scores, class_ids, tile_index, None).
     """
 def dense_tight_regions(planes: numpy.ndarray, threshold: typing.SupportsFloat | typing.SupportsIndex = 0.5, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.int32]:
     """

@@ -1,0 +1,292 @@
+"""Output decoders: a batch of model outputs (one batch item per tile) to detections.
+
+Every decoder takes the whole batch output, the batch's tiles ``(T, 4)`` int xyxy in image
+pixels (one per batch item) and the model's input geometry (``input_size`` ``(h, w)`` and the
+preprocessing ``mode``: ``"letterbox"``, ``"resize"`` or ``"none"``, as in
+:class:`fissure.PreprocessConfig`; the letterbox pad value does not matter). The heavy loops
+run in the C++ core with the GIL released. Each decoder:
+
+1. maps model-input pixels back to the image: ``x_img = (x - pad_x) / r + tile_x0`` for a
+   letterbox (:func:`fissure.letterbox_params`), ``x_img = x * tile_w / input_w + tile_x0``
+   for a resize (per axis), ``x_img = x + tile_x0`` for ``"none"`` (computed in float64,
+   rounded once to float32);
+2. clips each box to its tile and drops boxes with zero area after clipping;
+3. keeps ``score >= conf_threshold`` (inclusive).
+
+Results come ordered by tile, then by candidate index. NaN anywhere in an output raises
+ValueError (a NaN box cannot be placed; a NaN score would silently vanish).
+See ``docs/decoders.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+import numpy as np
+
+from . import _core
+from ._validate import check_num_threads
+from .masks import BoxMasks
+
+__all__ = [
+    "Decoded",
+    "decode_end_to_end",
+    "decode_probability_map",
+    "decode_yolo",
+    "decode_yolov5",
+]
+
+_MODES = ("resize", "letterbox", "none")
+Mode = Literal["letterbox", "resize", "none"]
+
+
+@dataclass
+class Decoded:
+    """Detections decoded from one batch, in image coordinates.
+
+    Attributes:
+        boxes: (N, 4) float32 xyxy.
+        scores: (N,) float32.
+        class_ids: (N,) int64.
+        tile_index: (N,) int64, the batch item (tile) each detection came from.
+        masks: box-local :class:`fissure.BoxMasks` in image pixels, or None.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    tile_index: np.ndarray
+    masks: Optional[BoxMasks] = None
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def _describe(a: Any) -> str:
+    if isinstance(a, np.ndarray):
+        return f"array of shape {a.shape} and dtype {a.dtype}"
+    return type(a).__name__
+
+
+def _as_output(a: Any, name: str) -> np.ndarray:
+    if a is None or isinstance(a, (str, bytes)):
+        raise ValueError(f"{name}: expected a float array, got {_describe(a)}")
+    arr = np.asarray(a)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"{name}: expected a floating-point array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _as_tiles(tiles: Any) -> np.ndarray:
+    arr = np.asarray(tiles)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer)
+                                   or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"tiles: expected a (T, 4) integer array, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"tiles: expected shape (T, 4) as [x0, y0, x1, y1], got {arr.shape}")
+    if np.issubdtype(arr.dtype, np.floating) and (
+            not np.isfinite(arr).all() or (arr != np.round(arr)).any()):
+        raise ValueError("tiles: expected integer pixel coordinates")
+    out = np.ascontiguousarray(arr, dtype=np.int64)
+    bad = (out[:, 2] <= out[:, 0]) | (out[:, 3] <= out[:, 1])
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"tiles: expected x1 > x0 and y1 > y0, tile {i} is {out[i].tolist()}")
+    return out
+
+
+def _as_input_size(size: Any) -> tuple[int, int]:
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        size = (int(size), int(size))
+    if not isinstance(size, Sequence) or len(size) != 2:
+        raise ValueError(f"input_size: expected (h, w), got {size!r}")
+    out = []
+    for v in size:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 1 <= int(v) <= 65535:
+            raise ValueError(f"input_size: expected two ints in 1..65535, got {size!r}")
+        out.append(int(v))
+    return out[0], out[1]
+
+
+def _check_common(output: np.ndarray, tiles: np.ndarray, mode: str, input_size: tuple[int, int],
+                  name: str) -> None:
+    if mode not in _MODES:
+        raise ValueError(f"mode: expected one of {_MODES}, got {mode!r}")
+    if output.shape[0] != tiles.shape[0]:
+        raise ValueError(
+            f"tiles: expected one tile per batch item ({output.shape[0]} for {name} of shape "
+            f"{output.shape}), got {tiles.shape[0]}")
+    if mode == "none":
+        th = tiles[:, 3] - tiles[:, 1]
+        tw = tiles[:, 2] - tiles[:, 0]
+        bad = (th != input_size[0]) | (tw != input_size[1])
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"tiles: mode 'none' expects every tile to be input_size {input_size}, tile {i} "
+                f"is {int(th[i])}x{int(tw[i])}")
+    if np.isnan(output).any():
+        idx = tuple(int(v) for v in np.argwhere(np.isnan(output))[0])
+        raise ValueError(f"{name}: expected no NaN, got NaN at index {idx}")
+
+
+def _threshold(v: Any, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or math.isnan(float(v)):
+        raise ValueError(f"{name}: expected a number, got {v!r}")
+    return float(v)
+
+
+def _wrap(res: tuple, image_shape: Optional[tuple[int, int]]) -> Decoded:
+    boxes, scores, class_ids, tile_index, masks = res
+    bm = None
+    if masks is not None:
+        data, offsets, regions = masks
+        bm = BoxMasks(data, offsets, regions, image_shape, validate=False)
+    return Decoded(boxes, scores, class_ids, tile_index, bm)
+
+
+def decode_probability_map(
+    maps: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "resize",
+    *,
+    threshold: float = 0.3,
+    box_threshold: float = 0.5,
+    min_area: int = 1,
+    masks: bool = True,
+    image_shape: Optional[tuple[int, int]] = None,
+    num_threads: int = -1,
+) -> Decoded:
+    """DBNet-style probability maps ``(B, 1, H, W)`` or ``(B, H, W)`` to one box per region.
+
+    Each map is binarised with ``p > threshold`` (as DBNet does) and split into 8-connected
+    components (the same components as ``cv2.connectedComponents(connectivity=8)``). A
+    component with at least ``min_area`` map pixels gives:
+
+    - the box of its pixels, ``[x_min, y_min, x_max + 1, y_max + 1]`` in map pixels, scaled to
+      the model input by ``input_size / (H, W)`` (1 for DBNet, whose map is the input size),
+      then mapped to the image, clipped to the tile;
+    - score = mean probability over the component's pixels; kept when
+      ``score >= box_threshold``; class 0;
+    - when ``masks``, a box-local mask over the image pixels of its box (the region
+      :func:`fissure.regions_from_boxes` owns): each image pixel takes the component
+      membership of the map pixel under its centre. With the map at input resolution and no
+      scaling (``mode="none"``) this is exactly the component's pixels.
+
+    Components are ordered by their first pixel in raster order within each tile.
+    ``image_shape`` is only recorded on the masks.
+    """
+    arr = _as_output(maps, "maps")
+    if arr.ndim == 4:
+        if arr.shape[1] != 1:
+            raise ValueError(f"maps: expected shape (B, 1, H, W) or (B, H, W), got {arr.shape}")
+        arr = arr.reshape(arr.shape[0], arr.shape[2], arr.shape[3])
+    if arr.ndim != 3 or arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise ValueError(f"maps: expected shape (B, 1, H, W) or (B, H, W), got {arr.shape}")
+    t = _as_tiles(tiles)
+    size = _as_input_size(input_size)
+    _check_common(arr, t, mode, size, "maps")
+    if isinstance(min_area, bool) or not isinstance(min_area, numbers.Integral) or min_area < 0:
+        raise ValueError(f"min_area: expected a non-negative int, got {min_area!r}")
+    res = _core.decode_probability_map(
+        arr, t, size[0], size[1], mode, _threshold(threshold, "threshold"),
+        _threshold(box_threshold, "box_threshold"), int(min_area), bool(masks),
+        check_num_threads(num_threads))
+    return _wrap(res, image_shape)
+
+
+def decode_yolo(
+    output: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "letterbox",
+    *,
+    conf_threshold: float = 0.25,
+    layout: Literal["auto", "channels_first", "channels_last"] = "auto",
+    num_threads: int = -1,
+) -> Decoded:
+    """YOLOv8 / YOLO11 detection output to boxes.
+
+    ``output`` is ``(B, 4 + C, N)`` (``layout="channels_first"``, what Ultralytics exports) or
+    ``(B, N, 4 + C)`` (``"channels_last"``): ``cx, cy, w, h`` in model-input pixels, then C
+    class scores (already sigmoid). score = max class score, class = its first argmax.
+    ``layout="auto"`` picks channels-first when ``4 + C < N`` is read off the shape (the
+    smaller of the two last axes holds the values), and raises when they are equal.
+    """
+    arr = _as_output(output, "output")
+    if arr.ndim != 3:
+        raise ValueError(f"output: expected shape (B, 4 + C, N) or (B, N, 4 + C), got {arr.shape}")
+    if layout == "auto":
+        if arr.shape[1] == arr.shape[2]:
+            raise ValueError(
+                f"output: shape {arr.shape} is ambiguous; pass layout='channels_first' or "
+                "'channels_last'")
+        channels_first = arr.shape[1] < arr.shape[2]
+    elif layout in ("channels_first", "channels_last"):
+        channels_first = layout == "channels_first"
+    else:
+        raise ValueError(f"layout: expected 'auto', 'channels_first' or 'channels_last', "
+                         f"got {layout!r}")
+    dims = arr.shape[1] if channels_first else arr.shape[2]
+    if dims < 5:
+        raise ValueError(f"output: expected 4 box values and at least one class score per "
+                         f"candidate, got {dims} values (shape {arr.shape})")
+    t = _as_tiles(tiles)
+    size = _as_input_size(input_size)
+    _check_common(arr, t, mode, size, "output")
+    res = _core.decode_yolo(arr, t, size[0], size[1], mode, channels_first,
+                            _threshold(conf_threshold, "conf_threshold"),
+                            check_num_threads(num_threads))
+    return _wrap(res, None)
+
+
+def decode_end_to_end(
+    output: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "letterbox",
+    *,
+    conf_threshold: float = 0.25,
+    num_threads: int = -1,
+) -> Decoded:
+    """End-to-end (NMS-free) output ``(B, K, 6)``: ``x1, y1, x2, y2, score, class`` per row,
+    boxes in model-input pixels (YOLOv10 / YOLO26 exports). Class values are rounded to the
+    nearest int and must be non-negative."""
+    arr = _as_output(output, "output")
+    if arr.ndim != 3 or arr.shape[2] != 6:
+        raise ValueError(f"output: expected shape (B, K, 6), got {arr.shape}")
+    t = _as_tiles(tiles)
+    size = _as_input_size(input_size)
+    _check_common(arr, t, mode, size, "output")
+    res = _core.decode_end_to_end(arr, t, size[0], size[1], mode,
+                                  _threshold(conf_threshold, "conf_threshold"),
+                                  check_num_threads(num_threads))
+    return _wrap(res, None)
+
+
+def decode_yolov5(
+    output: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "letterbox",
+    *,
+    conf_threshold: float = 0.25,
+    num_threads: int = -1,
+) -> Decoded:
+    """YOLOv5-style output ``(B, N, 5 + C)``: ``cx, cy, w, h, objectness``, C class scores.
+    score = max over classes of ``objectness * class score`` (float32), class = first argmax."""
+    arr = _as_output(output, "output")
+    if arr.ndim != 3 or arr.shape[2] < 6:
+        raise ValueError(f"output: expected shape (B, N, 5 + C) with C >= 1, got {arr.shape}")
+    t = _as_tiles(tiles)
+    size = _as_input_size(input_size)
+    _check_common(arr, t, mode, size, "output")
+    res = _core.decode_yolov5(arr, t, size[0], size[1], mode,
+                              _threshold(conf_threshold, "conf_threshold"),
+                              check_num_threads(num_threads))
+    return _wrap(res, None)
