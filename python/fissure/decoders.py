@@ -148,6 +148,16 @@ def _wrap(res: tuple, image_shape: Optional[tuple[int, int]]) -> Decoded:
         bm = BoxMasks(data, offsets, regions, image_shape, validate=False)
     return Decoded(boxes, scores, class_ids, tile_index, bm)
 
+def _decode_boxes(core_fn: Any, arr: np.ndarray, tiles: Any, input_size: Any, mode: str,
+                  conf_threshold: float, num_threads: int, *layout: bool) -> Decoded:
+    """Shared tail of the box decoders: geometry checks, the core call, the result."""
+    t = _as_tiles(tiles)
+    size = _as_input_size(input_size)
+    _check_common(arr, t, mode, size, "output")
+    res = core_fn(arr, t, size[0], size[1], mode, *layout,
+                  _threshold(conf_threshold, "conf_threshold"), check_num_threads(num_threads))
+    return _wrap(res, None)
+
 
 def decode_probability_map(
     maps: Any,
@@ -236,13 +246,8 @@ def decode_yolo(
     if dims < 5:
         raise ValueError(f"output: expected 4 box values and at least one class score per "
                          f"candidate, got {dims} values (shape {arr.shape})")
-    t = _as_tiles(tiles)
-    size = _as_input_size(input_size)
-    _check_common(arr, t, mode, size, "output")
-    res = _core.decode_yolo(arr, t, size[0], size[1], mode, channels_first,
-                            _threshold(conf_threshold, "conf_threshold"),
-                            check_num_threads(num_threads))
-    return _wrap(res, None)
+    return _decode_boxes(_core.decode_yolo, arr, tiles, input_size, mode, conf_threshold,
+                         num_threads, channels_first)
 
 
 def decode_end_to_end(
@@ -260,13 +265,8 @@ def decode_end_to_end(
     arr = _as_output(output, "output")
     if arr.ndim != 3 or arr.shape[2] != 6:
         raise ValueError(f"output: expected shape (B, K, 6), got {arr.shape}")
-    t = _as_tiles(tiles)
-    size = _as_input_size(input_size)
-    _check_common(arr, t, mode, size, "output")
-    res = _core.decode_end_to_end(arr, t, size[0], size[1], mode,
-                                  _threshold(conf_threshold, "conf_threshold"),
-                                  check_num_threads(num_threads))
-    return _wrap(res, None)
+    return _decode_boxes(_core.decode_end_to_end, arr, tiles, input_size, mode,
+                         conf_threshold, num_threads)
 
 
 def decode_yolov5(
@@ -283,10 +283,5 @@ def decode_yolov5(
     arr = _as_output(output, "output")
     if arr.ndim != 3 or arr.shape[2] < 6:
         raise ValueError(f"output: expected shape (B, N, 5 + C) with C >= 1, got {arr.shape}")
-    t = _as_tiles(tiles)
-    size = _as_input_size(input_size)
-    _check_common(arr, t, mode, size, "output")
-    res = _core.decode_yolov5(arr, t, size[0], size[1], mode,
-                              _threshold(conf_threshold, "conf_threshold"),
-                              check_num_threads(num_threads))
-    return _wrap(res, None)
+    return _decode_boxes(_core.decode_yolov5, arr, tiles, input_size, mode, conf_threshold,
+                         num_threads)
