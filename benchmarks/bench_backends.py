@@ -74,7 +74,7 @@ def _open(backend: str, precision: str, threads: int, **kw):  # type: ignore[no-
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("batch", [1, 4])
 @pytest.mark.parametrize("backend,precision", CONFIGS)
-def test_run(benchmark, backend: str, precision: str,  # type: ignore[no-untyped-def]
+def bench_run(benchmark, backend: str, precision: str,  # type: ignore[no-untyped-def]
              batch: int, threads: int) -> None:
     pytest.importorskip(backend)
     try:

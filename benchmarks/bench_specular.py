@@ -28,6 +28,8 @@ import pytest
 import fissure
 from fissure import _core
 
+from _machine import cpu_model
+
 cv2 = pytest.importorskip("cv2") if __name__ != "__main__" else __import__("cv2")
 
 SIZES = {12: (3000, 4000), 24: (4000, 6000)}  # megapixels -> (H, W)
@@ -85,15 +87,7 @@ def all_threads() -> int:
 
 
 def platform_line() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model(platform.processor() or platform.machine())
     info = fissure.info()
     return (f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, "
             f"numpy {np.__version__}, OpenCV {cv2.__version__}, fissure {info['version']} "
@@ -117,7 +111,7 @@ def _image(mp: int) -> np.ndarray:
 @pytest.mark.parametrize("threads", [1, -1], ids=["1thread", "allthreads"])
 @pytest.mark.parametrize("dilate", [0, DILATE], ids=["mask", f"mask+dilate{DILATE}"])
 @pytest.mark.parametrize("impl", ["fissure", "opencv", "copy"])
-def test_specular(benchmark, impl: str, dilate: int, threads: int, mp: int) -> None:  # noqa: ANN001
+def bench_specular(benchmark, impl: str, dilate: int, threads: int, mp: int) -> None:  # noqa: ANN001
     if impl == "copy" and (dilate or threads != 1):
         pytest.skip("one copy baseline per size")
     img = _image(mp)

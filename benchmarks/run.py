@@ -32,6 +32,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import _impls  # noqa: E402
+from _machine import cpu_model  # noqa: E402
 
 
 def _versions() -> str:
@@ -56,15 +57,7 @@ def _versions() -> str:
 
 
 def machine_line() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model(platform.processor() or "unknown CPU")
     mem = ""
     try:
         with open("/proc/meminfo") as f:
