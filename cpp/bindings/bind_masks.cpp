@@ -25,6 +25,12 @@ using fissure::py_arrays::shape_str;
 
 namespace {
 
+void check_image_shape(index_t height, index_t width) {
+    if (height <= 0 || width <= 0)
+        throw fissure::InvalidArgument("image_shape: expected positive (height, width), got (" +
+                                       std::to_string(height) + ", " + std::to_string(width) + ")");
+}
+
 // Hands a vector's buffer to numpy without a copy.
 template <class T>
 py::array_t<T> to_numpy(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
@@ -241,9 +247,7 @@ void bind_masks(py::module_& m) {
         [](const carray<std::uint8_t>& data, const carray<std::int64_t>& offsets,
            const carray<std::int32_t>& regions, index_t height, index_t width, int num_threads) {
             const auto v = masks_view(data, offsets, regions);
-            if (height <= 0 || width <= 0)
-                throw fissure::InvalidArgument("image_shape: expected positive (height, width), got (" +
-                                               std::to_string(height) + ", " + std::to_string(width) + ")");
+            check_image_shape(height, width);
             std::vector<std::string> strings;
             {
                 py::gil_scoped_release release;
@@ -268,9 +272,7 @@ void bind_masks(py::module_& m) {
         [](const carray<std::uint8_t>& data, const carray<std::int64_t>& offsets,
            const carray<std::int32_t>& regions, index_t height, index_t width, int num_threads) {
             const auto v = masks_view(data, offsets, regions);
-            if (height <= 0 || width <= 0)
-                throw fissure::InvalidArgument("image_shape: expected positive (height, width), got (" +
-                                               std::to_string(height) + ", " + std::to_string(width) + ")");
+            check_image_shape(height, width);
             fissure::RunsCSR runs;
             {
                 py::gil_scoped_release release;
