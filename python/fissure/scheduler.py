@@ -192,7 +192,7 @@ class BatchFeeder:
         """Waits for background work and lets go of the image."""
         self._f.close()
 
-    def __enter__(self) -> "BatchFeeder":
+    def __enter__(self) -> BatchFeeder:
         return self
 
     def __exit__(self, *exc: object) -> None:
