@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fissure import BoxMasks, Detections
 from fissure import _mask_reference as ref
 
 sv = pytest.importorskip("supervision")
-from supervision.detection.compact_mask import CompactMask  # noqa: E402
+from supervision.detection.compact_mask import CompactMask
 
 H, W = 48, 64
 
@@ -273,7 +272,7 @@ def test_to_supervision_without_masks_or_names() -> None:
 
 @pytest.mark.parametrize("kind", ["dense", "compact"])
 def test_from_supervision(rng: np.random.Generator, kind: str) -> None:
-    ours, twin = make_case(rng)
+    _ours, twin = make_case(rng)
     if kind == "compact":
         twin.mask = CompactMask.from_dense(twin.mask, twin.xyxy, image_shape=(H, W))
     twin.data["class_name"] = np.array(["a", "b", "c", "d"])[twin.class_id]

@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-
 from fissure import BoxMasks, Detections
 from fissure import _mask_reference as ref
 from fissure.detections import coco_dataset
@@ -89,7 +88,7 @@ def test_dataset_loads_in_pycocotools_and_perfect_results_score_one(
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    sets, denses = zip(*[make(rng, n, 60, 80, ("a", "b")) for n in (12, 9)])
+    sets, _denses = zip(*[make(rng, n, 60, 80, ("a", "b")) for n in (12, 9)])
     # keep detections big enough for COCO's area ranges, and non-empty masks
     sets = [d[(d.area > 0) & (d.box_area > 4)] for d in sets]
     ds = coco_dataset(["one.png", {"file_name": "two.png", "id": 42}], sets)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fissure import BoxMasks, Detections
 from fissure.detections import PALETTE
 
@@ -66,7 +65,7 @@ def test_mask_tint_is_the_exact_blend(rng: np.random.Generator, alpha: float) ->
 def test_boxes_have_the_class_colour_and_nothing_outside_changes(
     rng: np.random.Generator,
 ) -> None:
-    d, full = scene(rng)
+    d, _full = scene(rng)
     img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
     t = 3
     out = d.draw(img, masks=False, labels=False, thickness=t)
@@ -92,7 +91,7 @@ def test_labels_are_drawn_near_their_boxes(rng: np.random.Generator) -> None:
     out = d.draw(img)
     changed = (out != plain).any(axis=2)
     assert changed.any()
-    ys, xs = np.nonzero(changed)
+    _ys, xs = np.nonzero(changed)
     x0s = [r[0] for r in regions(d.boxes)]
     assert xs.min() >= min(x0s)  # labels start at a box's left edge
     assert d.labels == ["crack 0.87", "pit 0.50", "21 0.25"]
