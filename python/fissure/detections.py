@@ -528,7 +528,7 @@ class Detections:
                 mask = self.masks.to_full(self.image_shape)
             else:
                 mask = self.masks.to_supervision(self.image_shape)
-        data = {k: v.copy() for k, v in self.data.items()}
+        data: dict[str, Any] = {k: v.copy() for k, v in self.data.items()}
         if self.class_names is not None and _CLASS_NAME_KEY not in data:
             data[_CLASS_NAME_KEY] = np.array(self.names, dtype=str)
         return sv.Detections(
@@ -671,7 +671,7 @@ class Detections:
                 if xa >= xb or ya >= yb:
                     continue
                 bm = m.data[m.offsets[i]:m.offsets[i + 1]].reshape(h, w)
-                sel = bm[ya - y0:yb - y0, xa - x0:xb - x0].astype(bool)
+                sel = bm[ya - y0:yb - y0, xa - x0:xb - x0].view(bool)
                 sub = out[ya:yb, xa:xb]
                 px = sub[sel].astype(np.float64)
                 sub[sel] = np.floor((1.0 - a) * px + a * colors[i] + 0.5).astype(np.uint8)

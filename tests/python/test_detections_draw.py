@@ -174,3 +174,19 @@ def test_filter_specular(rng: np.random.Generator, with_masks: bool) -> None:
         d._replace(image_shape=(H, W)).filter_specular(glare[:-1])
     with pytest.raises(TypeError, match="glare_mask"):
         d.filter_specular(glare.astype(np.float32))
+
+
+def test_overlapping_masks_blend_in_detection_order(rng: np.random.Generator) -> None:
+    full = np.zeros((3, H, W), bool)
+    full[0, 10:30, 10:40] = True
+    full[1, 20:40, 30:60] = True
+    full[2, 5:50, 35:38] = True
+    boxes = np.array([[10, 10, 40, 30], [30, 20, 60, 40], [35, 5, 38, 50]], np.float32)
+    d = Detections(boxes, [0.9, 0.8, 0.7], [1, 5, 9], BoxMasks.from_full(full, boxes))
+    img = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    colors = [PALETTE[c] for c in (1, 5, 9)]
+    out = d.draw(img, boxes=False, labels=False, alpha=0.6)
+    np.testing.assert_array_equal(out, blend_reference(img, full, colors, 0.6))
+    # the order matters where masks overlap, so this is not a vacuous check
+    rev = blend_reference(img, full[::-1], colors[::-1], 0.6)
+    assert (rev != out).any()
