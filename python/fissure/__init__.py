@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ._version import __version__
 from .decoders import Decoded, decode_end_to_end, decode_probability_map, decode_yolo, decode_yolov5
+from .detections import Detections
 from .info import info
 from .masks import BoxMasks, regions_from_boxes
 from .merge import MergeResult, greedy_nmm, nmm, nms
@@ -25,6 +26,7 @@ from .tiling import auto_slice_params, slice_grid
 __all__ = [
     "BoxMasks",
     "Decoded",
+    "Detections",
     "MergeResult",
     "PreprocessConfig",
     "__version__",
