@@ -34,10 +34,15 @@ from .masks import BoxMasks
 
 __all__ = [
     "Decoded",
+    "DecoderSpec",
+    "decode_detr",
     "decode_end_to_end",
     "decode_probability_map",
     "decode_yolo",
+    "decode_yolo_seg",
     "decode_yolov5",
+    "decode_yolov5_seg",
+    "select_decoder",
 ]
 
 _MODES = ("resize", "letterbox", "none")
@@ -148,6 +153,20 @@ def _wrap(res: tuple, image_shape: Optional[tuple[int, int]]) -> Decoded:
         bm = BoxMasks(data, offsets, regions, image_shape, validate=False)
     return Decoded(boxes, scores, class_ids, tile_index, bm)
 
+def _channels_first(arr: np.ndarray, layout: str) -> bool:
+    """The layout of a rank-3 YOLO output: the smaller of the last two axes holds the values."""
+    if layout == "auto":
+        if arr.shape[1] == arr.shape[2]:
+            raise ValueError(
+                f"output: shape {arr.shape} is ambiguous; pass layout='channels_first' or "
+                "'channels_last'")
+        return bool(arr.shape[1] < arr.shape[2])
+    if layout in ("channels_first", "channels_last"):
+        return layout == "channels_first"
+    raise ValueError(f"layout: expected 'auto', 'channels_first' or 'channels_last', "
+                     f"got {layout!r}")
+
+
 def _decode_boxes(core_fn: Any, arr: np.ndarray, tiles: Any, input_size: Any, mode: str,
                   conf_threshold: float, num_threads: int, *layout: bool) -> Decoded:
     """Shared tail of the box decoders: geometry checks, the core call, the result."""
@@ -231,17 +250,7 @@ def decode_yolo(
     arr = _as_output(output, "output")
     if arr.ndim != 3:
         raise ValueError(f"output: expected shape (B, 4 + C, N) or (B, N, 4 + C), got {arr.shape}")
-    if layout == "auto":
-        if arr.shape[1] == arr.shape[2]:
-            raise ValueError(
-                f"output: shape {arr.shape} is ambiguous; pass layout='channels_first' or "
-                "'channels_last'")
-        channels_first = arr.shape[1] < arr.shape[2]
-    elif layout in ("channels_first", "channels_last"):
-        channels_first = layout == "channels_first"
-    else:
-        raise ValueError(f"layout: expected 'auto', 'channels_first' or 'channels_last', "
-                         f"got {layout!r}")
+    channels_first = _channels_first(arr, layout)
     dims = arr.shape[1] if channels_first else arr.shape[2]
     if dims < 5:
         raise ValueError(f"output: expected 4 box values and at least one class score per "
@@ -285,3 +294,190 @@ def decode_yolov5(
         raise ValueError(f"output: expected shape (B, N, 5 + C) with C >= 1, got {arr.shape}")
     return _decode_boxes(_core.decode_yolov5, arr, tiles, input_size, mode, conf_threshold,
                          num_threads)
+
+
+# --------------------------------------------------------------------------------------------
+# Segmentation (mask prototypes) and DETR-style decoders
+# --------------------------------------------------------------------------------------------
+
+
+def _check_nan(arr: np.ndarray, name: str) -> None:
+    if np.isnan(arr).any():
+        idx = tuple(int(v) for v in np.argwhere(np.isnan(arr))[0])
+        raise ValueError(f"{name}: expected no NaN, got NaN at index {idx}")
+
+
+def _as_protos(protos: Any, batch: int) -> np.ndarray:
+    pr = _as_output(protos, "protos")
+    if pr.ndim != 4 or min(pr.shape[1:]) < 1:
+        raise ValueError(f"protos: expected shape (B, M, mh, mw) with M, mh, mw >= 1, "
+                         f"got {pr.shape}")
+    if pr.shape[0] != batch:
+        raise ValueError(f"protos: expected the output's batch size {batch}, got shape {pr.shape}")
+    _check_nan(pr, "protos")
+    return pr
+
+
+def decode_yolo_seg(
+    output: Any,
+    protos: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "letterbox",
+    *,
+    conf_threshold: float = 0.25,
+    layout: Literal["auto", "channels_first", "channels_last"] = "auto",
+    masks: bool = True,
+    image_shape: Optional[tuple[int, int]] = None,
+    num_threads: int = -1,
+) -> Decoded:
+    """YOLOv8 / YOLO11 segmentation output to boxes and box-local masks.
+
+    ``output`` (Ultralytics' ``output0``) is ``(B, 4 + C + M, N)`` (``"channels_first"``, what
+    Ultralytics exports) or ``(B, N, 4 + C + M)``: ``cx, cy, w, h`` in model-input pixels, C
+    class scores, M mask coefficients. ``protos`` (``output1``) is ``(B, M, mh, mw)``. Boxes,
+    scores and classes are decoded as :func:`decode_yolo`. With ``masks`` each detection gets a
+    mask with Ultralytics' ``process_mask(..., upsample=True)`` semantics (its default, not
+    ``retina_masks``):
+
+    1. logits = coefficients . prototypes at proto resolution (float32);
+    2. zeroed outside the box scaled to proto pixels (pixel ``p`` kept where
+       ``x1 * mw / input_w <= p < x2 * mw / input_w``, likewise in y);
+    3. upsampled bilinearly to the model input (``align_corners=False``, as ``cv2.resize``
+       ``INTER_LINEAR`` and ``F.interpolate(mode="bilinear")``), set where ``> 0`` (= sigmoid
+       ``> 0.5``);
+    4. each image pixel of the detection's region (``regions_from_boxes`` of its image box,
+       inside the tile) takes the model-input pixel under its centre.
+
+    Only the pixels a region needs are computed. ``image_shape`` is recorded on the masks.
+    """
+    arr = _as_output(output, "output")
+    if arr.ndim != 3:
+        raise ValueError(f"output: expected shape (B, 4 + C + M, N) or (B, N, 4 + C + M), "
+                         f"got {arr.shape}")
+    pr = _as_protos(protos, arr.shape[0])
+    channels_first = _channels_first(arr, layout)
+    dims = arr.shape[1] if channels_first else arr.shape[2]
+    m = pr.shape[1]
+    if dims - 4 - m < 1:
+        raise ValueError(
+            f"output: expected 4 + C + M values per candidate with C >= 1 and M = {m} (the "
+            f"channels of protos {pr.shape}), got {dims} (output shape {arr.shape})")
+    t = _as_tiles(tiles)
+    size = _as_input_size(input_size)
+    _check_common(arr, t, mode, size, "output")
+    res = _core.decode_yolo_seg(arr, pr, t, size[0], size[1], mode, channels_first,
+                                _threshold(conf_threshold, "conf_threshold"), bool(masks),
+                                check_num_threads(num_threads))
+    return _wrap(res, image_shape)
+
+
+def decode_yolov5_seg(
+    output: Any,
+    protos: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "letterbox",
+    *,
+    conf_threshold: float = 0.25,
+    masks: bool = True,
+    image_shape: Optional[tuple[int, int]] = None,
+    num_threads: int = -1,
+) -> Decoded:
+    """YOLOv5 segmentation output ``(B, N, 5 + C + M)`` (``cx, cy, w, h, objectness``, C class
+    scores, M mask coefficients) and ``protos`` ``(B, M, mh, mw)``. Scores as
+    :func:`decode_yolov5` (max of ``objectness * class score``), masks as
+    :func:`decode_yolo_seg`."""
+    arr = _as_output(output, "output")
+    if arr.ndim != 3:
+        raise ValueError(f"output: expected shape (B, N, 5 + C + M), got {arr.shape}")
+    pr = _as_protos(protos, arr.shape[0])
+    m = pr.shape[1]
+    if arr.shape[2] - 5 - m < 1:
+        raise ValueError(
+            f"output: expected shape (B, N, 5 + C + M) with C >= 1 and M = {m} (the channels "
+            f"of protos {pr.shape}), got {arr.shape}")
+    t = _as_tiles(tiles)
+    size = _as_input_size(input_size)
+    _check_common(arr, t, mode, size, "output")
+    res = _core.decode_yolov5_seg(arr, pr, t, size[0], size[1], mode,
+                                  _threshold(conf_threshold, "conf_threshold"), bool(masks),
+                                  check_num_threads(num_threads))
+    return _wrap(res, image_shape)
+
+
+def decode_detr(
+    boxes: Any,
+    logits: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "resize",
+    *,
+    mask_logits: Any = None,
+    conf_threshold: float = 0.5,
+    score: Literal["sigmoid", "softmax"] = "sigmoid",
+    top_k: Optional[int] = None,
+    image_shape: Optional[tuple[int, int]] = None,
+    num_threads: int = -1,
+) -> Decoded:
+    """DETR-style outputs (RF-DETR, DETR, Deformable DETR) to boxes and optional masks.
+
+    ``boxes`` is ``(B, Q, 4)``: ``cx, cy, w, h`` normalised to ``[0, 1]`` of the model input
+    (``x1 = cx - 0.5 * w`` in float32, then times ``input_w``). ``logits`` is ``(B, Q, C)``:
+
+    - ``score="sigmoid"`` (RF-DETR, Deformable DETR): ``p = sigmoid(logit)`` per class;
+    - ``score="softmax"`` (original DETR): ``p = softmax`` over all C logits, whose last class
+      is "no object" and is never reported.
+
+    Probabilities are computed in float64 and rounded to float32. By default each query gives
+    one detection: score = its highest probability, class = the first class with it, in query
+    order. ``top_k=k`` does what RF-DETR's postprocess does instead: the k most probable
+    (query, class) pairs over all queries and classes (RF-DETR uses ``num_select=300``), in
+    descending probability (ties: lower query, then lower class), so one query can give several
+    detections. Either way ``score >= conf_threshold`` is kept.
+
+    ``mask_logits`` ``(B, Q, mh, mw)`` (optional, RF-DETR segmentation): each detection's map is
+    upsampled bilinearly to the model input (``align_corners=False``) and set where ``> 0``; each
+    image pixel of the detection's region takes the model-input pixel under its centre. The
+    mask is not cropped to the box in model space (as RF-DETR), but only its box's region is
+    stored. ``mode`` defaults to ``"resize"`` (RF-DETR and DETR resize, they do not letterbox).
+    """
+    b = _as_output(boxes, "boxes")
+    lg = _as_output(logits, "logits")
+    if b.ndim != 3 or b.shape[2] != 4:
+        raise ValueError(f"boxes: expected shape (B, Q, 4), got {b.shape}")
+    if lg.ndim != 3 or lg.shape[:2] != b.shape[:2] or lg.shape[2] < 1:
+        raise ValueError(f"logits: expected shape (B, Q, C) = ({b.shape[0]}, {b.shape[1]}, C) "
+                         f"with C >= 1 to match boxes {b.shape}, got {lg.shape}")
+    if score not in ("sigmoid", "softmax"):
+        raise ValueError(f"score: expected 'sigmoid' or 'softmax', got {score!r}")
+    if score == "softmax":
+        if lg.shape[2] < 2:
+            raise ValueError(f"logits: score='softmax' expects C >= 2 (the classes and a "
+                             f"trailing no-object class), got {lg.shape}")
+        _check_nan(lg, "logits")
+        if not np.isfinite(lg).all():
+            idx = tuple(int(v) for v in np.argwhere(~np.isfinite(lg))[0])
+            raise ValueError(f"logits: score='softmax' expects finite logits, got "
+                             f"{lg[idx]} at index {idx}")
+    if top_k is None:
+        k = 0
+    elif isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise ValueError(f"top_k: expected None or a positive int, got {top_k!r}")
+    else:
+        k = int(top_k)
+    ml = None
+    if mask_logits is not None:
+        ml = _as_output(mask_logits, "mask_logits")
+        if ml.ndim != 4 or ml.shape[:2] != b.shape[:2] or min(ml.shape[2:]) < 1:
+            raise ValueError(f"mask_logits: expected shape (B, Q, mh, mw) = ({b.shape[0]}, "
+                             f"{b.shape[1]}, mh, mw) to match boxes {b.shape}, got {ml.shape}")
+        _check_nan(ml, "mask_logits")
+    t = _as_tiles(tiles)
+    size = _as_input_size(input_size)
+    _check_common(b, t, mode, size, "boxes")
+    _check_nan(lg, "logits")
+    res = _core.decode_detr(b, lg, ml, t, size[0], size[1], mode,
+                            _threshold(conf_threshold, "conf_threshold"), score, k,
+                            check_num_threads(num_threads))
+    return _wrap(res, image_shape)
