@@ -65,7 +65,7 @@ def _sample_region(up, img_box, tile, input_size, mode):
 def _check_mask(got, i, region, vals):
     """Mask i of got equals (vals > 0) (0 where NaN), except where |vals| < EPS."""
     assert tuple(int(v) for v in got.masks.regions[i]) == region
-    x0, y0, w, h = region
+    _x0, _y0, w, h = region
     bm = got.masks.data[got.masks.offsets[i]:got.masks.offsets[i + 1]].reshape(h, w)
     expect = np.where(np.isnan(vals), 0, vals > 0).astype(np.uint8)
     sure = np.isnan(vals) | (vals == 0) | (np.abs(vals) >= EPS)
