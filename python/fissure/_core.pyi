@@ -54,6 +54,10 @@ def decode_coco(counts: list, height: typing.SupportsInt | typing.SupportsIndex,
     """
     Decodes COCO counts (bytes strings or int64 arrays) into box-local masks over regions, or tight regions when None: (data, offsets, regions).
     """
+def decode_detr(boxes: numpy.typing.NDArray[numpy.float32], logits: numpy.typing.NDArray[numpy.float32], mask_logits: numpy.typing.NDArray[numpy.float32] | None, tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, score: str, top_k: typing.SupportsInt | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    DETR-style boxes (B, Q, 4) normalised cxcywh, logits (B, Q, C), optional mask logits (B, Q, mh, mw) -> (boxes, scores, class_ids, tile_index, masks).
+    """
 def decode_end_to_end(output: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
     """
     End-to-end (B, K, 6) -> (boxes, scores, class_ids, tile_index, None).
@@ -70,9 +74,17 @@ def decode_yolo(output: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing
     """
     YOLOv8/11 (B, 4+C, N) or (B, N, 4+C) -> (boxes, scores, class_ids, tile_index, None).
     """
+def decode_yolo_seg(output: numpy.typing.NDArray[numpy.float32], protos: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, channels_first: bool, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, masks: bool, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    YOLOv8/11-seg (B, 4+C+M, N) or (B, N, 4+C+M) and protos (B, M, mh, mw) -> (boxes, scores, class_ids, tile_index, masks).
+    """
 def decode_yolov5(output: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
     """
     YOLOv5 (B, N, 5+C) -> (boxes, scores, class_ids, tile_index, None).
+    """
+def decode_yolov5_seg(output: numpy.typing.NDArray[numpy.float32], protos: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, masks: bool, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    YOLOv5-seg (B, N, 5+C+M) and protos (B, M, mh, mw) -> (boxes, scores, class_ids, tile_index, masks).
     """
 def dense_tight_regions(planes: numpy.ndarray, threshold: typing.SupportsFloat | typing.SupportsIndex = 0.5, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.int32]:
     """
