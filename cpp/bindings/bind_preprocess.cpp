@@ -7,10 +7,13 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <memory>
+#include <vector>
 #include <string>
 
 #include "arrays.hpp"
 #include "fissure/preprocess.hpp"
+#include "fissure/scheduler.hpp"
 
 namespace py = pybind11;
 using fissure::index_t;
@@ -58,6 +61,66 @@ fissure::ResizeMode mode_arg(const std::string& s) {
                                    "'");
 }
 
+fissure::OutDtype out_dtype_arg(const py::array& out, const char* name) {
+    const auto dt = out.dtype();
+    if (dt.kind() == 'f' && dt.itemsize() == 4) return fissure::OutDtype::float32;
+    if (dt.kind() == 'f' && dt.itemsize() == 2) return fissure::OutDtype::float16;
+    throw py::type_error(std::string(name) + ": expected dtype float32 or float16, got " +
+                         dtype_str(out));
+}
+
+void check_out(const py::array& out, const char* name, py::ssize_t n, int input_h, int input_w) {
+    if (out.ndim() != 4 || out.shape(0) != n || out.shape(1) != 3 || out.shape(2) != input_h ||
+        out.shape(3) != input_w)
+        throw fissure::InvalidArgument(std::string(name) + ": expected shape (" +
+                                       std::to_string(n) + ", 3, " + std::to_string(input_h) +
+                                       ", " + std::to_string(input_w) + "), got " +
+                                       shape_str(out));
+    if (!(out.flags() & py::array::c_style))
+        throw fissure::InvalidArgument(std::string(name) + ": expected a C-contiguous array");
+    if (!out.writeable())
+        throw fissure::InvalidArgument(std::string(name) + ": the array is read-only");
+}
+
+fissure::PreprocessParams params_arg(int input_h, int input_w, const std::string& mode,
+                                     const std::string& interpolation, int pad_value, bool rgb,
+                                     float scale, const std::array<float, 3>& mean,
+                                     const std::array<float, 3>& std) {
+    fissure::PreprocessParams p;
+    p.out_h = input_h;
+    p.out_w = input_w;
+    p.mode = mode_arg(mode);
+    p.interp = interp_arg(interpolation);
+    p.pad_value = pad_value;
+    p.swap_rb = rgb;
+    p.scale = scale;
+    for (int c = 0; c < 3; ++c) {
+        p.mean[c] = mean[static_cast<std::size_t>(c)];
+        p.std[c] = std[static_cast<std::size_t>(c)];
+    }
+    return p;
+}
+
+/// The Python-side feeder: keeps the image and the two buffers alive for as long as the
+/// native feeder may touch them (members are destroyed in reverse order: feeder first).
+struct PyBatchFeeder {
+    py::array image;
+    py::array slot0;
+    py::array slot1;
+    std::unique_ptr<fissure::BatchFeeder> feeder;
+
+    fissure::BatchFeeder& get() {
+        if (!feeder) throw fissure::InvalidArgument("batch feeder: closed");
+        return *feeder;
+    }
+    void close() {
+        if (feeder) {
+            py::gil_scoped_release release;
+            feeder.reset();
+        }
+    }
+};
+
 }  // namespace
 
 void bind_preprocess(py::module_& m) {
@@ -69,32 +132,11 @@ void bind_preprocess(py::module_& m) {
            int num_threads) {
             const fissure::Image8View img = image3_arg(image);
             check_shape(tiles, "tiles", {-1, 4});
-            fissure::PreprocessParams p;
-            p.out_h = input_h;
-            p.out_w = input_w;
-            p.mode = mode_arg(mode);
-            p.interp = interp_arg(interpolation);
-            p.pad_value = pad_value;
-            p.swap_rb = rgb;
-            p.scale = scale;
-            for (int c = 0; c < 3; ++c) {
-                p.mean[c] = mean[static_cast<std::size_t>(c)];
-                p.std[c] = std[static_cast<std::size_t>(c)];
-            }
-            const auto dt = out.dtype();
-            if (dt.kind() == 'f' && dt.itemsize() == 4) p.dtype = fissure::OutDtype::float32;
-            else if (dt.kind() == 'f' && dt.itemsize() == 2) p.dtype = fissure::OutDtype::float16;
-            else throw py::type_error("out: expected dtype float32 or float16, got " + dtype_str(out));
+            fissure::PreprocessParams p = params_arg(input_h, input_w, mode, interpolation,
+                                                     pad_value, rgb, scale, mean, std);
+            p.dtype = out_dtype_arg(out, "out");
             const py::ssize_t n = tiles.shape(0);
-            if (out.ndim() != 4 || out.shape(0) != n || out.shape(1) != 3 ||
-                out.shape(2) != input_h || out.shape(3) != input_w)
-                throw fissure::InvalidArgument(
-                    "out: expected shape (" + std::to_string(n) + ", 3, " +
-                    std::to_string(input_h) + ", " + std::to_string(input_w) + "), got " +
-                    shape_str(out));
-            if (!(out.flags() & py::array::c_style))
-                throw fissure::InvalidArgument("out: expected a C-contiguous array");
-            if (!out.writeable()) throw fissure::InvalidArgument("out: the array is read-only");
+            check_out(out, "out", n, input_h, input_w);
             const fissure::TilesView tv{tiles.data(), static_cast<index_t>(n)};
             void* dst = out.mutable_data();
             {
@@ -153,4 +195,82 @@ void bind_preprocess(py::module_& m) {
         },
         py::arg("x").noconvert(),
         "Test hook: binary16 bits of each float32 (flattened), rounded to nearest even.");
+
+    m.def(
+        "choose_batch_size",
+        [](double budget_bytes, double fixed_bytes, double per_tile_bytes, index_t max_batch,
+           index_t num_tiles) {
+            return fissure::choose_batch_size(budget_bytes, {fixed_bytes, per_tile_bytes},
+                                              max_batch, num_tiles);
+        },
+        py::arg("budget_bytes"), py::arg("fixed_bytes"), py::arg("per_tile_bytes"),
+        py::arg("max_batch"), py::arg("num_tiles"),
+        "floor((budget - fixed) / per_tile) clamped to [1, max_batch] and to num_tiles.");
+
+    py::class_<PyBatchFeeder>(m, "BatchFeeder",
+                              "Double-buffered tile preprocessing: batch b + 1 is prepared in "
+                              "the background while the caller runs the model on batch b.")
+        .def(py::init([](const py::array& image, const carray<std::int64_t>& tiles,
+                         py::array slot0, py::array slot1, index_t batch_size, int input_h,
+                         int input_w, const std::string& mode, const std::string& interpolation,
+                         int pad_value, bool rgb, float scale, std::array<float, 3> mean,
+                         std::array<float, 3> std, int num_threads) {
+                 const fissure::Image8View img = image3_arg(image);
+                 check_shape(tiles, "tiles", {-1, 4});
+                 fissure::PreprocessParams p = params_arg(input_h, input_w, mode, interpolation,
+                                                          pad_value, rgb, scale, mean, std);
+                 p.dtype = out_dtype_arg(slot0, "slot0");
+                 if (out_dtype_arg(slot1, "slot1") != p.dtype)
+                     throw py::type_error("slot1: expected the dtype of slot0, got " +
+                                          dtype_str(slot1));
+                 if (batch_size < 1)
+                     throw fissure::InvalidArgument("batch_size: expected >= 1, got " +
+                                                    std::to_string(batch_size));
+                 check_out(slot0, "slot0", batch_size, input_h, input_w);
+                 check_out(slot1, "slot1", batch_size, input_h, input_w);
+                 const auto* a0 = static_cast<const char*>(slot0.data());
+                 const auto* a1 = static_cast<const char*>(slot1.data());
+                 const py::ssize_t nb = slot0.nbytes();
+                 if (a0 < a1 + nb && a1 < a0 + nb)
+                     throw fissure::InvalidArgument("slot0, slot1: expected two separate buffers, "
+                                                    "they overlap");
+                 std::vector<std::int64_t> t(tiles.data(), tiles.data() + tiles.size());
+                 auto f = std::make_unique<PyBatchFeeder>();
+                 f->image = image;
+                 f->slot0 = slot0;
+                 f->slot1 = slot1;
+                 f->feeder = std::make_unique<fissure::BatchFeeder>(
+                     img, std::move(t), p, batch_size, slot0.mutable_data(),
+                     slot1.mutable_data(), num_threads);
+                 return f;
+             }),
+             py::arg("image").noconvert(), py::arg("tiles").noconvert(), py::arg("slot0"),
+             py::arg("slot1"), py::arg("batch_size"), py::arg("input_h"), py::arg("input_w"),
+             py::arg("mode") = "resize", py::arg("interpolation") = "linear",
+             py::arg("pad_value") = 114, py::arg("rgb") = true, py::arg("scale") = 1.0f / 255.0f,
+             py::arg("mean") = std::array<float, 3>{0.f, 0.f, 0.f},
+             py::arg("std") = std::array<float, 3>{1.f, 1.f, 1.f}, py::arg("num_threads") = -1)
+        .def_property_readonly("num_batches",
+                               [](PyBatchFeeder& f) { return f.get().num_batches(); })
+        .def_property_readonly("batch_size", [](PyBatchFeeder& f) { return f.get().batch_size(); })
+        .def_property_readonly("num_tiles", [](PyBatchFeeder& f) { return f.get().num_tiles(); })
+        .def("batch_count", [](PyBatchFeeder& f, index_t b) { return f.get().batch_count(b); },
+             py::arg("b"), "Tiles in batch b.")
+        .def(
+            "start",
+            [](PyBatchFeeder& f, index_t b) {
+                fissure::BatchFeeder& feeder = f.get();
+                py::gil_scoped_release release;
+                feeder.start(b);
+            },
+            py::arg("b"), "Starts batch b in the background (into slot b % 2).")
+        .def(
+            "wait",
+            [](PyBatchFeeder& f, index_t b) {
+                fissure::BatchFeeder& feeder = f.get();
+                py::gil_scoped_release release;
+                return feeder.wait(b);
+            },
+            py::arg("b"), "Waits for batch b and returns its slot (0 or 1).")
+        .def("close", &PyBatchFeeder::close, "Waits for background work and releases the image.");
 }

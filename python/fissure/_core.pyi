@@ -6,6 +6,37 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
+class BatchFeeder:
+    """
+    Double-buffered tile preprocessing: batch b + 1 is prepared in the background while the caller runs the model on batch b.
+    """
+    def __init__(self, image: numpy.ndarray, tiles: numpy.typing.NDArray[numpy.int64], slot0: numpy.ndarray, slot1: numpy.ndarray, batch_size: typing.SupportsInt | typing.SupportsIndex, input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str = 'resize', interpolation: str = 'linear', pad_value: typing.SupportsInt | typing.SupportsIndex = 114, rgb: bool = True, scale: typing.SupportsFloat | typing.SupportsIndex = 0.003921568859368563, mean: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"] = [0.0, 0.0, 0.0], std: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"] = [1.0, 1.0, 1.0], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> None:
+        ...
+    def batch_count(self, b: typing.SupportsInt | typing.SupportsIndex) -> int:
+        """
+        Tiles in batch b.
+        """
+    def close(self) -> None:
+        """
+        Waits for background work and releases the image.
+        """
+    def start(self, b: typing.SupportsInt | typing.SupportsIndex) -> None:
+        """
+        Starts batch b in the background (into slot b % 2).
+        """
+    def wait(self, b: typing.SupportsInt | typing.SupportsIndex) -> int:
+        """
+        Waits for batch b and returns its slot (0 or 1).
+        """
+    @property
+    def batch_size(self) -> int:
+        ...
+    @property
+    def num_batches(self) -> int:
+        ...
+    @property
+    def num_tiles(self) -> int:
+        ...
 def _float_to_half(x: numpy.typing.NDArray[numpy.float32]) -> numpy.typing.NDArray[numpy.uint16]:
     """
     Test hook: binary16 bits of each float32 (flattened), rounded to nearest even.
@@ -33,6 +64,10 @@ def build_info() -> dict:
 def check_box_masks(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32]) -> None:
     """
     Checks the layout of a set of box-local masks; raises ValueError naming the problem.
+    """
+def choose_batch_size(budget_bytes: typing.SupportsFloat | typing.SupportsIndex, fixed_bytes: typing.SupportsFloat | typing.SupportsIndex, per_tile_bytes: typing.SupportsFloat | typing.SupportsIndex, max_batch: typing.SupportsInt | typing.SupportsIndex, num_tiles: typing.SupportsInt | typing.SupportsIndex) -> int:
+    """
+    floor((budget - fixed) / per_tile) clamped to [1, max_batch] and to num_tiles.
     """
 def coco_counts_from_string(s: bytes) -> numpy.typing.NDArray[numpy.int64]:
     """

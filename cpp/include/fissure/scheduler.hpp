@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file scheduler.hpp
+/// @brief The tiled-inference scheduler's native half: batch sizing under a memory budget
+///        and a double-buffered batch feeder that preprocesses batch k + 1 in the background
+///        while the caller runs the model on batch k.
+///
+/// The caller (Python) owns the image and two batch buffers and drives the model:
+///
+///     feeder.start(0)
+///     for b in 0 .. num_batches - 1:
+///         slot = feeder.wait(b)        // blocks until batch b is in buffer `slot`
+///         feeder.start(b + 1)          // fills the other buffer in the background
+///         model.run(buffer[slot][:feeder.batch_count(b)])
+///
+/// start(b) writes buffer b % 2, so it must not be called while the model still reads that
+/// buffer, i.e. before wait(b - 1)'s batch has been consumed; the protocol above keeps this.
+#pragma once
+
+#include <cstdint>
+#include <future>
+#include <vector>
+
+#include "fissure/common.hpp"
+#include "fissure/preprocess.hpp"
+
+namespace fissure {
+
+/// The measured memory cost of running the model: `fixed_bytes` once (weights, workspace),
+/// plus `per_tile_bytes` for every tile in a batch.
+struct BatchCost {
+    double fixed_bytes = 0.0;
+    double per_tile_bytes = 0.0;
+};
+
+/// The batch size for a memory budget:
+///     b = floor((budget_bytes - fixed_bytes) / per_tile_bytes), clamped to [1, max_batch]
+///     and to [1, num_tiles].
+/// A per-tile cost <= 0 (nothing measurable) gives max_batch. Throws InvalidArgument for a
+/// non-finite cost, a budget <= 0 or max_batch < 1.
+index_t choose_batch_size(double budget_bytes, const BatchCost& cost, index_t max_batch,
+                          index_t num_tiles);
+
+/// Preprocesses the tiles of one image, batch by batch, into two caller-owned buffers.
+class BatchFeeder {
+public:
+    /// `tiles` is (T, 4) int64 xyxy; `slots[i]` each hold batch_size x 3 x out_h x out_w
+    /// values of p.dtype. Checks the parameters and every tile (check_preprocess).
+    BatchFeeder(const Image8View& image, std::vector<std::int64_t> tiles,
+                const PreprocessParams& p, index_t batch_size, void* slot0, void* slot1,
+                int num_threads = -1);
+    ~BatchFeeder();
+    BatchFeeder(const BatchFeeder&) = delete;
+    BatchFeeder& operator=(const BatchFeeder&) = delete;
+
+    index_t num_tiles() const { return static_cast<index_t>(tiles_.size() / 4); }
+    index_t batch_size() const { return batch_size_; }
+    index_t num_batches() const;
+    /// Tiles in batch b (batch_size except for the last batch).
+    index_t batch_count(index_t b) const;
+    /// Starts preprocessing batch b into slot b % 2 in a background thread. A no-op when b is
+    /// past the end or already started. Throws InvalidArgument when the slot still holds an
+    /// unconsumed batch other than b.
+    void start(index_t b);
+    /// Waits for batch b (running it on the calling thread if it was never started), rethrows
+    /// its error, and returns its slot (0 or 1).
+    int wait(index_t b);
+    /// Waits for any background work; errors are dropped (used by the destructor).
+    void drain() noexcept;
+
+private:
+    void fill(index_t b, void* dst) const;
+
+    Image8View image_;
+    std::vector<std::int64_t> tiles_;
+    PreprocessParams params_;
+    index_t batch_size_;
+    void* slots_[2];
+    int num_threads_;
+    std::future<void> pending_[2];
+    index_t pending_batch_[2] = {-1, -1};
+};
+
+}  // namespace fissure

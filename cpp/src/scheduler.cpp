@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "fissure/scheduler.hpp"
+
+#include <cmath>
+#include <exception>
+#include <string>
+#include <utility>
+
+namespace fissure {
+
+index_t choose_batch_size(double budget_bytes, const BatchCost& cost, index_t max_batch,
+                          index_t num_tiles) {
+    if (!(budget_bytes > 0.0) || !std::isfinite(budget_bytes))
+        throw InvalidArgument("budget: expected a positive, finite number of bytes, got " +
+                              std::to_string(budget_bytes));
+    if (!std::isfinite(cost.fixed_bytes) || !std::isfinite(cost.per_tile_bytes))
+        throw InvalidArgument("batch cost: expected finite byte counts");
+    if (max_batch < 1)
+        throw InvalidArgument("max_batch: expected >= 1, got " + std::to_string(max_batch));
+    index_t b = max_batch;
+    if (cost.per_tile_bytes > 0.0) {
+        const double room = budget_bytes - std::max(0.0, cost.fixed_bytes);
+        const double fit = std::floor(room / cost.per_tile_bytes);
+        b = fit < 1.0 ? 1 : (fit >= static_cast<double>(max_batch) ? max_batch
+                                                                    : static_cast<index_t>(fit));
+    }
+    if (num_tiles >= 1 && b > num_tiles) b = num_tiles;
+    return b < 1 ? 1 : b;
+}
+
+BatchFeeder::BatchFeeder(const Image8View& image, std::vector<std::int64_t> tiles,
+                         const PreprocessParams& p, index_t batch_size, void* slot0, void* slot1,
+                         int num_threads)
+    : image_(image), tiles_(std::move(tiles)), params_(p), batch_size_(batch_size),
+      slots_{slot0, slot1}, num_threads_(num_threads) {
+    if (tiles_.size() % 4 != 0)
+        throw InvalidArgument("tiles: expected (T, 4) values, got " +
+                              std::to_string(tiles_.size()) + " numbers");
+    if (batch_size_ < 1)
+        throw InvalidArgument("batch_size: expected >= 1, got " + std::to_string(batch_size_));
+    if (slot0 == nullptr || slot1 == nullptr || slot0 == slot1)
+        throw InvalidArgument("slots: expected two distinct batch buffers");
+    check_preprocess(image_, TilesView{tiles_.data(), num_tiles()}, params_);
+}
+
+BatchFeeder::~BatchFeeder() { drain(); }
+
+index_t BatchFeeder::num_batches() const {
+    return (num_tiles() + batch_size_ - 1) / batch_size_;
+}
+
+index_t BatchFeeder::batch_count(index_t b) const {
+    if (b < 0 || b >= num_batches())
+        throw InvalidArgument("batch: expected 0 <= b < " + std::to_string(num_batches()) +
+                              ", got " + std::to_string(b));
+    const index_t lo = b * batch_size_;
+    const index_t hi = std::min(num_tiles(), lo + batch_size_);
+    return hi - lo;
+}
+
+void BatchFeeder::fill(index_t b, void* dst) const {
+    const index_t lo = b * batch_size_;
+    const TilesView tv{tiles_.data() + 4 * lo, batch_count(b)};
+    preprocess_tiles(image_, tv, params_, dst, num_threads_);
+}
+
+void BatchFeeder::start(index_t b) {
+    if (b < 0 || b >= num_batches()) return;
+    const int s = static_cast<int>(b % 2);
+    if (pending_batch_[s] == b) return;
+    if (pending_batch_[s] != -1)
+        throw InvalidArgument("batch feeder: buffer " + std::to_string(s) + " still holds batch " +
+                              std::to_string(pending_batch_[s]) + "; wait() for it first");
+    void* dst = slots_[s];
+    pending_[s] = std::async(std::launch::async, [this, b, dst] { fill(b, dst); });
+    pending_batch_[s] = b;
+}
+
+int BatchFeeder::wait(index_t b) {
+    if (b < 0 || b >= num_batches())
+        throw InvalidArgument("batch: expected 0 <= b < " + std::to_string(num_batches()) +
+                              ", got " + std::to_string(b));
+    const int s = static_cast<int>(b % 2);
+    if (pending_batch_[s] == b) {
+        pending_batch_[s] = -1;
+        pending_[s].get();  // rethrows the worker's exception
+        return s;
+    }
+    if (pending_batch_[s] != -1)
+        throw InvalidArgument("batch feeder: buffer " + std::to_string(s) + " holds batch " +
+                              std::to_string(pending_batch_[s]) + ", not " + std::to_string(b));
+    fill(b, slots_[s]);
+    return s;
+}
+
+void BatchFeeder::drain() noexcept {
+    for (int s = 0; s < 2; ++s) {
+        if (pending_[s].valid()) {
+            try {
+                pending_[s].get();
+            } catch (...) {
+            }
+        }
+        pending_batch_[s] = -1;
+    }
+}
+
+}  // namespace fissure

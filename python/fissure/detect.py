@@ -1,0 +1,437 @@
+"""Tiled detection: run a detection or segmentation model over a high-resolution image tile
+by tile and merge the results, SAHI-style.
+
+The flow of one call (``docs/detect.md``)::
+
+    image -> slice_grid (SAHI's get_slice_bboxes)
+          -> BatchFeeder: tiles preprocessed in C++ into two batch buffers, batch k + 1
+             prepared in the background while the model runs batch k
+          -> backend.run (ONNX Runtime / OpenVINO)
+          -> decoder (YOLO, YOLO-seg, end-to-end, DETR, probability map) in image pixels
+          -> merge (greedy NMM / NMM / NMS, SAHI-exact)
+          -> optional glare filter (specular mask) -> fissure.Detections
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from ._validate import check_num_threads
+from .backends import Backend, BackendBase, open_model
+from .decoders import Decoded, select_decoder
+from .detections import Detections
+from .masks import BoxMasks
+from .merge import greedy_nmm, nmm, nms
+from .preprocess import PreprocessConfig, preprocess_tiles
+from .scheduler import (
+    BatchCost,
+    BatchFeeder,
+    choose_batch_size,
+    gpu_memory_used,
+    measure_batch_cost,
+    rss_bytes,
+)
+from .specular import specular_mask
+from .tiling import slice_grid
+
+__all__ = ["DetectStats", "TiledDetector", "as_bgr8"]
+
+_MERGES = ("greedy_nmm", "nmm", "nms", "none")
+_METRICS = ("ios", "iou")
+_SPECULAR = ("drop", "flag")
+
+
+def as_bgr8(image: Any) -> np.ndarray:
+    """An image (array or path) as (H, W, 3) uint8 BGR, with documented conversions.
+
+    - a path (str or os.PathLike): read with :func:`fissure.io.read_image` (same rules);
+    - (H, W) or (H, W, 1) uint8: grayscale, repeated into three channels;
+    - (H, W, 3) uint8: taken as BGR, unchanged (no copy);
+    - (H, W, 4) uint8: BGRA, the alpha channel is dropped (not composited);
+    - uint16 of those shapes: scaled to 8 bits with ``>> 8`` (as read_image does);
+    - anything else (float, bool, signed, other channel counts, empty): TypeError/ValueError.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        from .io import read_image
+
+        return read_image(image)
+    if image is None or isinstance(image, bytes) or not hasattr(image, "__array__"):
+        raise TypeError(f"image: expected an (H, W, 3) uint8 array or a path, got "
+                        f"{type(image).__name__}")
+    a = np.asarray(image)
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        raise TypeError(
+            f"image: expected dtype uint8 (or uint16), got {a.dtype}; convert it first, e.g. "
+            f"np.clip(img * 255, 0, 255).astype(np.uint8) for floats in [0, 1]")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 4:
+        a = a[:, :, :3]
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"image: expected shape (H, W), (H, W, 3) or (H, W, 4), got {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"image: expected a non-empty image, got shape {a.shape}")
+    return a
+
+
+def _pair(v: Any, name: str, *, kind: str) -> tuple[Any, Any]:
+    vals = v if isinstance(v, Sequence) and not isinstance(v, str) else (v, v)
+    if len(vals) != 2:
+        raise ValueError(f"{name}: expected a number or a pair (h, w), got {v!r}")
+    out = []
+    for x in vals:
+        if kind == "int":
+            if isinstance(x, bool) or not isinstance(x, numbers.Integral) or not 1 <= int(x) <= 65535:
+                raise ValueError(f"{name}: expected positive ints, got {v!r}")
+            out.append(int(x))
+        else:
+            if isinstance(x, bool) or not isinstance(x, numbers.Real) or not 0 <= float(x) < 1:
+                raise ValueError(f"{name}: expected ratios in [0, 1), got {v!r}")
+            out.append(float(x))
+    return out[0], out[1]
+
+
+def _real(v: Any, name: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not lo <= float(v) <= hi:
+        raise ValueError(f"{name}: expected a number in [{lo}, {hi}], got {v!r}")
+    return float(v)
+
+
+def _choice(v: Any, name: str, choices: Sequence[Optional[str]]) -> Any:
+    if v not in choices:
+        raise ValueError(f"{name}: expected one of {tuple(choices)}, got {v!r}")
+    return v
+
+
+@dataclass
+class DetectStats:
+    """Where the time of the last call went (seconds) and how it was batched.
+
+    ``model_s`` is the model's own run (backend.run); ``overhead_s`` everything else:
+    slicing, waiting for preprocessing that did not overlap, decoding, merging, the glare
+    filter.
+    """
+
+    tiles: int = 0
+    batches: int = 0
+    batch_size: int = 0
+    total_s: float = 0.0
+    model_s: float = 0.0
+    wait_s: float = 0.0
+    decode_s: float = 0.0
+    merge_s: float = 0.0
+    specular_s: float = 0.0
+    raw_detections: int = 0
+    batch_cost: Optional[BatchCost] = field(default=None, repr=False)
+
+    @property
+    def overhead_s(self) -> float:
+        return max(0.0, self.total_s - self.model_s)
+
+
+class TiledDetector:
+    """Runs a detection or segmentation model over an image tile by tile and merges the
+    tile predictions as SAHI does.
+
+    Args:
+        model: a model file (.onnx, OpenVINO .xml, .tflite), ONNX bytes, or an open backend
+            from :func:`fissure.backends.open_model` (shared, not closed by the detector).
+        backend, device, precision: passed to :func:`fissure.backends.open_model`.
+        slice_size: tile size in pixels, an int or (h, w); tiles are SAHI's, full-size.
+        overlap_ratio: tile overlap ratio, a float or (h, w); overlap px = int(ratio * size).
+        merge: ``"greedy_nmm"`` (SAHI's default), ``"nmm"``, ``"nms"`` or ``"none"``.
+        match_metric, match_threshold, class_agnostic: the merge's metric (``"ios"`` or
+            ``"iou"``), threshold (match when ``>=``) and whether classes merge together.
+        confidence_threshold: the decoder keeps ``score >= confidence_threshold``.
+        full_image_pass: also run the whole image resized to the model input and merge its
+            predictions with the tiles' (SAHI's ``perform_standard_pred``). Off by default: it
+            costs a full forward pass and finds nothing tiny (docs/detect.md).
+        vram_budget_mb: the memory budget that sizes batches (and ONNX Runtime CUDA's
+            ``gpu_mem_limit``); the rule is in :mod:`fissure.scheduler`.
+        decoder: ``"auto"`` (chosen from the output shapes) or a name from
+            :func:`fissure.decoders.select_decoder`.
+        decoder_options: extra keyword arguments for the decoder (e.g. ``threshold`` of a
+            probability map).
+        preprocess: a :class:`PreprocessConfig`; default: the model's static input size (or
+            the slice size for dynamic inputs), Ultralytics letterbox with pad 114, RGB, /255,
+            the model input's float dtype.
+        specular: ``None``, ``"drop"`` (remove detections whose glare fraction is
+            ``>= specular_threshold``) or ``"flag"`` (keep them, set
+            ``data["glare_fraction"]`` and ``data["specular"]``); glare is
+            :func:`fissure.specular_mask` with its defaults.
+        class_names: names per class id (list or dict) for labels and COCO categories.
+        batch_size: tiles per batch; None measures the model on a first batch and sizes
+            batches to ``vram_budget_mb`` (at most ``max_batch``: 4 on CPU, 16 on GPU).
+        num_threads: the model's intra-op threads and the core's preprocessing threads
+            (-1: all cores).
+
+    Calling the detector on an image (array or path) returns :class:`fissure.Detections`;
+    ``detector.stats`` then tells where the time went. A detector may be called from several
+    threads at once.
+    """
+
+    def __init__(
+        self,
+        model: Union[str, os.PathLike[str], bytes, Backend],
+        *,
+        backend: str = "auto",
+        device: str = "auto",
+        slice_size: Union[int, tuple[int, int]] = 640,
+        overlap_ratio: Union[float, tuple[float, float]] = 0.2,
+        merge: str = "greedy_nmm",
+        match_metric: str = "ios",
+        match_threshold: float = 0.5,
+        class_agnostic: bool = False,
+        confidence_threshold: float = 0.25,
+        full_image_pass: bool = False,
+        vram_budget_mb: int = 2048,
+        decoder: str = "auto",
+        decoder_options: Optional[Mapping[str, Any]] = None,
+        preprocess: Optional[PreprocessConfig] = None,
+        specular: Optional[str] = None,
+        specular_threshold: float = 0.5,
+        class_names: Union[Sequence[str], Mapping[int, str], None] = None,
+        batch_size: Optional[int] = None,
+        max_batch: Optional[int] = None,
+        num_threads: int = -1,
+        precision: Optional[str] = None,
+    ) -> None:
+        self.slice_size = _pair(slice_size, "slice_size", kind="int")
+        self.overlap_ratio = _pair(overlap_ratio, "overlap_ratio", kind="float")
+        self.merge = _choice(merge, "merge", _MERGES)
+        self.match_metric = _choice(match_metric, "match_metric", _METRICS)
+        self.match_threshold = _real(match_threshold, "match_threshold", 0.0, 1.0)
+        self.class_agnostic = bool(class_agnostic)
+        self.confidence_threshold = _real(confidence_threshold, "confidence_threshold")
+        self.full_image_pass = bool(full_image_pass)
+        self.vram_budget_mb = _real(vram_budget_mb, "vram_budget_mb", 1.0)
+        self.specular = _choice(specular, "specular", (None,) + _SPECULAR)
+        self.specular_threshold = _real(specular_threshold, "specular_threshold", 0.0, 1.0)
+        self.num_threads = check_num_threads(num_threads)
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+                batch_size, numbers.Integral) or batch_size < 1):
+            raise ValueError(f"batch_size: expected None or a positive int, got {batch_size!r}")
+        if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(
+                max_batch, numbers.Integral) or max_batch < 1):
+            raise ValueError(f"max_batch: expected None or a positive int, got {max_batch!r}")
+        self.decoder_options = dict(decoder_options or {})
+        if isinstance(class_names, Mapping):
+            self.class_names: Optional[dict[int, str]] = {int(k): str(v) for k, v in class_names.items()}
+        elif class_names is not None:
+            self.class_names = {i: str(n) for i, n in enumerate(class_names)}
+        else:
+            self.class_names = None
+
+        if isinstance(model, BackendBase) or isinstance(model, Backend):
+            self.backend: Any = model
+            self._owns_backend = False
+        else:
+            self.backend = open_model(model, backend, device, num_threads=self.num_threads,
+                                      precision=precision, vram_budget_mb=int(self.vram_budget_mb))
+            self._owns_backend = True
+        try:
+            self._setup_model(preprocess, decoder, batch_size, max_batch)
+        except BaseException:
+            self.close()
+            raise
+        self._lock = threading.Lock()
+        self._cost: Optional[BatchCost] = None
+        self._local = threading.local()
+
+    # -- model geometry -------------------------------------------------------------------
+    def _setup_model(self, preprocess: Optional[PreprocessConfig], decoder: str,
+                     batch_size: Optional[int], max_batch: Optional[int]) -> None:
+        spec = self.backend.spec
+        if len(spec.inputs) != 1:
+            names = ", ".join(str(t) for t in spec.inputs)
+            raise ValueError(f"model: expected one image input, got {len(spec.inputs)} ({names})")
+        inp = spec.inputs[0]
+        if inp.rank != 4 or inp.shape[1] not in (None, 3):
+            raise ValueError(f"model input {inp}: expected an NCHW image input (N, 3, H, W)")
+        if inp.dtype not in (np.float32, np.float16):
+            raise ValueError(f"model input {inp}: expected float32 or float16 input")
+        self.input_name = inp.name
+        static_hw = (inp.shape[2], inp.shape[3])
+        if preprocess is None:
+            size = static_hw if None not in static_hw else self.slice_size
+            if static_hw[0] is None and static_hw[1] is not None:
+                size = (self.slice_size[0], static_hw[1])
+            elif static_hw[1] is None and static_hw[0] is not None:
+                size = (static_hw[0], self.slice_size[1])
+            preprocess = PreprocessConfig(input_size=(int(size[0]), int(size[1])),
+                                          mode="letterbox", dtype=np.dtype(inp.dtype).name)
+        elif not isinstance(preprocess, PreprocessConfig):
+            raise TypeError(f"preprocess: expected a PreprocessConfig, got {type(preprocess).__name__}")
+        for axis, (want, got) in enumerate(zip(static_hw, preprocess.input_size)):
+            if want is not None and want != got:
+                raise ValueError(
+                    f"preprocess.input_size {preprocess.input_size}: the model input {inp} "
+                    f"fixes {'hw'[axis]} = {want}")
+        if np.dtype(preprocess.dtype) != np.dtype(inp.dtype):
+            raise ValueError(f"preprocess.dtype {preprocess.dtype}: the model input {inp} "
+                             f"expects {np.dtype(inp.dtype).name}")
+        self.preprocess = preprocess
+        self.static_batch: Optional[int] = inp.shape[0]
+        if self.static_batch is not None and batch_size is not None and batch_size != self.static_batch:
+            raise ValueError(f"batch_size={batch_size}: the model input {inp} fixes the batch "
+                             f"to {self.static_batch}")
+        self.batch_size = int(batch_size) if batch_size is not None else None
+        on_gpu = not str(getattr(self.backend, "device", "cpu")).lower().startswith("cpu")
+        self.max_batch = int(max_batch) if max_batch is not None else (16 if on_gpu else 4)
+        self._on_gpu = on_gpu
+        self.decoder = select_decoder(spec.outputs, name=decoder)
+
+    # -- batching -------------------------------------------------------------------------
+    def _measure(self, image: np.ndarray, tile: np.ndarray) -> BatchCost:
+        x1 = preprocess_tiles(image, tile[None], self.preprocess, num_threads=self.num_threads)
+        x2 = np.concatenate([x1, x1])
+        out_bytes = [0]
+
+        def run(n: int) -> None:
+            res = self.backend.run({self.input_name: x1 if n == 1 else x2})
+            out_bytes[0] = sum(int(v.nbytes) for v in res.values()) // n
+
+        dev = str(getattr(self.backend, "device", "cpu"))
+        if self._on_gpu and dev.startswith("cuda"):
+            did = int(dev.split(":")[1]) if ":" in dev else 0
+            memory: Any = lambda: gpu_memory_used(did)
+            source = "gpu"
+        else:
+            memory, source = rss_bytes, "rss"
+        cost = measure_batch_cost(run, 0.0, memory=memory, source=source)
+        io = 2.0 * x1.nbytes + out_bytes[0]
+        return BatchCost(cost.fixed_bytes, max(cost.per_tile_bytes, io), cost.source)
+
+    def _batch_size_for(self, image: np.ndarray, tiles: np.ndarray) -> int:
+        if self.static_batch is not None:
+            return self.static_batch
+        if self.batch_size is not None:
+            return min(self.batch_size, len(tiles))
+        if self.max_batch == 1 or len(tiles) == 1:
+            return 1
+        with self._lock:
+            if self._cost is None:
+                self._cost = self._measure(image, tiles[0])
+            cost = self._cost
+        return choose_batch_size(self.vram_budget_mb, cost, self.max_batch, len(tiles))
+
+    @property
+    def batch_cost(self) -> Optional[BatchCost]:
+        """The measured cost that sizes batches (None until the first call measures it)."""
+        return self._cost
+
+    # -- one image --------------------------------------------------------------------------
+    def _run_tiles(self, image: np.ndarray, tiles: np.ndarray, cfg: PreprocessConfig,
+                   batch_size: int, stats: DetectStats) -> list[Decoded]:
+        found: list[Decoded] = []
+        feeder = BatchFeeder(image, tiles, cfg, batch_size=batch_size, num_threads=self.num_threads)
+        with feeder:
+            t_wait = time.perf_counter()
+            for b, buf, count in feeder:
+                t0 = time.perf_counter()
+                stats.wait_s += t0 - t_wait
+                x = buf if self.static_batch is not None else buf[:count]
+                out = self.backend.run({self.input_name: x})
+                t1 = time.perf_counter()
+                stats.model_s += t1 - t0
+                if count != x.shape[0]:
+                    out = {k: v[:count] for k, v in out.items()}
+                d = self.decoder.decode(
+                    out, feeder.batch_tiles(b), input_size=cfg.input_size, mode=cfg.mode,
+                    conf_threshold=self.confidence_threshold, image_shape=image.shape[:2],
+                    num_threads=self.num_threads, **self.decoder_options)
+                found.append(d)
+                t_wait = time.perf_counter()
+                stats.decode_s += t_wait - t1
+                stats.batches += 1
+        return found
+
+    def _merge(self, found: list[Decoded], image_shape: tuple[int, int]) -> Detections:
+        boxes = np.concatenate([d.boxes for d in found]) if found else np.zeros((0, 4), np.float32)
+        scores = np.concatenate([d.scores for d in found]) if found else np.zeros(0, np.float32)
+        class_ids = np.concatenate([d.class_ids for d in found]) if found else np.zeros(0, np.int64)
+        with_masks = [d.masks is not None for d in found]
+        masks: Optional[BoxMasks] = None
+        if any(with_masks):
+            if not all(with_masks):  # pragma: no cover - one decoder per detector
+                raise RuntimeError("some batches decoded masks and some did not")
+            masks = BoxMasks.concatenate([d.masks for d in found])  # type: ignore[misc]
+        kw = dict(threshold=self.match_threshold, metric=self.match_metric,
+                  class_agnostic=self.class_agnostic, masks=masks, num_threads=self.num_threads)
+        if self.merge == "none" or len(scores) == 0:
+            pass
+        elif self.merge == "nms":
+            keep = nms(boxes, scores, class_ids, **kw)  # type: ignore[arg-type]
+            boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
+            masks = masks[keep] if masks is not None else None
+        else:
+            fn = greedy_nmm if self.merge == "greedy_nmm" else nmm
+            r = fn(boxes, scores, class_ids, **kw)  # type: ignore[arg-type]
+            boxes, scores, class_ids, masks = r.boxes, r.scores, r.class_ids, r.masks
+        return Detections(boxes, scores, class_ids, masks=masks, class_names=self.class_names,
+                          image_shape=image_shape)
+
+    def __call__(self, image: Any) -> Detections:
+        """Detections in ``image`` (an array or a path; see :func:`as_bgr8`)."""
+        t_start = time.perf_counter()
+        img = as_bgr8(image)
+        h, w = img.shape[:2]
+        stats = DetectStats()
+        tiles = slice_grid(h, w, self.slice_size[0], self.slice_size[1],
+                           self.overlap_ratio[0], self.overlap_ratio[1])
+        bs = self._batch_size_for(img, tiles)
+        stats.tiles, stats.batch_size, stats.batch_cost = len(tiles), bs, self._cost
+        found = self._run_tiles(img, tiles, self.preprocess, bs, stats)
+        if self.full_image_pass:
+            cfg = self.preprocess
+            if cfg.mode == "none":
+                cfg = replace(cfg, mode="letterbox")
+            one = 1 if self.static_batch is None else self.static_batch
+            found += self._run_tiles(img, np.array([[0, 0, w, h]], np.int64), cfg, one, stats)
+        stats.raw_detections = sum(len(d) for d in found)
+        t0 = time.perf_counter()
+        dets = self._merge(found, (h, w))
+        t1 = time.perf_counter()
+        stats.merge_s = t1 - t0
+        if self.specular is not None:
+            glare = specular_mask(img, num_threads=self.num_threads)
+            dets = dets.filter_specular(glare, mode=self.specular, threshold=self.specular_threshold)
+            stats.specular_s = time.perf_counter() - t1
+        stats.total_s = time.perf_counter() - t_start
+        self._local.stats = stats
+        return dets
+
+    @property
+    def stats(self) -> Optional[DetectStats]:
+        """Timings of this thread's last call, or None before the first."""
+        return getattr(self._local, "stats", None)
+
+    def close(self) -> None:
+        """Closes the backend if the detector opened it."""
+        if getattr(self, "_owns_backend", False):
+            self.backend.close()
+
+    def __enter__(self) -> TiledDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"TiledDetector(backend={getattr(self.backend, 'name', '?')}, "
+                f"decoder={getattr(self.decoder, 'kind', '?')}, slice_size={self.slice_size}, "
+                f"overlap_ratio={self.overlap_ratio}, merge={self.merge!r}, "
+                f"input={self.preprocess.input_size} {self.preprocess.mode})")
