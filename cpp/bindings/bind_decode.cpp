@@ -4,7 +4,9 @@
 // None or (data, offsets, regions). The work runs with the GIL released.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -60,6 +62,16 @@ py::tuple to_python(fissure::Decoded&& d) {
     return py::make_tuple(to_array(std::move(d.boxes), n, 4), to_array(std::move(d.scores), n),
                           to_array(std::move(d.class_ids), n), to_array(std::move(d.tile_index), n),
                           masks);
+}
+
+fissure::ProtoView protos_arg(const carray<float>& protos, py::ssize_t batch) {
+    check_shape(protos, "protos", {-1, -1, -1, -1});
+    if (protos.shape(0) != batch)
+        throw fissure::InvalidArgument("protos: expected the output's batch size " +
+                                       std::to_string(batch) + ", got shape " + shape_str(protos));
+    return fissure::ProtoView{protos.data(), static_cast<index_t>(protos.shape(1)),
+                              static_cast<index_t>(protos.shape(2)),
+                              static_cast<index_t>(protos.shape(3))};
 }
 
 }  // namespace
@@ -148,4 +160,91 @@ void bind_decode(py::module_& m) {
         py::arg("input_w"), py::arg("mode"), py::arg("conf_threshold"),
         py::arg("num_threads") = -1,
         "YOLOv5 (B, N, 5+C) -> (boxes, scores, class_ids, tile_index, None).");
+
+    m.def(
+        "decode_yolo_seg",
+        [](const carray<float>& out, const carray<float>& protos, const carray<std::int64_t>& tiles,
+           int input_h, int input_w, const std::string& mode, bool channels_first,
+           float conf_threshold, bool masks, int num_threads) {
+            check_shape(out, "output", {-1, -1, -1});
+            const fissure::ProtoView pv = protos_arg(protos, out.shape(0));
+            const fissure::DecodeGeometry g = geometry_arg(tiles, input_h, input_w, mode);
+            const index_t dims = channels_first ? out.shape(1) : out.shape(2);
+            const index_t n = channels_first ? out.shape(2) : out.shape(1);
+            fissure::Decoded d;
+            {
+                py::gil_scoped_release release;
+                d = fissure::decode_yolo_seg(out.data(), out.shape(0), dims, n, channels_first, pv,
+                                             g, conf_threshold, masks, num_threads);
+            }
+            return to_python(std::move(d));
+        },
+        py::arg("output").noconvert(), py::arg("protos").noconvert(),
+        py::arg("tiles").noconvert(), py::arg("input_h"), py::arg("input_w"), py::arg("mode"),
+        py::arg("channels_first"), py::arg("conf_threshold"), py::arg("masks"),
+        py::arg("num_threads") = -1,
+        "YOLOv8/11-seg (B, 4+C+M, N) or (B, N, 4+C+M) and protos (B, M, mh, mw) -> (boxes, "
+        "scores, class_ids, tile_index, masks).");
+
+    m.def(
+        "decode_yolov5_seg",
+        [](const carray<float>& out, const carray<float>& protos, const carray<std::int64_t>& tiles,
+           int input_h, int input_w, const std::string& mode, float conf_threshold, bool masks,
+           int num_threads) {
+            check_shape(out, "output", {-1, -1, -1});
+            const fissure::ProtoView pv = protos_arg(protos, out.shape(0));
+            const fissure::DecodeGeometry g = geometry_arg(tiles, input_h, input_w, mode);
+            fissure::Decoded d;
+            {
+                py::gil_scoped_release release;
+                d = fissure::decode_yolov5_seg(out.data(), out.shape(0), out.shape(1), out.shape(2),
+                                               pv, g, conf_threshold, masks, num_threads);
+            }
+            return to_python(std::move(d));
+        },
+        py::arg("output").noconvert(), py::arg("protos").noconvert(),
+        py::arg("tiles").noconvert(), py::arg("input_h"), py::arg("input_w"), py::arg("mode"),
+        py::arg("conf_threshold"), py::arg("masks"), py::arg("num_threads") = -1,
+        "YOLOv5-seg (B, N, 5+C+M) and protos (B, M, mh, mw) -> (boxes, scores, class_ids, "
+        "tile_index, masks).");
+
+    m.def(
+        "decode_detr",
+        [](const carray<float>& boxes, const carray<float>& logits,
+           const std::optional<carray<float>>& mask_logits, const carray<std::int64_t>& tiles,
+           int input_h, int input_w, const std::string& mode, float conf_threshold,
+           const std::string& score, index_t top_k, int num_threads) {
+            check_shape(boxes, "boxes", {-1, -1, 4});
+            check_shape(logits, "logits", {boxes.shape(0), boxes.shape(1), -1});
+            const float* mp = nullptr;
+            index_t mh = 0, mw = 0;
+            if (mask_logits) {
+                check_shape(*mask_logits, "masks", {boxes.shape(0), boxes.shape(1), -1, -1});
+                mp = mask_logits->data();
+                mh = mask_logits->shape(2);
+                mw = mask_logits->shape(3);
+            }
+            fissure::DetrParams p;
+            if (score == "sigmoid") p.score = fissure::DetrScore::sigmoid;
+            else if (score == "softmax") p.score = fissure::DetrScore::softmax;
+            else
+                throw fissure::InvalidArgument(
+                    "score: expected 'sigmoid' or 'softmax', got '" + score + "'");
+            p.top_k = top_k;
+            const fissure::DecodeGeometry g = geometry_arg(tiles, input_h, input_w, mode);
+            fissure::Decoded d;
+            {
+                py::gil_scoped_release release;
+                d = fissure::decode_detr(boxes.data(), logits.data(), boxes.shape(0),
+                                         boxes.shape(1), logits.shape(2), mp, mh, mw, g,
+                                         conf_threshold, p, num_threads);
+            }
+            return to_python(std::move(d));
+        },
+        py::arg("boxes").noconvert(), py::arg("logits").noconvert(),
+        py::arg("mask_logits").noconvert().none(true), py::arg("tiles").noconvert(),
+        py::arg("input_h"), py::arg("input_w"), py::arg("mode"), py::arg("conf_threshold"),
+        py::arg("score"), py::arg("top_k"), py::arg("num_threads") = -1,
+        "DETR-style boxes (B, Q, 4) normalised cxcywh, logits (B, Q, C), optional mask logits "
+        "(B, Q, mh, mw) -> (boxes, scores, class_ids, tile_index, masks).");
 }

@@ -6,7 +6,19 @@ The public API is pure Python over the private compiled module ``fissure._core``
 from __future__ import annotations
 
 from ._version import __version__
-from .decoders import Decoded, decode_end_to_end, decode_probability_map, decode_yolo, decode_yolov5
+from .decoders import (
+    Decoded,
+    DecoderSpec,
+    decode_detr,
+    decode_end_to_end,
+    decode_probability_map,
+    decode_yolo,
+    decode_yolo_seg,
+    decode_yolov5,
+    decode_yolov5_seg,
+    select_decoder,
+)
+from .detections import Detections
 from .info import info
 from .masks import BoxMasks, regions_from_boxes
 from .merge import MergeResult, greedy_nmm, nmm, nms
@@ -25,14 +37,19 @@ from .tiling import auto_slice_params, slice_grid
 __all__ = [
     "BoxMasks",
     "Decoded",
+    "DecoderSpec",
+    "Detections",
     "MergeResult",
     "PreprocessConfig",
     "__version__",
     "auto_slice_params",
+    "decode_detr",
     "decode_end_to_end",
     "decode_probability_map",
     "decode_yolo",
+    "decode_yolo_seg",
     "decode_yolov5",
+    "decode_yolov5_seg",
     "dilate_disc",
     "disc_kernel",
     "draw_specular",
@@ -45,6 +62,7 @@ __all__ = [
     "nms",
     "preprocess_tiles",
     "regions_from_boxes",
+    "select_decoder",
     "slice_grid",
     "specular_mask",
     "suppress_glare",

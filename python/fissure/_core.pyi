@@ -6,6 +6,37 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
+class BatchFeeder:
+    """
+    Double-buffered tile preprocessing: batch b + 1 is prepared in the background while the caller runs the model on batch b.
+    """
+    def __init__(self, image: numpy.ndarray, tiles: numpy.typing.NDArray[numpy.int64], slot0: numpy.ndarray, slot1: numpy.ndarray, batch_size: typing.SupportsInt | typing.SupportsIndex, input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str = 'resize', interpolation: str = 'linear', pad_value: typing.SupportsInt | typing.SupportsIndex = 114, rgb: bool = True, scale: typing.SupportsFloat | typing.SupportsIndex = 0.003921568859368563, mean: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"] = [0.0, 0.0, 0.0], std: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"] = [1.0, 1.0, 1.0], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> None:
+        ...
+    def batch_count(self, b: typing.SupportsInt | typing.SupportsIndex) -> int:
+        """
+        Tiles in batch b.
+        """
+    def close(self) -> None:
+        """
+        Waits for background work and releases the image.
+        """
+    def start(self, b: typing.SupportsInt | typing.SupportsIndex) -> None:
+        """
+        Starts batch b in the background (into slot b % 2).
+        """
+    def wait(self, b: typing.SupportsInt | typing.SupportsIndex) -> int:
+        """
+        Waits for batch b and returns its slot (0 or 1).
+        """
+    @property
+    def batch_size(self) -> int:
+        ...
+    @property
+    def num_batches(self) -> int:
+        ...
+    @property
+    def num_tiles(self) -> int:
+        ...
 def _float_to_half(x: numpy.typing.NDArray[numpy.float32]) -> numpy.typing.NDArray[numpy.uint16]:
     """
     Test hook: binary16 bits of each float32 (flattened), rounded to nearest even.
@@ -34,6 +65,10 @@ def check_box_masks(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typi
     """
     Checks the layout of a set of box-local masks; raises ValueError naming the problem.
     """
+def choose_batch_size(budget_bytes: typing.SupportsFloat | typing.SupportsIndex, fixed_bytes: typing.SupportsFloat | typing.SupportsIndex, per_tile_bytes: typing.SupportsFloat | typing.SupportsIndex, max_batch: typing.SupportsInt | typing.SupportsIndex, num_tiles: typing.SupportsInt | typing.SupportsIndex) -> int:
+    """
+    floor((budget - fixed) / per_tile) clamped to [1, max_batch] and to num_tiles.
+    """
 def coco_counts_from_string(s: bytes) -> numpy.typing.NDArray[numpy.int64]:
     """
     Run lengths (int64) of a COCO compressed counts string.
@@ -54,6 +89,10 @@ def decode_coco(counts: list, height: typing.SupportsInt | typing.SupportsIndex,
     """
     Decodes COCO counts (bytes strings or int64 arrays) into box-local masks over regions, or tight regions when None: (data, offsets, regions).
     """
+def decode_detr(boxes: numpy.typing.NDArray[numpy.float32], logits: numpy.typing.NDArray[numpy.float32], mask_logits: numpy.typing.NDArray[numpy.float32] | None, tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, score: str, top_k: typing.SupportsInt | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    DETR-style boxes (B, Q, 4) normalised cxcywh, logits (B, Q, C), optional mask logits (B, Q, mh, mw) -> (boxes, scores, class_ids, tile_index, masks).
+    """
 def decode_end_to_end(output: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
     """
     End-to-end (B, K, 6) -> (boxes, scores, class_ids, tile_index, None).
@@ -70,9 +109,17 @@ def decode_yolo(output: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing
     """
     YOLOv8/11 (B, 4+C, N) or (B, N, 4+C) -> (boxes, scores, class_ids, tile_index, None).
     """
+def decode_yolo_seg(output: numpy.typing.NDArray[numpy.float32], protos: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, channels_first: bool, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, masks: bool, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    YOLOv8/11-seg (B, 4+C+M, N) or (B, N, 4+C+M) and protos (B, M, mh, mw) -> (boxes, scores, class_ids, tile_index, masks).
+    """
 def decode_yolov5(output: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
     """
     YOLOv5 (B, N, 5+C) -> (boxes, scores, class_ids, tile_index, None).
+    """
+def decode_yolov5_seg(output: numpy.typing.NDArray[numpy.float32], protos: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, masks: bool, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    YOLOv5-seg (B, N, 5+C+M) and protos (B, M, mh, mw) -> (boxes, scores, class_ids, tile_index, masks).
     """
 def dense_tight_regions(planes: numpy.ndarray, threshold: typing.SupportsFloat | typing.SupportsIndex = 0.5, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.int32]:
     """

@@ -77,11 +77,15 @@ def as_class_ids(class_ids: Any, n: int, name: str = "class_ids") -> np.ndarray:
     arr = np.asarray(class_ids)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{name}: expected shape ({n},) to match the boxes, got {arr.shape}")
+    if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name}: expected class ids within int64, got {int(arr.max())}")
     if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
         return np.ascontiguousarray(arr, dtype=np.int64)
     if np.issubdtype(arr.dtype, np.floating):
         if arr.size and (not np.isfinite(arr).all() or (arr != np.round(arr)).any()):
             raise ValueError(f"{name}: expected integer class ids, got non-integral floats")
+        if arr.size and (np.abs(arr) >= 2.0**63).any():
+            raise ValueError(f"{name}: expected class ids within int64, got {arr[np.abs(arr) >= 2.0**63][0]}")
         return np.ascontiguousarray(arr, dtype=np.int64)
     raise TypeError(f"{name}: expected integer class ids, got dtype {arr.dtype}")
 

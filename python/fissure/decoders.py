@@ -34,10 +34,15 @@ from .masks import BoxMasks
 
 __all__ = [
     "Decoded",
+    "DecoderSpec",
+    "decode_detr",
     "decode_end_to_end",
     "decode_probability_map",
     "decode_yolo",
+    "decode_yolo_seg",
     "decode_yolov5",
+    "decode_yolov5_seg",
+    "select_decoder",
 ]
 
 _MODES = ("resize", "letterbox", "none")
@@ -148,6 +153,20 @@ def _wrap(res: tuple, image_shape: Optional[tuple[int, int]]) -> Decoded:
         bm = BoxMasks(data, offsets, regions, image_shape, validate=False)
     return Decoded(boxes, scores, class_ids, tile_index, bm)
 
+def _channels_first(arr: np.ndarray, layout: str) -> bool:
+    """The layout of a rank-3 YOLO output: the smaller of the last two axes holds the values."""
+    if layout == "auto":
+        if arr.shape[1] == arr.shape[2]:
+            raise ValueError(
+                f"output: shape {arr.shape} is ambiguous; pass layout='channels_first' or "
+                "'channels_last'")
+        return bool(arr.shape[1] < arr.shape[2])
+    if layout in ("channels_first", "channels_last"):
+        return layout == "channels_first"
+    raise ValueError(f"layout: expected 'auto', 'channels_first' or 'channels_last', "
+                     f"got {layout!r}")
+
+
 def _decode_boxes(core_fn: Any, arr: np.ndarray, tiles: Any, input_size: Any, mode: str,
                   conf_threshold: float, num_threads: int, *layout: bool) -> Decoded:
     """Shared tail of the box decoders: geometry checks, the core call, the result."""
@@ -231,17 +250,7 @@ def decode_yolo(
     arr = _as_output(output, "output")
     if arr.ndim != 3:
         raise ValueError(f"output: expected shape (B, 4 + C, N) or (B, N, 4 + C), got {arr.shape}")
-    if layout == "auto":
-        if arr.shape[1] == arr.shape[2]:
-            raise ValueError(
-                f"output: shape {arr.shape} is ambiguous; pass layout='channels_first' or "
-                "'channels_last'")
-        channels_first = arr.shape[1] < arr.shape[2]
-    elif layout in ("channels_first", "channels_last"):
-        channels_first = layout == "channels_first"
-    else:
-        raise ValueError(f"layout: expected 'auto', 'channels_first' or 'channels_last', "
-                         f"got {layout!r}")
+    channels_first = _channels_first(arr, layout)
     dims = arr.shape[1] if channels_first else arr.shape[2]
     if dims < 5:
         raise ValueError(f"output: expected 4 box values and at least one class score per "
@@ -285,3 +294,525 @@ def decode_yolov5(
         raise ValueError(f"output: expected shape (B, N, 5 + C) with C >= 1, got {arr.shape}")
     return _decode_boxes(_core.decode_yolov5, arr, tiles, input_size, mode, conf_threshold,
                          num_threads)
+
+
+# --------------------------------------------------------------------------------------------
+# Segmentation (mask prototypes) and DETR-style decoders
+# --------------------------------------------------------------------------------------------
+
+
+def _check_nan(arr: np.ndarray, name: str) -> None:
+    if np.isnan(arr).any():
+        idx = tuple(int(v) for v in np.argwhere(np.isnan(arr))[0])
+        raise ValueError(f"{name}: expected no NaN, got NaN at index {idx}")
+
+
+def _as_protos(protos: Any, batch: int) -> np.ndarray:
+    pr = _as_output(protos, "protos")
+    if pr.ndim != 4 or min(pr.shape[1:]) < 1:
+        raise ValueError(f"protos: expected shape (B, M, mh, mw) with M, mh, mw >= 1, "
+                         f"got {pr.shape}")
+    if pr.shape[0] != batch:
+        raise ValueError(f"protos: expected the output's batch size {batch}, got shape {pr.shape}")
+    _check_nan(pr, "protos")
+    return pr
+
+
+def decode_yolo_seg(
+    output: Any,
+    protos: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "letterbox",
+    *,
+    conf_threshold: float = 0.25,
+    layout: Literal["auto", "channels_first", "channels_last"] = "auto",
+    masks: bool = True,
+    image_shape: Optional[tuple[int, int]] = None,
+    num_threads: int = -1,
+) -> Decoded:
+    """YOLOv8 / YOLO11 segmentation output to boxes and box-local masks.
+
+    ``output`` (Ultralytics' ``output0``) is ``(B, 4 + C + M, N)`` (``"channels_first"``, what
+    Ultralytics exports) or ``(B, N, 4 + C + M)``: ``cx, cy, w, h`` in model-input pixels, C
+    class scores, M mask coefficients. ``protos`` (``output1``) is ``(B, M, mh, mw)``. Boxes,
+    scores and classes are decoded as :func:`decode_yolo`. With ``masks`` each detection gets a
+    mask with Ultralytics' ``process_mask(..., upsample=True)`` semantics (its default, not
+    ``retina_masks``):
+
+    1. logits = coefficients . prototypes at proto resolution (float32);
+    2. zeroed outside the box scaled to proto pixels (pixel ``p`` kept where
+       ``x1 * mw / input_w <= p < x2 * mw / input_w``, likewise in y);
+    3. upsampled bilinearly to the model input (``align_corners=False``, as ``cv2.resize``
+       ``INTER_LINEAR`` and ``F.interpolate(mode="bilinear")``), set where ``> 0`` (= sigmoid
+       ``> 0.5``);
+    4. each image pixel of the detection's region (``regions_from_boxes`` of its image box,
+       inside the tile) takes the model-input pixel under its centre.
+
+    Only the pixels a region needs are computed. ``image_shape`` is recorded on the masks.
+    """
+    arr = _as_output(output, "output")
+    if arr.ndim != 3:
+        raise ValueError(f"output: expected shape (B, 4 + C + M, N) or (B, N, 4 + C + M), "
+                         f"got {arr.shape}")
+    pr = _as_protos(protos, arr.shape[0])
+    channels_first = _channels_first(arr, layout)
+    dims = arr.shape[1] if channels_first else arr.shape[2]
+    m = pr.shape[1]
+    if dims - 4 - m < 1:
+        raise ValueError(
+            f"output: expected 4 + C + M values per candidate with C >= 1 and M = {m} (the "
+            f"channels of protos {pr.shape}), got {dims} (output shape {arr.shape})")
+    t = _as_tiles(tiles)
+    size = _as_input_size(input_size)
+    _check_common(arr, t, mode, size, "output")
+    res = _core.decode_yolo_seg(arr, pr, t, size[0], size[1], mode, channels_first,
+                                _threshold(conf_threshold, "conf_threshold"), bool(masks),
+                                check_num_threads(num_threads))
+    return _wrap(res, image_shape)
+
+
+def decode_yolov5_seg(
+    output: Any,
+    protos: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "letterbox",
+    *,
+    conf_threshold: float = 0.25,
+    masks: bool = True,
+    image_shape: Optional[tuple[int, int]] = None,
+    num_threads: int = -1,
+) -> Decoded:
+    """YOLOv5 segmentation output ``(B, N, 5 + C + M)`` (``cx, cy, w, h, objectness``, C class
+    scores, M mask coefficients) and ``protos`` ``(B, M, mh, mw)``. Scores as
+    :func:`decode_yolov5` (max of ``objectness * class score``), masks as
+    :func:`decode_yolo_seg`."""
+    arr = _as_output(output, "output")
+    if arr.ndim != 3:
+        raise ValueError(f"output: expected shape (B, N, 5 + C + M), got {arr.shape}")
+    pr = _as_protos(protos, arr.shape[0])
+    m = pr.shape[1]
+    if arr.shape[2] - 5 - m < 1:
+        raise ValueError(
+            f"output: expected shape (B, N, 5 + C + M) with C >= 1 and M = {m} (the channels "
+            f"of protos {pr.shape}), got {arr.shape}")
+    t = _as_tiles(tiles)
+    size = _as_input_size(input_size)
+    _check_common(arr, t, mode, size, "output")
+    res = _core.decode_yolov5_seg(arr, pr, t, size[0], size[1], mode,
+                                  _threshold(conf_threshold, "conf_threshold"), bool(masks),
+                                  check_num_threads(num_threads))
+    return _wrap(res, image_shape)
+
+
+def decode_detr(
+    boxes: Any,
+    logits: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "resize",
+    *,
+    mask_logits: Any = None,
+    conf_threshold: float = 0.5,
+    score: Literal["sigmoid", "softmax"] = "sigmoid",
+    top_k: Optional[int] = None,
+    image_shape: Optional[tuple[int, int]] = None,
+    num_threads: int = -1,
+) -> Decoded:
+    """DETR-style outputs (RF-DETR, DETR, Deformable DETR) to boxes and optional masks.
+
+    ``boxes`` is ``(B, Q, 4)``: ``cx, cy, w, h`` normalised to ``[0, 1]`` of the model input
+    (``x1 = cx - 0.5 * w`` in float32, then times ``input_w``). ``logits`` is ``(B, Q, C)``:
+
+    - ``score="sigmoid"`` (RF-DETR, Deformable DETR): ``p = sigmoid(logit)`` per class;
+    - ``score="softmax"`` (original DETR): ``p = softmax`` over all C logits, whose last class
+      is "no object" and is never reported.
+
+    Probabilities are computed in float64 and rounded to float32. By default each query gives
+    one detection: score = its highest probability, class = the first class with it, in query
+    order. ``top_k=k`` does what RF-DETR's postprocess does instead: the k most probable
+    (query, class) pairs over all queries and classes (RF-DETR uses ``num_select=300``), in
+    descending probability (ties: lower query, then lower class), so one query can give several
+    detections. Either way ``score >= conf_threshold`` is kept.
+
+    ``mask_logits`` ``(B, Q, mh, mw)`` (optional, RF-DETR segmentation): each detection's map is
+    upsampled bilinearly to the model input (``align_corners=False``) and set where ``> 0``; each
+    image pixel of the detection's region takes the model-input pixel under its centre. The
+    mask is not cropped to the box in model space (as RF-DETR), but only its box's region is
+    stored. ``mode`` defaults to ``"resize"`` (RF-DETR and DETR resize, they do not letterbox).
+    """
+    b = _as_output(boxes, "boxes")
+    lg = _as_output(logits, "logits")
+    if b.ndim != 3 or b.shape[2] != 4:
+        raise ValueError(f"boxes: expected shape (B, Q, 4), got {b.shape}")
+    if lg.ndim != 3 or lg.shape[:2] != b.shape[:2] or lg.shape[2] < 1:
+        raise ValueError(f"logits: expected shape (B, Q, C) = ({b.shape[0]}, {b.shape[1]}, C) "
+                         f"with C >= 1 to match boxes {b.shape}, got {lg.shape}")
+    if score not in ("sigmoid", "softmax"):
+        raise ValueError(f"score: expected 'sigmoid' or 'softmax', got {score!r}")
+    if score == "softmax":
+        if lg.shape[2] < 2:
+            raise ValueError(f"logits: score='softmax' expects C >= 2 (the classes and a "
+                             f"trailing no-object class), got {lg.shape}")
+        _check_nan(lg, "logits")
+        if not np.isfinite(lg).all():
+            idx = tuple(int(v) for v in np.argwhere(~np.isfinite(lg))[0])
+            raise ValueError(f"logits: score='softmax' expects finite logits, got "
+                             f"{lg[idx]} at index {idx}")
+    if top_k is None:
+        k = 0
+    elif isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise ValueError(f"top_k: expected None or a positive int, got {top_k!r}")
+    else:
+        k = int(top_k)
+    ml = None
+    if mask_logits is not None:
+        ml = _as_output(mask_logits, "mask_logits")
+        if ml.ndim != 4 or ml.shape[:2] != b.shape[:2] or min(ml.shape[2:]) < 1:
+            raise ValueError(f"mask_logits: expected shape (B, Q, mh, mw) = ({b.shape[0]}, "
+                             f"{b.shape[1]}, mh, mw) to match boxes {b.shape}, got {ml.shape}")
+        _check_nan(ml, "mask_logits")
+    t = _as_tiles(tiles)
+    size = _as_input_size(input_size)
+    _check_common(b, t, mode, size, "boxes")
+    _check_nan(lg, "logits")
+    res = _core.decode_detr(b, lg, ml, t, size[0], size[1], mode,
+                            _threshold(conf_threshold, "conf_threshold"), score, k,
+                            check_num_threads(num_threads))
+    return _wrap(res, image_shape)
+
+
+# --------------------------------------------------------------------------------------------
+# Automatic selection from the model's output specs
+# --------------------------------------------------------------------------------------------
+
+KINDS = ("yolo", "yolov5", "end_to_end", "yolo_seg", "yolov5_seg", "detr", "detr_seg",
+         "probability_map")
+DecoderKind = Literal["yolo", "yolov5", "end_to_end", "yolo_seg", "yolov5_seg", "detr",
+                      "detr_seg", "probability_map"]
+
+#: Largest K of an end-to-end (B, K, 6) output read as end-to-end (YOLOv10 / YOLO26 use 300).
+MAX_END_TO_END = 300
+#: The candidate axis of a YOLO output is at least this many times its value axis.
+CANDIDATE_RATIO = 4
+#: A rank-3 probability map has both sides >= this and within PROBMAP_ASPECT of each other.
+PROBMAP_MIN_SIDE = 32
+PROBMAP_ASPECT = 2
+
+_ACCEPTED = """accepted layouts (B = batch, ? = dynamic, axes in any output order):
+  probability_map  one (B, 1, H, W); or one (B, H, W) with H, W both dynamic, or both >= 32
+                   and within 2x of each other
+  end_to_end       one (B, K, 6) with a static K <= 300
+  yolo             one (B, 4+C, N), N dynamic or >= 4 * (4+C)  (YOLOv8/11: channels first)
+  yolov5           one (B, N, 5+C), N dynamic or >= 4 * (5+C)  (YOLOv5: channels last)
+  yolo_seg         (B, 4+C+M, N) and protos (B, M, mh, mw), as yolo
+  yolov5_seg       (B, N, 5+C+M) and protos (B, M, mh, mw), as yolov5
+  detr             boxes (B, Q, 4) and logits (B, Q, C)
+  detr_seg         boxes (B, Q, 4), logits (B, Q, C) and mask logits (B, Q, mh, mw)"""
+
+#: The decoder's inputs (roles), in the order its function takes them.
+_ROLES = {
+    "yolo": ("output",), "yolov5": ("output",), "end_to_end": ("output",),
+    "probability_map": ("maps",), "yolo_seg": ("output", "protos"),
+    "yolov5_seg": ("output", "protos"), "detr": ("boxes", "logits"),
+    "detr_seg": ("boxes", "logits", "mask_logits"),
+}
+_OPTIONS = {
+    "yolo": ("layout",), "yolov5": (), "end_to_end": (),
+    "probability_map": ("threshold", "min_area", "masks"),
+    "yolo_seg": ("layout", "masks"), "yolov5_seg": ("masks",),
+    "detr": ("score", "top_k"), "detr_seg": ("score", "top_k", "masks"),
+}
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """A decoder chosen for a model's outputs (see :func:`select_decoder`).
+
+    Attributes:
+        kind: one of ``"yolo"``, ``"yolov5"``, ``"end_to_end"``, ``"yolo_seg"``,
+            ``"yolov5_seg"``, ``"detr"``, ``"detr_seg"``, ``"probability_map"``.
+        inputs: ``(role, output name, output index)`` per decoder input, e.g.
+            ``(("output", "output0", 0), ("protos", "output1", 1))``.
+        layout: ``"channels_first"`` / ``"channels_last"`` for the YOLO kinds, else None.
+    """
+
+    kind: str
+    inputs: tuple[tuple[str, str, int], ...]
+    layout: Optional[str] = None
+
+    @property
+    def output_names(self) -> dict[str, str]:
+        """Role -> output name."""
+        return {role: name for role, name, _ in self.inputs}
+
+    def _arrays(self, outputs: Any) -> list[Any]:
+        if isinstance(outputs, dict):
+            missing = [name for _, name, _ in self.inputs if name not in outputs]
+            if missing:
+                raise ValueError(
+                    f"outputs: expected arrays named {[n for _, n, _ in self.inputs]} for the "
+                    f"{self.kind} decoder, missing {missing} (got {sorted(outputs)})")
+            return [outputs[name] for _, name, _ in self.inputs]
+        if isinstance(outputs, (list, tuple)):
+            need = max(i for _, _, i in self.inputs) + 1
+            if len(outputs) < need:
+                raise ValueError(f"outputs: expected at least {need} arrays in the model's "
+                                 f"output order, got {len(outputs)}")
+            return [outputs[i] for _, _, i in self.inputs]
+        raise TypeError(f"outputs: expected a dict of name -> array (backend.run's result) or "
+                        f"a list in the model's output order, got {type(outputs).__name__}")
+
+    def decode(
+        self,
+        outputs: Any,
+        tiles: Any,
+        *,
+        input_size: Any,
+        mode: Mode,
+        conf_threshold: float,
+        image_shape: Optional[tuple[int, int]] = None,
+        num_threads: int = -1,
+        **options: Any,
+    ) -> Decoded:
+        """Decodes one batch of model outputs.
+
+        Args:
+            outputs: ``{name: array}`` as ``backend.run`` returns it (or a list in the model's
+                output order).
+            tiles, input_size, mode: as every decoder (one tile per batch item).
+            conf_threshold: the score threshold (``box_threshold`` of a probability map).
+            image_shape: recorded on the masks of the kinds that make masks.
+            options: the kind's own options: ``layout`` (yolo, yolo_seg), ``masks``
+                (yolo_seg, yolov5_seg, detr_seg, probability_map), ``score`` and ``top_k``
+                (detr, detr_seg), ``threshold`` and ``min_area`` (probability_map).
+        """
+        allowed = _OPTIONS[self.kind]
+        bad = sorted(set(options) - set(allowed))
+        if bad:
+            raise TypeError(f"decode: the {self.kind} decoder takes the options {list(allowed)}, "
+                            f"got {bad}")
+        arrays = self._arrays(outputs)
+        k = self.kind
+        common: dict[str, Any] = {"conf_threshold": conf_threshold, "num_threads": num_threads}
+        if k in ("yolo", "yolo_seg") and "layout" not in options and self.layout is not None:
+            options["layout"] = self.layout
+        if k == "yolo":
+            return decode_yolo(arrays[0], tiles, input_size, mode, **common, **options)
+        if k == "yolov5":
+            return decode_yolov5(arrays[0], tiles, input_size, mode, **common)
+        if k == "end_to_end":
+            return decode_end_to_end(arrays[0], tiles, input_size, mode, **common)
+        if k == "yolo_seg":
+            return decode_yolo_seg(arrays[0], arrays[1], tiles, input_size, mode,
+                                   image_shape=image_shape, **common, **options)
+        if k == "yolov5_seg":
+            return decode_yolov5_seg(arrays[0], arrays[1], tiles, input_size, mode,
+                                     image_shape=image_shape, **common, **options)
+        if k in ("detr", "detr_seg"):
+            ml = None
+            if k == "detr_seg" and options.pop("masks", True):
+                ml = arrays[2]
+            return decode_detr(arrays[0], arrays[1], tiles, input_size, mode, mask_logits=ml,
+                               image_shape=image_shape, **common, **options)
+        return decode_probability_map(arrays[0], tiles, input_size, mode,
+                                      box_threshold=conf_threshold, image_shape=image_shape,
+                                      num_threads=num_threads, **options)
+
+
+def _shape_of(spec: Any, i: int) -> tuple[str, tuple[Optional[int], ...]]:
+    name = getattr(spec, "name", None)
+    shape = getattr(spec, "shape", None)
+    if not isinstance(name, str) or not isinstance(shape, (tuple, list)):
+        raise TypeError(f"outputs[{i}]: expected a TensorSpec (name, shape), got "
+                        f"{type(spec).__name__}")
+    dims: list[Optional[int]] = []
+    for d in shape:
+        if d is None or (isinstance(d, numbers.Integral) and not isinstance(d, bool) and d < 0):
+            dims.append(None)
+        elif isinstance(d, numbers.Integral) and not isinstance(d, bool):
+            dims.append(int(d))
+        else:  # a symbolic dimension name
+            dims.append(None)
+    return name, tuple(dims)
+
+
+def _fmt(shape: tuple[Optional[int], ...]) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def _same(a: Optional[int], b: Optional[int]) -> bool:
+    """Static dims must agree; a dynamic one agrees with anything."""
+    return a is None or b is None or a == b
+
+
+def _candidate_layout(a: Optional[int], b: Optional[int], min_values: int) -> Optional[str]:
+    """Layout of a YOLO output (B, a, b): the value axis is static and the candidate axis is
+    dynamic or CANDIDATE_RATIO times longer; None when the shape does not say."""
+    if a is not None and a >= min_values and (b is None or b >= CANDIDATE_RATIO * a):
+        return "channels_first"
+    if b is not None and b >= min_values and (a is None or a >= CANDIDATE_RATIO * b):
+        return "channels_last"
+    return None
+
+
+def _yolo_family(kind: str, shape: tuple[Optional[int], ...], m: Optional[int],
+                 explicit: bool) -> tuple[Optional[str], str]:
+    """(layout, "") when `shape` fits `kind` (yolo, yolov5, yolo_seg, yolov5_seg) with m mask
+    coefficients (0 for the detection kinds, None when dynamic), else (None, why)."""
+    if len(shape) != 3:
+        return None, f"expected a rank-3 output, got {_fmt(shape)}"
+    v5 = kind.startswith("yolov5")
+    head = 5 if v5 else 4
+    need = head + 1 + (m or 0)
+    _, a, b = shape
+    layout = _candidate_layout(a, b, need)
+    if layout is None and explicit:
+        # An explicit kind only needs the value axis: the static one, or the smaller one.
+        if a is not None and (b is None or a < b):
+            layout = "channels_first"
+        elif b is not None and (a is None or b < a):
+            layout = "channels_last"
+    if layout is None:
+        return None, f"{_fmt(shape)} has no clear value axis"
+    if v5 and layout != "channels_last":
+        return None, f"{_fmt(shape)} is channels-first; YOLOv5 outputs are (B, N, 5+C)"
+    if not v5 and not explicit and layout != "channels_first":
+        return None, f"{_fmt(shape)} is channels-last, read as YOLOv5"
+    values = a if layout == "channels_first" else b
+    if values is not None and values < need:
+        return None, (f"{_fmt(shape)} has {values} values per candidate, expected at least "
+                      f"{need} ({head} box{' + objectness' if v5 else ''} + 1 class"
+                      f"{f' + {m} mask coefficients' if m else ''})")
+    return layout, ""
+
+
+def select_decoder(outputs: Sequence[Any], *, name: str = "auto") -> DecoderSpec:
+    """Picks the decoder for a model from its output specs.
+
+    Args:
+        outputs: the model's outputs in order, as :class:`fissure.backends.TensorSpec` (any
+            object with ``name`` and ``shape``, ``None`` for a dynamic dimension), e.g.
+            ``backend.outputs``.
+        name: ``"auto"``, or one of the kinds to force it (its outputs are then matched by
+            shape to the decoder's inputs, with looser layout rules).
+
+    Returns:
+        a :class:`DecoderSpec` whose ``decode(outputs, tiles, input_size=..., mode=...,
+        conf_threshold=...)`` decodes ``backend.run``'s result.
+
+    The rules, on static dimensions only (a dynamic one never decides), are in
+    ``docs/decoders.md``. YOLOv5 and YOLOv8 outputs cannot be told apart by shape: channels-last
+    ``(B, N, 5+C)`` is read as YOLOv5 and channels-first ``(B, 4+C, N)`` as YOLOv8/11 (what the
+    two exporters produce); pass ``name`` to override. Anything ambiguous or unmatched raises
+    ValueError listing the shapes and the accepted layouts.
+    """
+    if isinstance(outputs, (str, bytes)) or not isinstance(outputs, Sequence):
+        raise TypeError(f"outputs: expected a sequence of TensorSpec, got {type(outputs).__name__}")
+    if name != "auto" and name not in KINDS:
+        raise ValueError(f"name: expected 'auto' or one of {KINDS}, got {name!r}")
+    specs = [_shape_of(s, i) for i, s in enumerate(outputs)]
+    kinds = KINDS if name == "auto" else (name,)
+    found: list[DecoderSpec] = []
+    reasons: list[str] = []
+    for kind in kinds:
+        spec, why = _match(kind, specs, explicit=name != "auto")
+        if spec is not None:
+            found.append(spec)
+        elif why and (name != "auto" or len(_ROLES[kind]) == len(specs)):
+            reasons.append(f"  {kind}: {why}")
+    shapes = ", ".join(f"{n} {_fmt(s)}" for n, s in specs) or "none"
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise ValueError(
+            f"select_decoder: the outputs [{shapes}] are ambiguous: they fit "
+            f"{[f.kind for f in found]}; pass decoder= (select_decoder(..., name=...)) "
+            f"explicitly\n{_ACCEPTED}")
+    detail = ("\n" + "\n".join(reasons)) if reasons else ""
+    raise ValueError(
+        f"select_decoder: no decoder {'of kind ' + repr(name) + ' ' if name != 'auto' else ''}"
+        f"matches the outputs [{shapes}]{detail}\n{_ACCEPTED}\n"
+        f"pass decoder= (select_decoder(..., name=...)) explicitly")
+
+
+def _spec(kind: str, specs: list, idx: Sequence[int], layout: Optional[str] = None) -> DecoderSpec:
+    roles = _ROLES[kind]
+    return DecoderSpec(kind, tuple((r, specs[i][0], i) for r, i in zip(roles, idx)), layout)
+
+
+def _batch_ok(specs: list, idx: Sequence[int]) -> bool:
+    return all(_same(specs[idx[0]][1][0], specs[i][1][0]) for i in idx)
+
+
+def _match(kind: str, specs: list, explicit: bool) -> tuple[Optional[DecoderSpec], str]:
+    """The spec of `kind` for these outputs, or (None, why not)."""
+    n = len(specs)
+    ranks = [len(s) for _, s in specs]
+    if kind == "probability_map":
+        if n != 1:
+            return None, f"expects one output, got {n}"
+        s = specs[0][1]
+        if len(s) == 4 and s[1] == 1:
+            return _spec(kind, specs, [0]), ""
+        if len(s) == 3:
+            h, w = s[1], s[2]
+            if h is None and w is None:
+                return _spec(kind, specs, [0]), ""
+            if h is not None and w is not None and (
+                    explicit or (min(h, w) >= PROBMAP_MIN_SIDE
+                                 and max(h, w) <= PROBMAP_ASPECT * min(h, w))):
+                return _spec(kind, specs, [0]), ""
+        return None, f"expects (B, 1, H, W) or (B, H, W), got {_fmt(s)}"
+    if kind == "end_to_end":
+        if n != 1:
+            return None, f"expects one output, got {n}"
+        s = specs[0][1]
+        if len(s) == 3 and s[2] == 6 and (
+                (s[1] is not None and s[1] <= MAX_END_TO_END) or explicit):
+            return _spec(kind, specs, [0]), ""
+        return None, f"expects (B, K, 6) with K <= {MAX_END_TO_END}, got {_fmt(s)}"
+    if kind in ("yolo", "yolov5"):
+        if n != 1:
+            return None, f"expects one output, got {n}"
+        s = specs[0][1]
+        if kind == "yolov5" and not explicit and len(s) == 3 and s[2] == 6 and (
+                s[1] is None or s[1] <= MAX_END_TO_END):
+            return None, (f"{_fmt(s)} is end-to-end (B, K, 6) when K <= {MAX_END_TO_END}, and "
+                          f"could be either with a dynamic K")
+        layout, why = _yolo_family(kind, s, 0, explicit)
+        return (_spec(kind, specs, [0], layout), "") if layout else (None, why)
+    if kind in ("yolo_seg", "yolov5_seg"):
+        if n != 2 or sorted(ranks) != [3, 4]:
+            return None, f"expects a rank-3 output and rank-4 protos, got {n} outputs"
+        io, ip = (0, 1) if ranks[0] == 3 else (1, 0)
+        s, p = specs[io][1], specs[ip][1]
+        if not _batch_ok(specs, [io, ip]):
+            return None, f"batch sizes differ: {_fmt(s)} and {_fmt(p)}"
+        if not explicit and s[1] is not None and s[1] <= MAX_END_TO_END and s[2] is not None \
+                and p[1] is not None and s[2] == 6 + p[1]:
+            return None, f"{_fmt(s)} looks like an end-to-end segmentation output (K, 6 + M)"
+        layout, why = _yolo_family(kind, s, p[1], explicit)
+        return (_spec(kind, specs, [io, ip], layout), "") if layout else (None, why)
+    # detr, detr_seg
+    want = 2 if kind == "detr" else 3
+    if n != want or ranks.count(3) != 2 or (kind == "detr_seg" and ranks.count(4) != 1):
+        return None, (f"expects boxes (B, Q, 4), logits (B, Q, C)"
+                      f"{' and mask logits (B, Q, mh, mw)' if kind == 'detr_seg' else ''}, "
+                      f"got {n} outputs of ranks {ranks}")
+    r3 = [i for i in range(n) if ranks[i] == 3]
+    fours = [i for i in r3 if specs[i][1][2] == 4]
+    if len(fours) == 2:  # C == 4 too: tell them apart by name
+        named = [i for i in r3 if any(k in specs[i][0].lower() for k in ("box", "dets", "bbox"))]
+        if len(named) != 1:
+            return None, "both rank-3 outputs end in 4 and their names do not say which is boxes"
+        fours = named
+    if len(fours) != 1:
+        return None, "expects boxes (B, Q, 4): no rank-3 output ends in 4"
+    ib = fours[0]
+    il = next(i for i in r3 if i != ib)
+    idx = [ib, il] + ([ranks.index(4)] if kind == "detr_seg" else [])
+    if not _batch_ok(specs, idx) or not all(_same(specs[ib][1][1], specs[i][1][1]) for i in idx):
+        return None, "boxes, logits (and masks) must share B and Q"
+    return _spec(kind, specs, idx), ""

@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fissure.decoders import (
+    decode_detr,
     decode_end_to_end,
     decode_probability_map,
     decode_yolo,
+    decode_yolo_seg,
     decode_yolov5,
+    decode_yolov5_seg,
 )
 
 TILES1 = np.array([[0, 0, 64, 64]], np.int64)
@@ -101,3 +104,91 @@ def test_conf_threshold_type():
         decode_yolo(np.zeros((1, 6, 10), np.float32), TILES1, 64, conf_threshold=float("nan"))
     with pytest.raises(ValueError, match="conf_threshold"):
         decode_yolo(np.zeros((1, 6, 10), np.float32), TILES1, 64, conf_threshold="0.5")
+
+
+# --------------------------------------------------------------------------------------------
+# Segmentation and DETR decoders
+# --------------------------------------------------------------------------------------------
+
+SEG = np.zeros((1, 4 + 2 + 3, 40), np.float32)  # 2 classes, 3 mask coefficients
+PROTOS = np.zeros((1, 3, 16, 16), np.float32)
+V5SEG = np.zeros((1, 40, 5 + 2 + 3), np.float32)
+DBOX = np.full((1, 5, 4), 0.5, np.float32)
+DLOG = np.zeros((1, 5, 3), np.float32)
+DMASK = np.zeros((1, 5, 8, 8), np.float32)
+
+
+def test_seg_proto_channels_and_shapes():
+    with pytest.raises(ValueError, match=r"4 \+ C \+ M .*M = 6 .*got 9"):
+        decode_yolo_seg(SEG, np.zeros((1, 6, 16, 16), np.float32), TILES1, 64)
+    with pytest.raises(ValueError, match=r"5 \+ C \+ M\) with C >= 1 and M = 5"):
+        decode_yolov5_seg(V5SEG, np.zeros((1, 5, 16, 16), np.float32), TILES1, 64)
+    with pytest.raises(ValueError, match=r"protos: expected shape \(B, M, mh, mw\)"):
+        decode_yolo_seg(SEG, np.zeros((1, 3, 16), np.float32), TILES1, 64)
+    with pytest.raises(ValueError, match=r"protos: expected shape \(B, M, mh, mw\)"):
+        decode_yolo_seg(SEG, np.zeros((1, 3, 0, 16), np.float32), TILES1, 64)
+    with pytest.raises(ValueError, match=r"protos: expected the output's batch size 1"):
+        decode_yolo_seg(SEG, np.zeros((2, 3, 16, 16), np.float32), TILES1, 64)
+    with pytest.raises(ValueError, match=r"protos: expected the output's batch size 1"):
+        decode_yolov5_seg(V5SEG, np.zeros((2, 3, 16, 16), np.float32), TILES1, 64)
+    with pytest.raises(ValueError, match="protos: expected a floating-point"):
+        decode_yolo_seg(SEG, PROTOS.astype(np.int8), TILES1, 64)
+    with pytest.raises(ValueError, match=r"output: expected shape \(B, 4 \+ C \+ M, N\)"):
+        decode_yolo_seg(SEG[0], PROTOS, TILES1, 64)
+    with pytest.raises(ValueError, match="layout"):
+        decode_yolo_seg(SEG, PROTOS, TILES1, 64, layout="chw")
+
+
+@pytest.mark.parametrize("fn,out", [(decode_yolo_seg, SEG), (decode_yolov5_seg, V5SEG)])
+def test_seg_nan_and_geometry(fn, out):
+    bad = out.copy()
+    bad.flat[7] = np.nan
+    with pytest.raises(ValueError, match="output: expected no NaN"):
+        fn(bad, PROTOS, TILES1, 64)
+    badp = PROTOS.copy()
+    badp[0, 2, 3, 4] = np.nan
+    with pytest.raises(ValueError, match=r"protos: expected no NaN, got NaN at index \(0, 2, 3, 4\)"):
+        fn(out, badp, TILES1, 64)
+    with pytest.raises(ValueError, match=r"one tile per batch item \(1 .*got 2"):
+        fn(out, PROTOS, np.array([[0, 0, 64, 64]] * 2), 64)
+    with pytest.raises(ValueError, match="mode: expected one of"):
+        fn(out, PROTOS, TILES1, 64, "crop")
+    with pytest.raises(ValueError, match="conf_threshold"):
+        fn(out, PROTOS, TILES1, 64, conf_threshold=None)
+
+
+def test_detr_errors():
+    with pytest.raises(ValueError, match=r"boxes: expected shape \(B, Q, 4\), got \(1, 5, 3\)"):
+        decode_detr(DLOG, DLOG, TILES1, 64)
+    with pytest.raises(ValueError, match=r"logits: expected shape \(B, Q, C\) = \(1, 5, C\)"):
+        decode_detr(DBOX, np.zeros((1, 4, 3), np.float32), TILES1, 64)
+    with pytest.raises(ValueError, match=r"logits: expected shape"):
+        decode_detr(DBOX, np.zeros((2, 5, 3), np.float32), TILES1, 64)
+    with pytest.raises(ValueError, match=r"mask_logits: expected shape \(B, Q, mh, mw\)"):
+        decode_detr(DBOX, DLOG, TILES1, 64, mask_logits=np.zeros((1, 4, 8, 8), np.float32))
+    with pytest.raises(ValueError, match=r"mask_logits: expected shape"):
+        decode_detr(DBOX, DLOG, TILES1, 64, mask_logits=np.zeros((1, 5, 8), np.float32))
+    with pytest.raises(ValueError, match="score: expected 'sigmoid' or 'softmax'"):
+        decode_detr(DBOX, DLOG, TILES1, 64, score="relu")
+    with pytest.raises(ValueError, match="C >= 2"):
+        decode_detr(DBOX, DLOG[..., :1], TILES1, 64, score="softmax")
+    inf = DLOG.copy()
+    inf[0, 1, 2] = np.inf
+    with pytest.raises(ValueError, match="finite logits"):
+        decode_detr(DBOX, inf, TILES1, 64, score="softmax")
+    assert len(decode_detr(DBOX, inf, TILES1, 64, conf_threshold=0.9)) == 1  # sigmoid(inf) = 1
+    for k in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="top_k"):
+            decode_detr(DBOX, DLOG, TILES1, 64, top_k=k)
+    for arr, name in [(DBOX, "boxes"), (DLOG, "logits"), (DMASK, "mask_logits")]:
+        bad = arr.copy()
+        bad.flat[2] = np.nan
+        args = {"boxes": DBOX, "logits": DLOG, "mask_logits": DMASK}
+        args[name] = bad
+        with pytest.raises(ValueError, match=f"{name}: expected no NaN"):
+            decode_detr(args["boxes"], args["logits"], TILES1, 64,
+                        mask_logits=args["mask_logits"])
+    with pytest.raises(ValueError, match=r"one tile per batch item \(1 .*got 2"):
+        decode_detr(DBOX, DLOG, np.array([[0, 0, 64, 64]] * 2), 64)
+    with pytest.raises(ValueError, match="floating-point"):
+        decode_detr(DBOX, DLOG.astype(np.int64), TILES1, 64)

@@ -75,6 +75,21 @@ def planted(h: int, w: int, n: int, seed: int, size: tuple[int, int] = (6, 40),
     return img, np.array(boxes, np.float32)
 
 
+def assert_found(boxes: np.ndarray, gt: np.ndarray) -> None:
+    """Every planted box is detected exactly; anything else is a fragment inside one of them.
+
+    Greedy NMM (SAHI's) compares candidates with the keeper's box only: a 2-pixel sliver that a
+    tile edge cut from a square crossing a tile corner can fail IOS >= 0.5 against the keeper
+    (itself a cut piece) and survive on its own. The exact SAHI comparison is
+    test_equals_sahi_pipeline."""
+    got = {tuple(b) for b in np.asarray(boxes, np.float64).tolist()}
+    want = {tuple(b) for b in np.asarray(gt, np.float64).tolist()}
+    assert want <= got, sorted(want - got)[:5]
+    for x0, y0, x1, y1 in got - want:
+        assert any(x0 >= a and y0 >= b and x1 <= c and y1 <= d for a, b, c, d in want)
+    assert len(got - want) <= max(2, len(want) // 20)
+
+
 def sort_rows(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a, np.float64).reshape(-1, 4)
     return a[np.lexsort(a.T[::-1])]
@@ -91,7 +106,8 @@ def sahi_pipeline(model: bytes, image: np.ndarray, slice_size: int, overlap: flo
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     h, w = image.shape[:2]
     preds = []
-    for x0, y0, x1, y1 in slicing.get_slice_bboxes(h, w, slice_size, slice_size, overlap, overlap):
+    for x0, y0, x1, y1 in slicing.get_slice_bboxes(
+            h, w, slice_size, slice_size, overlap_height_ratio=overlap, overlap_width_ratio=overlap):
         tile = image[y0:y1, x0:x1, ::-1].astype(np.float32) * np.float32(1 / 255)
         (pm,) = sess.run(None, {"images": tile.transpose(2, 0, 1)[None].copy()})
         p = pm[0, 0]
@@ -120,7 +136,7 @@ def test_planted_blobs_found_exactly(backend: str) -> None:
         assert det.decoder.kind == "probability_map"
         st = det.stats
     assert isinstance(d, fissure.Detections)
-    np.testing.assert_array_equal(sort_rows(d.boxes), sort_rows(gt))
+    assert_found(d.boxes, gt)
     assert d.masks is not None and len(d.masks) == len(d)
     # every merged mask is its full rectangle
     areas = (d.boxes[:, 2] - d.boxes[:, 0]) * (d.boxes[:, 3] - d.boxes[:, 1])
@@ -159,7 +175,7 @@ def test_yolo_decoder_constant_box_per_tile_merged_as_sahi() -> None:
     from sahi.postprocess.combine import GreedyNMMPostprocess
     from sahi.prediction import ObjectPrediction
 
-    out = np.zeros((1, 6, 8), np.float32)  # 2 classes, 8 anchors
+    out = np.zeros((1, 6, 32), np.float32)  # 2 classes, 32 anchors
     out[0, :4, 3] = [150, 140, 60, 50]   # cx, cy, w, h in model pixels (straddles tiles)
     out[0, 4:, 3] = [0.2, 0.9]
     out[0, :4, 5] = [20, 20, 10, 10]
@@ -210,8 +226,7 @@ def test_specular_drop_and_flag(mode: str) -> None:
     for x0, y0, x1, y1 in gt[::2].astype(int):
         img[y0:y1, x0:x1] = (255, 255, 120)
     with TiledDetector(blob_model(), backend="onnxruntime", slice_size=256,
-                       confidence_threshold=0.3, specular=mode,
-                       decoder_options={"threshold": 0.3, "box_threshold": 0.3}) as det:
+                       confidence_threshold=0.3, specular=mode) as det:
         d = det(img)
     glare = fissure.specular_mask(img)
     frac = fissure.glare_fraction(glare, masks=None, boxes=gt)
@@ -229,11 +244,14 @@ def test_images_smaller_than_a_tile_and_conversions() -> None:
     with TiledDetector(blob_model(), backend="onnxruntime", slice_size=256,
                        confidence_threshold=0.5) as det:
         ref = det(img)
-        np.testing.assert_array_equal(sort_rows(ref.boxes), sort_rows(gt))  # one tile, letterboxed up
+        assert det.stats.tiles == 1
+        # one 150 x 220 tile letterboxed up into 256 x 256 (r = 256 / 220): boxes come back
+        # through the inverse scale, within a pixel of the planted ones
+        np.testing.assert_allclose(sort_rows(ref.boxes), sort_rows(gt), atol=1.0)
         gray = img[:, :, 0].copy()
         gray[gray < 250] = 0
         d_gray = det(gray)
-        np.testing.assert_array_equal(sort_rows(d_gray.boxes), sort_rows(gt))
+        np.testing.assert_allclose(sort_rows(d_gray.boxes), sort_rows(gt), atol=1.0)
         bgra = np.dstack([img, np.full(img.shape[:2], 7, np.uint8)])
         np.testing.assert_array_equal(det(bgra).boxes, ref.boxes)
         np.testing.assert_array_equal(det(img.astype(np.uint16) * 257).boxes, ref.boxes)

@@ -33,6 +33,8 @@ CASES = [
     ({"class_ids": [0, 1]}, ValueError, r"class_ids: expected shape \(3,\)"),
     ({"class_ids": [0.5, 1, 2]}, ValueError, "integer class ids"),
     ({"class_ids": np.array(["a", "b", "c"])}, TypeError, "class_ids: expected integer"),
+    ({"class_ids": [0.0, 1e30, 2.0]}, ValueError, "within int64"),
+    ({"class_ids": np.array([0, 2**64 - 1, 2], np.uint64)}, ValueError, "within int64"),
     ({"threshold": 1.5}, ValueError, r"threshold: expected a value in \[0, 1\], got 1.5"),
     ({"threshold": -0.1}, ValueError, r"threshold: expected a value in \[0, 1\]"),
     ({"threshold": float("nan")}, ValueError, "threshold"),

@@ -80,4 +80,52 @@ Decoded decode_end_to_end(const float* out, index_t batch, index_t k, const Deco
 Decoded decode_yolov5(const float* out, index_t batch, index_t n, index_t dims,
                       const DecodeGeometry& g, float conf_threshold, int num_threads = -1);
 
+/// Mask prototypes of a segmentation model, (B, M, mh, mw) float32 C-contiguous: batch item b's
+/// prototype k is protos[((b * M + k) * mh) * mw ...].
+struct ProtoView {
+    const float* data = nullptr;
+    index_t m = 0, h = 0, w = 0;
+};
+
+/// YOLOv8 / YOLO11 segmentation: `out` is (B, 4 + C + M, N) when `channels_first`, else
+/// (B, N, 4 + C + M): cx, cy, w, h (model pixels), C class scores, M mask coefficients; score =
+/// max class score, class = first argmax. With `masks`, each kept detection gets a box-local
+/// mask with Ultralytics' process_mask(upsample=True) semantics, evaluated only where needed:
+/// logits = coefficients . protos (float32, k ascending), zeroed outside the box scaled to proto
+/// pixels (proto pixel p kept when x1 * mw / input_w <= p < x2 * mw / input_w, per axis),
+/// upsampled bilinearly (align_corners=False, OpenCV/PyTorch sampling) to the model input, set
+/// where > 0; each image pixel of the detection's region takes the value of the model-input
+/// pixel under its centre (0 outside the input).
+Decoded decode_yolo_seg(const float* out, index_t batch, index_t dims, index_t n,
+                        bool channels_first, const ProtoView& protos, const DecodeGeometry& g,
+                        float conf_threshold, bool masks, int num_threads = -1);
+
+/// YOLOv5 segmentation: `out` is (B, N, 5 + C + M): cx, cy, w, h, objectness, C class scores,
+/// M mask coefficients; score = max of objectness * class score; masks as decode_yolo_seg.
+Decoded decode_yolov5_seg(const float* out, index_t batch, index_t n, index_t dims,
+                          const ProtoView& protos, const DecodeGeometry& g, float conf_threshold,
+                          bool masks, int num_threads = -1);
+
+enum class DetrScore {
+    sigmoid,  ///< p = sigmoid(logit) per class (RF-DETR, Deformable DETR)
+    softmax,  ///< p = softmax over all C logits; the last class is "no object" and never wins
+};
+
+struct DetrParams {
+    DetrScore score = DetrScore::sigmoid;
+    /// 0: one detection per query (score = max class probability, class = first argmax), in
+    /// query order. k > 0: RF-DETR's postprocess, the k best (query, class) pairs over all
+    /// queries and classes, in descending probability (ties: lower query, then lower class).
+    index_t top_k = 0;
+};
+
+/// DETR-style outputs: `boxes` (B, Q, 4) cx, cy, w, h normalised to [0, 1] of the model input,
+/// `logits` (B, Q, C). Probabilities are computed in double and rounded to float32. Optional
+/// `mask_logits` (B, Q, mh, mw) (nullptr for none): upsampled bilinearly (align_corners=False) to
+/// the model input, set where > 0, sampled at the image pixels' centres over each detection's
+/// region (not cropped to the box in model space).
+Decoded decode_detr(const float* boxes, const float* logits, index_t batch, index_t q, index_t c,
+                    const float* mask_logits, index_t mh, index_t mw, const DecodeGeometry& g,
+                    float conf_threshold, const DetrParams& p, int num_threads = -1);
+
 }  // namespace fissure

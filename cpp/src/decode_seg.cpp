@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: Apache-2.0
+// Segmentation decoders with mask prototypes (YOLOv8 / YOLO11 and YOLOv5 "-seg" exports), plus
+// the pieces every mask decoder shares: bilinear taps and the image-pixel -> model-pixel map.
+// Masks are evaluated only over each detection's own region: no full-size mask is built.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "decode_detail.hpp"
+#include "fissure/decode.hpp"
+#include "fissure/parallel.hpp"
+
+namespace fissure {
+
+namespace decode_detail {
+
+Taps linear_taps(index_t src, index_t dst) {
+    Taps t;
+    t.i0.resize(static_cast<std::size_t>(dst));
+    t.i1.resize(static_cast<std::size_t>(dst));
+    t.f.resize(static_cast<std::size_t>(dst));
+    // OpenCV: scale = 1 / (dst / src) in double, fx = float((i + 0.5) * scale - 0.5).
+    const double scale = 1.0 / (static_cast<double>(dst) / static_cast<double>(src));
+    for (index_t i = 0; i < dst; ++i) {
+        float fx = static_cast<float>((static_cast<double>(i) + 0.5) * scale - 0.5);
+        auto sx = static_cast<index_t>(std::floor(fx));
+        fx -= static_cast<float>(sx);
+        if (sx < 0) {
+            fx = 0.0f;
+            sx = 0;
+        }
+        if (sx >= src - 1) {
+            fx = 0.0f;
+            sx = src - 1;
+        }
+        const auto k = static_cast<std::size_t>(i);
+        t.i0[k] = sx;
+        t.i1[k] = std::min<index_t>(sx + 1, src - 1);
+        t.f[k] = fx;
+    }
+    return t;
+}
+
+void pixel_map(const float* box, const TileTransform& tr, int input_h, int input_w, PixelMap& pm) {
+    const double fx0 = std::floor(static_cast<double>(box[0]));
+    const double fy0 = std::floor(static_cast<double>(box[1]));
+    const double fw = std::ceil(static_cast<double>(box[2])) - fx0;
+    const double fh = std::ceil(static_cast<double>(box[3])) - fy0;
+    constexpr double lo = std::numeric_limits<std::int32_t>::min();
+    constexpr double hi = std::numeric_limits<std::int32_t>::max();
+    if (fx0 < lo || fx0 > hi || fy0 < lo || fy0 > hi || fw > hi || fh > hi)
+        fail("tiles: a mask region does not fit int32 coordinates");
+    pm.x0 = static_cast<std::int64_t>(fx0);
+    pm.y0 = static_cast<std::int64_t>(fy0);
+    pm.w = static_cast<std::int64_t>(fw);
+    pm.h = static_cast<std::int64_t>(fh);
+    pm.cols.resize(static_cast<std::size_t>(pm.w));
+    pm.rows.resize(static_cast<std::size_t>(pm.h));
+    for (std::int64_t i = 0; i < pm.w; ++i) {
+        const double xm = (static_cast<double>(pm.x0 + i) + 0.5 - tr.x0) * tr.rx + tr.pad_x;
+        const double xp = std::floor(xm);
+        pm.cols[static_cast<std::size_t>(i)] =
+            xp >= 0 && xp < static_cast<double>(input_w) ? static_cast<index_t>(xp) : -1;
+    }
+    for (std::int64_t j = 0; j < pm.h; ++j) {
+        const double ym = (static_cast<double>(pm.y0 + j) + 0.5 - tr.y0) * tr.ry + tr.pad_y;
+        const double yp = std::floor(ym);
+        pm.rows[static_cast<std::size_t>(j)] =
+            yp >= 0 && yp < static_cast<double>(input_h) ? static_cast<index_t>(yp) : -1;
+    }
+}
+
+}  // namespace decode_detail
+
+namespace {
+
+using decode_detail::append_mask;
+using decode_detail::bilinear_at;
+using decode_detail::emit_box;
+using decode_detail::PixelMap;
+using decode_detail::Taps;
+
+void check_protos(const ProtoView& p, index_t batch) {
+    if (p.data == nullptr && batch > 0) fail("protos: expected an array");
+    if (p.m <= 0 || p.h <= 0 || p.w <= 0)
+        fail("protos: expected shape (B, M, mh, mw) with M, mh, mw >= 1, got M = " +
+             std::to_string(p.m) + ", mh = " + std::to_string(p.h) + ", mw = " + std::to_string(p.w));
+    decode_detail::check_finite_nan(p.data, static_cast<std::size_t>(batch * p.m * p.h * p.w),
+                                    "protos");
+}
+
+/// Scratch and shared tables of one worker.
+struct SegScratch {
+    PixelMap pm;
+    std::vector<float> win;
+    std::vector<float> coeff;
+};
+
+/// Appends the mask of the detection just emitted into d (its box is the last one), from
+/// the M coefficients in s.coeff and model-pixel box (x1, y1, x2, y2): Ultralytics'
+/// process_mask(upsample=True) evaluated at the input pixels the region samples.
+void seg_mask(Decoded& d, const TileTransform& tr, const DecodeGeometry& g, const ProtoView& P,
+              index_t b, float x1, float y1, float x2, float y2, const Taps& tx, const Taps& ty,
+              SegScratch& s) {
+    PixelMap& pm = s.pm;
+    decode_detail::pixel_map(d.boxes.data() + d.boxes.size() - 4, tr, g.input_h, g.input_w, pm);
+    // The proto window the region's samples read.
+    index_t xlo = P.w, xhi = -1, ylo = P.h, yhi = -1;
+    for (const index_t ix : pm.cols)
+        if (ix >= 0) {
+            xlo = std::min(xlo, tx.i0[static_cast<std::size_t>(ix)]);
+            xhi = std::max(xhi, tx.i1[static_cast<std::size_t>(ix)]);
+        }
+    for (const index_t iy : pm.rows)
+        if (iy >= 0) {
+            ylo = std::min(ylo, ty.i0[static_cast<std::size_t>(iy)]);
+            yhi = std::max(yhi, ty.i1[static_cast<std::size_t>(iy)]);
+        }
+    if (xhi < 0 || yhi < 0) {
+        append_mask(d, pm, [](index_t, index_t) { return false; });
+        return;
+    }
+    const index_t ww = xhi - xlo + 1, wh = yhi - ylo + 1;
+    s.win.assign(static_cast<std::size_t>(ww * wh), 0.0f);
+    // Crop at proto resolution: proto pixel p is kept when box_lo * ratio <= p < box_hi * ratio
+    // (float32, as Ultralytics multiplies the float box by mw / input_w).
+    const auto rxp = static_cast<float>(static_cast<double>(P.w) / static_cast<double>(g.input_w));
+    const auto ryp = static_cast<float>(static_cast<double>(P.h) / static_cast<double>(g.input_h));
+    const float bx1 = x1 * rxp, bx2 = x2 * rxp, by1 = y1 * ryp, by2 = y2 * ryp;
+    index_t kx0 = xlo, kx1 = xhi + 1, ky0 = ylo, ky1 = yhi + 1;  // kept [k0, k1)
+    while (kx0 < kx1 && !(static_cast<float>(kx0) >= bx1)) ++kx0;
+    while (kx1 > kx0 && !(static_cast<float>(kx1 - 1) < bx2)) --kx1;
+    while (ky0 < ky1 && !(static_cast<float>(ky0) >= by1)) ++ky0;
+    while (ky1 > ky0 && !(static_cast<float>(ky1 - 1) < by2)) --ky1;
+    if (kx0 < kx1 && ky0 < ky1) {
+        const index_t plane = P.h * P.w;
+        const float* base = P.data + b * P.m * plane;
+        for (index_t k = 0; k < P.m; ++k) {
+            const float c = s.coeff[static_cast<std::size_t>(k)];
+            const float* pk = base + k * plane;
+            for (index_t y = ky0; y < ky1; ++y) {
+                const float* src = pk + y * P.w;
+                float* dst = s.win.data() + (y - ylo) * ww - xlo;
+                for (index_t x = kx0; x < kx1; ++x) dst[x] += c * src[x];
+            }
+        }
+    }
+    const float* win = s.win.data();
+    append_mask(d, pm, [&](index_t ix, index_t iy) {
+        return bilinear_at(tx, ty, ix, iy, [&](index_t x, index_t y) {
+                   return win[(y - ylo) * ww + (x - xlo)];
+               }) > 0.0f;
+    });
+}
+
+}  // namespace
+
+Decoded decode_yolo_seg(const float* out, index_t batch, index_t dims, index_t n,
+                        bool channels_first, const ProtoView& protos, const DecodeGeometry& g,
+                        float conf_threshold, bool masks, int num_threads) {
+    const index_t classes = dims - 4 - protos.m;
+    if (classes < 1)
+        fail("output: expected 4 + C + M values per candidate with C >= 1 and M = " +
+             std::to_string(protos.m) + " (the protos' channels), got " + std::to_string(dims));
+    decode_detail::check_batch(g, batch);
+    check_protos(protos, batch);
+    decode_detail::check_finite_nan(out, static_cast<std::size_t>(batch * dims * n), "output");
+    Taps tx, ty;
+    if (masks) {
+        tx = decode_detail::linear_taps(protos.w, g.input_w);
+        ty = decode_detail::linear_taps(protos.h, g.input_h);
+    }
+    std::vector<Decoded> parts(static_cast<std::size_t>(batch));
+    parallel_for(0, batch, num_threads, 1, [&](index_t lo, index_t hi) {
+        SegScratch s;
+        s.coeff.resize(static_cast<std::size_t>(protos.m));
+        std::vector<float> best_row;
+        std::vector<index_t> arg_row;
+        for (index_t b = lo; b < hi; ++b) {
+            const TileTransform tr = tile_transform(g, b);
+            Decoded& d = parts[static_cast<std::size_t>(b)];
+            d.has_masks = masks;
+            const float* o = out + b * dims * n;
+            // Value v of candidate i is r[v * sv] with r = o + i * si.
+            const index_t sv = channels_first ? n : 1, si = channels_first ? 1 : dims;
+            if (channels_first) {  // class maxima row by row (contiguous reads)
+                best_row.assign(static_cast<std::size_t>(n),
+                                -std::numeric_limits<float>::infinity());
+                arg_row.assign(static_cast<std::size_t>(n), 0);
+                for (index_t c = 0; c < classes; ++c) {
+                    const float* row = o + (4 + c) * n;
+                    for (index_t i = 0; i < n; ++i)
+                        if (row[i] > best_row[static_cast<std::size_t>(i)]) {
+                            best_row[static_cast<std::size_t>(i)] = row[i];
+                            arg_row[static_cast<std::size_t>(i)] = c;
+                        }
+                }
+            }
+            for (index_t i = 0; i < n; ++i) {
+                const float* r = o + i * si;
+                float best;
+                index_t arg = 0;
+                if (channels_first) {
+                    best = best_row[static_cast<std::size_t>(i)];
+                    arg = arg_row[static_cast<std::size_t>(i)];
+                } else {
+                    best = r[4];
+                    for (index_t c = 1; c < classes; ++c)
+                        if (r[4 + c] > best) {
+                            best = r[4 + c];
+                            arg = c;
+                        }
+                }
+                if (!(best >= conf_threshold)) continue;
+                const float cx = r[0], cy = r[sv], w = r[2 * sv], h = r[3 * sv];
+                const float x1 = cx - w * 0.5f, y1 = cy - h * 0.5f;
+                const float x2 = cx + w * 0.5f, y2 = cy + h * 0.5f;
+                if (!emit_box(d, tr, x1, y1, x2, y2, best, arg, b) || !masks) continue;
+                for (index_t k = 0; k < protos.m; ++k)
+                    s.coeff[static_cast<std::size_t>(k)] = r[(4 + classes + k) * sv];
+                seg_mask(d, tr, g, protos, b, x1, y1, x2, y2, tx, ty, s);
+            }
+        }
+    });
+    Decoded res = decode_detail::concat(parts);
+    res.has_masks = masks;
+    return res;
+}
+
+Decoded decode_yolov5_seg(const float* out, index_t batch, index_t n, index_t dims,
+                          const ProtoView& protos, const DecodeGeometry& g, float conf_threshold,
+                          bool masks, int num_threads) {
+    const index_t classes = dims - 5 - protos.m;
+    if (classes < 1)
+        fail("output: expected 5 + C + M values per candidate with C >= 1 and M = " +
+             std::to_string(protos.m) + " (the protos' channels), got " + std::to_string(dims));
+    decode_detail::check_batch(g, batch);
+    check_protos(protos, batch);
+    decode_detail::check_finite_nan(out, static_cast<std::size_t>(batch * dims * n), "output");
+    Taps tx, ty;
+    if (masks) {
+        tx = decode_detail::linear_taps(protos.w, g.input_w);
+        ty = decode_detail::linear_taps(protos.h, g.input_h);
+    }
+    std::vector<Decoded> parts(static_cast<std::size_t>(batch));
+    parallel_for(0, batch, num_threads, 1, [&](index_t lo, index_t hi) {
+        SegScratch s;
+        s.coeff.resize(static_cast<std::size_t>(protos.m));
+        for (index_t b = lo; b < hi; ++b) {
+            const TileTransform tr = tile_transform(g, b);
+            Decoded& d = parts[static_cast<std::size_t>(b)];
+            d.has_masks = masks;
+            for (index_t i = 0; i < n; ++i) {
+                const float* r = out + (b * n + i) * dims;
+                const float obj = r[4];
+                float best = obj * r[5];
+                index_t arg = 0;
+                for (index_t c = 1; c < classes; ++c) {
+                    const float v = obj * r[5 + c];
+                    if (v > best) {
+                        best = v;
+                        arg = c;
+                    }
+                }
+                if (!(best >= conf_threshold)) continue;
+                const float cx = r[0], cy = r[1], w = r[2], h = r[3];
+                const float x1 = cx - w * 0.5f, y1 = cy - h * 0.5f;
+                const float x2 = cx + w * 0.5f, y2 = cy + h * 0.5f;
+                if (!emit_box(d, tr, x1, y1, x2, y2, best, arg, b) || !masks) continue;
+                std::copy(r + 5 + classes, r + 5 + classes + protos.m, s.coeff.begin());
+                seg_mask(d, tr, g, protos, b, x1, y1, x2, y2, tx, ty, s);
+            }
+        }
+    });
+    Decoded res = decode_detail::concat(parts);
+    res.has_masks = masks;
+    return res;
+}
+
+}  // namespace fissure
