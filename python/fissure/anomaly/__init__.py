@@ -1,0 +1,5 @@
+"""Anomaly detection (PatchCore)."""
+
+from .embed import embed_patches
+
+__all__ = ["embed_patches"]
