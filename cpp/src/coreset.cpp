@@ -37,6 +37,15 @@ void kcenter_generic_t(const FeatureMatrix& m, index_t lo, index_t hi, const flo
     for (index_t i = lo; i < hi; ++i) {
         float acc[16] = {};
         index_t j = 0;
+        if (!F16) {  // full blocks straight from the row (the loop the compiler vectorises)
+            const float* row = static_cast<const float*>(m.data) + i * d;
+            for (; j + 16 <= d; j += 16) {
+                for (int l = 0; l < 16; ++l) {
+                    const float s = row[j + l] - c[j + l];
+                    acc[l] += s * s;
+                }
+            }
+        }
         for (; j < d; j += 16) {
             const index_t n = std::min<index_t>(16, d - j);
             if (F16) {

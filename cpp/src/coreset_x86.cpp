@@ -14,6 +14,12 @@
 #include <immintrin.h>
 #endif
 
+// GCC 12 reports its own _mm512_undefined_ps() inside the AVX-512 conversion and extract
+// intrinsics as "may be used uninitialized" (a false positive in the compiler's headers).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace fissure::knn_detail {
 
 #if defined(FISSURE_CORESET_X86) && (defined(__GNUC__) || defined(__clang__))
