@@ -5,6 +5,7 @@
 // (lanes 0-7 and 8-15), and both fold them with the same tree, so every path selects the same
 // points. Compiled for the portable baseline; functions carry target attributes and run only
 // when dispatch picked them.
+#include <cstdint>
 #include <limits>
 
 #include "knn_kernels.hpp"
@@ -199,10 +200,16 @@ FC_AVX512 void kcenter_avx512_t(const FeatureMatrix& m, index_t lo, index_t hi, 
 
 void kcenter_avx512_fn(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
                        float* min_d, float* best, index_t* best_idx) {
+    // float32 rows that are not 64-byte aligned (numpy's buffers usually sit at 16 mod 64)
+    // would split every 64-byte load over two cache lines; the two-register AVX2 loop is
+    // faster there, and its arithmetic is the same.
+    const bool aligned = reinterpret_cast<std::uintptr_t>(m.data) % 64 == 0 && m.cols % 16 == 0;
     if (m.f16)
         kcenter_avx512_t<true>(m, lo, hi, c, min_d, best, best_idx);
-    else
+    else if (aligned)
         kcenter_avx512_t<false>(m, lo, hi, c, min_d, best, best_idx);
+    else
+        kcenter_avx2_t<false>(m, lo, hi, c, min_d, best, best_idx);
 }
 
 }  // namespace

@@ -207,3 +207,23 @@ def test_projection_errors(rng: np.random.Generator) -> None:
     f[7, 3] = np.nan
     with pytest.raises(ValueError, match="row 7"):
         fissure.random_projection(f, 4)
+
+
+def _at_offset(a: np.ndarray, offset: int) -> np.ndarray:
+    """A C-contiguous copy of a whose buffer starts at `offset` bytes past a 64-byte boundary."""
+    buf = np.empty(a.nbytes + 128, np.uint8)
+    start = (-buf.ctypes.data) % 64 + offset
+    out = buf[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("offset", [0, 16, 32, 48])
+def test_buffer_alignment_does_not_change_selection(simd: str, rng: np.random.Generator,
+                                                    offset: int) -> None:
+    # 64-byte aligned float32 rows take the AVX-512 loop, others the two-register loop.
+    f = rng.standard_normal((1200, 64)).astype(np.float32)
+    g = _at_offset(f, offset)
+    assert g.ctypes.data % 64 == offset
+    np.testing.assert_array_equal(fissure.kcenter_greedy(g, 90, start_index=2),
+                                  greedy_numpy(f, 90, 2))
