@@ -108,7 +108,7 @@ const KnnKernels& kernels() {
     return k ? *k : knn_generic_kernels();
 }
 
-constexpr index_t kMC = 240;  // queries per block (a multiple of kMR)
+constexpr index_t kMC = 480;  // queries per block (a multiple of kMR)
 constexpr index_t kNC = 128;  // bank rows per block (a multiple of kNP)
 constexpr index_t kKC = 256;  // dimensions per chunk
 
