@@ -11,6 +11,7 @@ void bind_masks(py::module_& m);
 void bind_specular(py::module_& m);
 void bind_preprocess(py::module_& m);
 void bind_decode(py::module_& m);
+void bind_knn(py::module_& m);
 
 #define FISSURE_STR_(x) #x
 #define FISSURE_STR(x) FISSURE_STR_(x)
@@ -29,4 +30,5 @@ PYBIND11_MODULE(_core, m) {
     bind_specular(m);
     bind_preprocess(m);
     bind_decode(m);
+    bind_knn(m);
 }
