@@ -12,6 +12,7 @@ void bind_specular(py::module_& m);
 void bind_preprocess(py::module_& m);
 void bind_decode(py::module_& m);
 void bind_embed(py::module_& m);
+void bind_knn(py::module_& m);
 
 #define FISSURE_STR_(x) #x
 #define FISSURE_STR(x) FISSURE_STR_(x)
@@ -31,4 +32,5 @@ PYBIND11_MODULE(_core, m) {
     bind_preprocess(m);
     bind_decode(m);
     bind_embed(m);
+    bind_knn(m);
 }
