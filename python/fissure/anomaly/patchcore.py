@@ -196,9 +196,9 @@ class PatchCore:
         self.num_threads = check_num_threads(num_threads)
         self._backend_args = (backend, device, precision)
 
-        from .. import models
-
         if backbone is None:
+            from .. import models
+
             path = models.default_backbone()
             manifest = models.backbone_manifest()
             self.backbone_sha256 = models.verify_backbone(path)
@@ -275,7 +275,7 @@ class PatchCore:
         """
         import time
 
-        from .search import kcenter_greedy, knn_search, random_projection
+        from .search import jl_min_dims, kcenter_greedy, knn_search, random_projection
 
         t0 = time.perf_counter()
         items = list(images) if not isinstance(images, (str, os.PathLike, np.ndarray)) else [images]
@@ -309,7 +309,12 @@ class PatchCore:
         del train
         n = max(1, int(feats.shape[0] * self.coreset_ratio))
         if n < feats.shape[0]:
-            proj = random_projection(feats.astype(np.float32), seed=self.seed)
+            # anomalib's sparse random projection (eps = 0.9); when its Johnson-Lindenstrauss
+            # width is not smaller than the features', k-center runs on the features themselves
+            if jl_min_dims(feats.shape[0]) < feats.shape[1]:
+                proj = random_projection(feats.astype(np.float32), seed=self.seed)
+            else:
+                proj = feats
             rng = np.random.default_rng(self.seed)
             sel = kcenter_greedy(proj, n, start_index=int(rng.integers(feats.shape[0])),
                                  num_threads=self.num_threads)
