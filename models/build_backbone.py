@@ -224,7 +224,10 @@ def check_classifier(model) -> dict[str, Any]:
     record: dict[str, Any] = {}
     for name, (img, ok) in cases.items():
         img224 = resize_u8(img, 224, 224)
-        for norm, (mean, std) in {"tf_lite": (MEAN, STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}.items():
+        for norm, (mean, std) in {
+            "tf_lite": (MEAN, STD),
+            "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+        }.items():
             with torch.no_grad():
                 logits = model(torch.from_numpy(normalise(img224, mean, std)))
             prob = torch.softmax(logits, 1)[0].numpy()
@@ -232,8 +235,10 @@ def check_classifier(model) -> dict[str, Any]:
             record[f"{name}/{norm}"] = {"top3": top, "p_top1": round(float(prob[top[0]]), 4)}
             log(f"  classifier {name:8s} {norm:8s}: top3 {top} p={prob[top[0]]:.3f}")
             if top[0] not in ok:
-                fail(f"classifier: {name} under {norm} normalisation gave class {top[0]}, "
-                     f"expected one of {sorted(ok)}")
+                fail(
+                    f"classifier: {name} under {norm} normalisation gave class {top[0]}, "
+                    f"expected one of {sorted(ok)}"
+                )
     return record
 
 
@@ -241,8 +246,11 @@ def export_onnx(trunk, path: Path, opset: int) -> None:
     import torch
 
     x = torch.randn(1, 3, 224, 224)
-    n, h, w = torch.export.Dim("N", min=1, max=1024), torch.export.Dim("H", min=2, max=65536), \
-        torch.export.Dim("W", min=2, max=65536)
+    n, h, w = (
+        torch.export.Dim("N", min=1, max=1024),
+        torch.export.Dim("H", min=2, max=65536),
+        torch.export.Dim("W", min=2, max=65536),
+    )
     prog = torch.onnx.export(
         trunk,
         (x,),
@@ -322,20 +330,24 @@ def check_equal(model, trunk, path: Path, with_openvino: bool) -> dict[str, Any]
     rng = np.random.default_rng(7)
     ov_compiled = openvino_model(path) if with_openvino else None
     report: dict[str, Any] = {}
-    for (h, w) in CHECK_SIZES:
+    for h, w in CHECK_SIZES:
         n = 2 if (h, w) == (97, 131) else 1
         x = rng.standard_normal((n, 3, h, w)).astype(np.float32)
         r8, r16, _ = reference_features(model, x)
         exp8 = (n, 40, math.ceil(h / 8), math.ceil(w / 8))
         exp16 = (n, 112, math.ceil(h / 16), math.ceil(w / 16))
         if r8.shape != exp8 or r16.shape != exp16:
-            fail(f"PyTorch reference at {h}x{w}: shapes {r8.shape} {r16.shape}, "
-                 f"expected {exp8} {exp16}")
+            fail(
+                f"PyTorch reference at {h}x{w}: shapes {r8.shape} {r16.shape}, "
+                f"expected {exp8} {exp16}"
+            )
         with torch.no_grad():
             t8, t16 = (t.numpy() for t in trunk(torch.from_numpy(x)))
         o8, o16 = run_ort(path, x)
-        row = {"trunk": max(rel_diff(t8, r8), rel_diff(t16, r16)),
-               "onnxruntime": max(rel_diff(o8, r8), rel_diff(o16, r16))}
+        row = {
+            "trunk": max(rel_diff(t8, r8), rel_diff(t16, r16)),
+            "onnxruntime": max(rel_diff(o8, r8), rel_diff(o16, r16)),
+        }
         if o8.shape != exp8 or o16.shape != exp16:
             fail(f"onnxruntime at {h}x{w}: shapes {o8.shape} {o16.shape}, expected {exp8} {exp16}")
         if ov_compiled is not None:
@@ -343,8 +355,10 @@ def check_equal(model, trunk, path: Path, with_openvino: bool) -> dict[str, Any]
             if v8.shape != exp8 or v16.shape != exp16:
                 fail(f"openvino at {h}x{w}: shapes {v8.shape} {v16.shape}")
             row["openvino"] = max(rel_diff(v8, r8), rel_diff(v16, r16))
-        log(f"  {n}x{h}x{w}: feat8 {exp8[2:]} feat16 {exp16[2:]}  max rel diff "
-            + "  ".join(f"{k} {v:.2e}" for k, v in row.items()))
+        log(
+            f"  {n}x{h}x{w}: feat8 {exp8[2:]} feat16 {exp16[2:]}  max rel diff "
+            + "  ".join(f"{k} {v:.2e}" for k, v in row.items())
+        )
         for k, v in row.items():
             if not v < REL_TOL:
                 fail(f"{k} differs from the PyTorch model at {h}x{w}: {v:.3e} >= {REL_TOL}")
@@ -440,8 +454,12 @@ def main(argv: list[str] | None = None) -> int:
     import onnx
     import onnxruntime
 
-    versions = {"torch": torch.__version__, "onnx": onnx.__version__,
-                "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
+    versions = {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+    }
     if not args.no_openvino:
         import openvino
 
@@ -453,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         "sha256": digest,
         "size_bytes": size,
         "description": "ImageNet EfficientNet-Lite0, cut after the stride-16 stage, for "
-                       "PatchCore: stride-8 and stride-16 feature maps.",
+        "PatchCore: stride-8 and stride-16 feature maps.",
         "source": {
             "package": SOURCE_PACKAGE,
             "version": metadata.version(SOURCE_PACKAGE),
@@ -478,16 +496,29 @@ def main(argv: list[str] | None = None) -> int:
             "std": list(STD),
         },
         "outputs": [
-            {"name": "feat8", "channels": 40, "stride": 8,
-             "shape": ["N", 40, "ceil(H/8)", "ceil(W/8)"], "block": FEAT8_BLOCK},
-            {"name": "feat16", "channels": 112, "stride": 16,
-             "shape": ["N", 112, "ceil(H/16)", "ceil(W/16)"], "block": FEAT16_BLOCK},
+            {
+                "name": "feat8",
+                "channels": 40,
+                "stride": 8,
+                "shape": ["N", 40, "ceil(H/8)", "ceil(W/8)"],
+                "block": FEAT8_BLOCK,
+            },
+            {
+                "name": "feat16",
+                "channels": 112,
+                "stride": 16,
+                "shape": ["N", 112, "ceil(H/16)", "ceil(W/16)"],
+                "block": FEAT16_BLOCK,
+            },
         ],
         "padding": "TensorFlow SAME (stride-2 layers pad k-2+(n mod 2), smaller half first)",
         "opset": args.opset,
         "versions": versions,
-        "checks": {"classifier": cls_record, "max_rel_diff_vs_pytorch": eq_report,
-                   "tolerance": REL_TOL},
+        "checks": {
+            "classifier": cls_record,
+            "max_rel_diff_vs_pytorch": eq_report,
+            "tolerance": REL_TOL,
+        },
         "build_command": "python models/build_backbone.py",
     }
     args.manifest.write_text(json.dumps(manifest, indent=2) + "\n")

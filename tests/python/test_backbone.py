@@ -13,16 +13,24 @@ import math
 import shutil
 from pathlib import Path
 
+import fissure
 import numpy as np
 import pytest
-
-import fissure
 from fissure.models import backbone_manifest, default_backbone, verify_backbone
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "backbone_reference.npz"
 REL_TOL = 1e-4
-SIZES = [(224, 224), (256, 256), (64, 64), (320, 480), (333, 517), (97, 131), (33, 17), (7, 5),
-         (1, 1)]
+SIZES = [
+    (224, 224),
+    (256, 256),
+    (64, 64),
+    (320, 480),
+    (333, 517),
+    (97, 131),
+    (33, 17),
+    (7, 5),
+    (1, 1),
+]
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -50,8 +58,11 @@ def ort_session():
 def ov_model():
     ov = pytest.importorskip("openvino")
     core = ov.Core()
-    return core.compile_model(core.read_model(str(default_backbone())), "CPU",
-                              {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2})
+    return core.compile_model(
+        core.read_model(str(default_backbone())),
+        "CPU",
+        {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2},
+    )
 
 
 def _run_ort(sess, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +145,9 @@ def test_manifest_describes_the_graph():
     assert inp["name"] == "images" and inp["color"] == "RGB" and inp["dtype"] == "float32"
     assert inp["mean"] == [127.0] * 3 and inp["std"] == [128.0] * 3 and inp["scale"] == 1.0
     assert [(o["name"], o["channels"], o["stride"]) for o in man["outputs"]] == [
-        ("feat8", 40, 8), ("feat16", 112, 16)]
+        ("feat8", 40, 8),
+        ("feat16", 112, 16),
+    ]
     m = onnx.load(str(default_backbone()))
     onnx.checker.check_model(m)
     opset = {o.domain: o.version for o in m.opset_import}[""]
@@ -160,8 +173,10 @@ def test_manifest_is_a_copy():
 
 
 def _expected_shapes(n: int, h: int, w: int):
-    return ((n, 40, math.ceil(h / 8), math.ceil(w / 8)),
-            (n, 112, math.ceil(h / 16), math.ceil(w / 16)))
+    return (
+        (n, 40, math.ceil(h / 8), math.ceil(w / 8)),
+        (n, 112, math.ceil(h / 16), math.ceil(w / 16)),
+    )
 
 
 @pytest.mark.parametrize("hw", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
@@ -215,8 +230,14 @@ def test_preprocess_config_from_manifest_feeds_the_backbone(ort_session, ref):
     inp = backbone_manifest()["input"]
     rgb = ref["coffee96_rgb"]
     bgr = np.ascontiguousarray(rgb[..., ::-1])
-    cfg = fissure.PreprocessConfig(input_size=(96, 96), mode="none", rgb=inp["color"] == "RGB",
-                                   scale=inp["scale"], mean=inp["mean"], std=inp["std"])
+    cfg = fissure.PreprocessConfig(
+        input_size=(96, 96),
+        mode="none",
+        rgb=inp["color"] == "RGB",
+        scale=inp["scale"],
+        mean=inp["mean"],
+        std=inp["std"],
+    )
     x = fissure.preprocess_tiles(bgr, np.array([[0, 0, 96, 96]]), cfg)
     np.testing.assert_allclose(x, _normalise(rgb), rtol=0, atol=1e-6)
     f8, f16 = _run_ort(ort_session, x)

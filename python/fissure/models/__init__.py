@@ -18,13 +18,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 __all__ = ["backbone_manifest", "default_backbone", "verify_backbone"]
 
 _HERE = Path(__file__).resolve().parent
 _MANIFEST = _HERE / "manifest.json"
-_manifest_cache: Optional[dict[str, Any]] = None
+_manifest_cache: dict[str, Any] | None = None
 
 
 def _load_manifest() -> dict[str, Any]:
@@ -79,7 +79,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify_backbone(path: Union[str, "os.PathLike[str]", None] = None) -> str:
+def verify_backbone(path: str | os.PathLike[str] | None = None) -> str:
     """Check a backbone file against the manifest's sha256 and return the hash.
 
     Args:
