@@ -203,15 +203,17 @@ class PatchCore:
             manifest = models.backbone_manifest()
             self.backbone_sha256 = models.verify_backbone(path)
             norm = manifest["input"]
+            self.scale = float(norm.get("scale", 1.0 / 255.0))
             self.mean = tuple(float(v) for v in norm["mean"])
             self.std = tuple(float(v) for v in norm["std"])
-            self.rgb = bool(norm.get("rgb", True))
+            self.rgb = str(norm.get("color", "RGB")).upper() == "RGB"
         else:
             path = Path(backbone)
             if not path.is_file():
                 raise FileNotFoundError(f"no such backbone file: {path}")
             self.backbone_sha256 = _sha256_file(path)
             # ImageNet normalisation, as timm / torchvision backbones expect
+            self.scale = 1.0 / 255.0
             self.mean, self.std, self.rgb = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), True
         self.backbone_path = path
         self._model: Any = None
@@ -240,7 +242,7 @@ class PatchCore:
     def _config(self, tile_hw: tuple[int, int]) -> PreprocessConfig:
         size = self.input_size or tile_hw
         return PreprocessConfig(input_size=size, mode="resize" if self.input_size else "none",
-                                rgb=self.rgb, mean=self.mean, std=self.std)
+                                rgb=self.rgb, scale=self.scale, mean=self.mean, std=self.std)
 
     def _tiles(self, h: int, w: int) -> np.ndarray:
         if self.tile is None or (h <= self.tile[0] and w <= self.tile[1]):
@@ -420,7 +422,8 @@ class PatchCore:
             "backbone_sha256": self.backbone_sha256, "layers": json.dumps(list(self.layers)),
             "tile": json.dumps(self.tile), "overlap_ratio": repr(self.overlap_ratio),
             "input_size": json.dumps(self.input_size),
-            "normalisation": json.dumps({"mean": self.mean, "std": self.std, "rgb": self.rgb}),
+            "normalisation": json.dumps({"scale": self.scale, "mean": self.mean, "std": self.std,
+                                         "rgb": self.rgb}),
             "threshold": repr(float(self.threshold)),  # type: ignore[arg-type]
             "image_threshold": repr(float(self.image_threshold)),  # type: ignore[arg-type]
             "num_neighbors": str(self.num_neighbors), "score": self.score_mode,
@@ -453,6 +456,7 @@ class PatchCore:
             pc.input_size = tuple(s) if s else None  # type: ignore[assignment]
             norm = json.loads(meta["normalisation"])
             pc.mean, pc.std, pc.rgb = tuple(norm["mean"]), tuple(norm["std"]), bool(norm["rgb"])
+            pc.scale = float(norm["scale"])
             pc.threshold = float(meta["threshold"])
             pc.image_threshold = float(meta["image_threshold"])
             pc.num_neighbors = int(meta["num_neighbors"])
