@@ -137,6 +137,10 @@ def disc_half_widths(radius: typing.SupportsInt | typing.SupportsIndex) -> list[
     """
     Half-width of each row (dy = -r..r) of OpenCV's MORPH_ELLIPSE element of size 2r+1.
     """
+def embed_patches(features: collections.abc.Sequence[numpy.ndarray], out_h: typing.SupportsInt | typing.SupportsIndex, out_w: typing.SupportsInt | typing.SupportsIndex, pool: typing.SupportsInt | typing.SupportsIndex = 3, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    (B, out_h, out_w, sum C) float32: each (B, C, H, W) map average-pooled (pool x pool, zero padding counted) and resampled bilinearly (align_corners=False) to the grid.
+    """
 def encode_coco(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], height: typing.SupportsInt | typing.SupportsIndex, width: typing.SupportsInt | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> list:
     """
     COCO RLE dicts (compressed counts) over a (height, width) image, as pycocotools.mask.encode gives them.

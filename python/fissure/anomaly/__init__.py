@@ -1,10 +1,13 @@
-"""Anomaly detection (PatchCore): the search core over memory banks.
+"""Anomaly detection (PatchCore): patch embedding, the search core over memory banks, and
+the PatchCore object.
 
-See :mod:`fissure.anomaly.search` and ``docs/patchcore_core.md``.
+See ``docs/patchcore_core.md``.
 """
 
 from __future__ import annotations
 
+from .embed import embed_patches
+from .patchcore import AnomalyResult, PatchCore
 from .search import (
     jl_min_dims,
     kcenter_greedy,
@@ -14,6 +17,9 @@ from .search import (
 )
 
 __all__ = [
+    "AnomalyResult",
+    "PatchCore",
+    "embed_patches",
     "jl_min_dims",
     "kcenter_greedy",
     "knn_search",
