@@ -11,6 +11,8 @@ void bind_masks(py::module_& m);
 void bind_specular(py::module_& m);
 void bind_preprocess(py::module_& m);
 void bind_decode(py::module_& m);
+void bind_embed(py::module_& m);
+void bind_knn(py::module_& m);
 
 #define FISSURE_STR_(x) #x
 #define FISSURE_STR(x) FISSURE_STR_(x)
@@ -29,4 +31,6 @@ PYBIND11_MODULE(_core, m) {
     bind_specular(m);
     bind_preprocess(m);
     bind_decode(m);
+    bind_embed(m);
+    bind_knn(m);
 }

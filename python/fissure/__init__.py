@@ -6,6 +6,7 @@ The public API is pure Python over the private compiled module ``fissure._core``
 from __future__ import annotations
 
 from ._version import __version__
+from .anomaly import kcenter_greedy, knn_search, random_projection
 from .decoders import (
     Decoded,
     DecoderSpec,
@@ -57,10 +58,13 @@ __all__ = [
     "greedy_nmm",
     "info",
     "inpaint_specular",
+    "kcenter_greedy",
+    "knn_search",
     "letterbox_params",
     "nmm",
     "nms",
     "preprocess_tiles",
+    "random_projection",
     "regions_from_boxes",
     "select_decoder",
     "slice_grid",

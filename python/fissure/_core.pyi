@@ -41,6 +41,10 @@ def _float_to_half(x: numpy.typing.NDArray[numpy.float32]) -> numpy.typing.NDArr
     """
     Test hook: binary16 bits of each float32 (flattened), rounded to nearest even.
     """
+def _knn_force_simd(level: str) -> str:
+    """
+    Test hook: caps the kNN and k-center kernels at a SIMD level ('none' removes the cap); returns the previous cap.
+    """
 def _parallel_selftest(n: typing.SupportsInt | typing.SupportsIndex, fail_at: typing.SupportsInt | typing.SupportsIndex = -1) -> int:
     ...
 def _resize_u8(image: numpy.ndarray, out_h: typing.SupportsInt | typing.SupportsIndex, out_w: typing.SupportsInt | typing.SupportsIndex, interpolation: str = 'linear', num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.uint8]:
@@ -133,6 +137,10 @@ def disc_half_widths(radius: typing.SupportsInt | typing.SupportsIndex) -> list[
     """
     Half-width of each row (dy = -r..r) of OpenCV's MORPH_ELLIPSE element of size 2r+1.
     """
+def embed_patches(features: collections.abc.Sequence[numpy.ndarray], out_h: typing.SupportsInt | typing.SupportsIndex, out_w: typing.SupportsInt | typing.SupportsIndex, pool: typing.SupportsInt | typing.SupportsIndex = 3, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    (B, out_h, out_w, sum C) float32: each (B, C, H, W) map average-pooled (pool x pool, zero padding counted) and resampled bilinearly (align_corners=False) to the grid.
+    """
 def encode_coco(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], height: typing.SupportsInt | typing.SupportsIndex, width: typing.SupportsInt | typing.SupportsIndex, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> list:
     """
     COCO RLE dicts (compressed counts) over a (height, width) image, as pycocotools.mask.encode gives them.
@@ -164,6 +172,18 @@ def greedy_nmm(boxes: numpy.typing.NDArray[numpy.float32], scores: numpy.typing.
 def hardware_threads() -> int:
     """
     Threads used for num_threads=-1 (FISSURE_NUM_THREADS overrides the core count).
+    """
+def kcenter_greedy(features: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, start_index: typing.SupportsInt | typing.SupportsIndex = 0, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.int64]:
+    """
+    (n,) int64 greedy k-center selection over (N, d) float32/float16 features.
+    """
+def knn_search(bank: numpy.ndarray, queries: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex = 1, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.int64]]:
+    """
+    (D, I): the k nearest bank rows of each query in squared L2, as faiss IndexFlatL2.search: (nq, k) float32 ascending and (nq, k) int64 (-1 and FLT_MAX past the bank's size).
+    """
+def knn_simd_level() -> str:
+    """
+    The SIMD path the kNN and k-center kernels use now.
     """
 def letterbox_params(tile_h: typing.SupportsInt | typing.SupportsIndex, tile_w: typing.SupportsInt | typing.SupportsIndex, input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex) -> tuple[float, int, int, int, int]:
     """

@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: Apache-2.0
+// kNN search and greedy k-center: numpy in (float32 or float16, C-contiguous, taken without a
+// copy), the GIL released around the core, numpy out. The Python layer (fissure.anomaly)
+// does the visible conversions and the friendly checks; these bindings check again.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <utility>
+
+#include "arrays.hpp"
+#include "fissure/coreset.hpp"
+#include "fissure/knn.hpp"
+
+namespace py = pybind11;
+using fissure::index_t;
+using fissure::py_arrays::shape_str;
+
+namespace {
+
+std::string dtype_str(const py::array& a) { return std::string(py::str(a.dtype())); }
+
+fissure::FeatureMatrix matrix_arg(const py::array& a, const char* name, bool allow_f16) {
+    const auto dt = a.dtype();
+    const bool f32 = dt.kind() == 'f' && dt.itemsize() == 4;
+    const bool f16 = dt.kind() == 'f' && dt.itemsize() == 2;
+    if (!(f32 || (allow_f16 && f16)))
+        throw py::type_error(std::string(name) + ": expected dtype float32" +
+                             (allow_f16 ? " or float16" : "") + ", got " + dtype_str(a));
+    if (a.ndim() != 2)
+        throw fissure::InvalidArgument(std::string(name) + ": expected shape (n, d), got " +
+                                       shape_str(a));
+    if (!(a.flags() & py::array::c_style))
+        throw fissure::InvalidArgument(std::string(name) +
+                                       ": expected a C-contiguous array; call np.ascontiguousarray");
+    return fissure::FeatureMatrix{a.data(), static_cast<index_t>(a.shape(0)),
+                                  static_cast<index_t>(a.shape(1)), f16};
+}
+
+fissure::SimdLevel level_from_name(const std::string& s) {
+    if (s == "scalar") return fissure::SimdLevel::scalar;
+    if (s == "avx2") return fissure::SimdLevel::avx2;
+    if (s == "avx512") return fissure::SimdLevel::avx512;
+    throw fissure::InvalidArgument("level: expected scalar, avx2, avx512 or none, got " + s);
+}
+
+}  // namespace
+
+void bind_knn(py::module_& m) {
+    m.def(
+        "knn_search",
+        [](const py::array& bank, const py::array& queries, index_t k, int num_threads) {
+            const fissure::FeatureMatrix b = matrix_arg(bank, "bank", true);
+            const fissure::FeatureMatrix q = matrix_arg(queries, "queries", false);
+            if (q.cols != b.cols)
+                throw fissure::InvalidArgument(
+                    "queries: expected " + std::to_string(b.cols) +
+                    " columns to match the bank, got shape " + shape_str(queries));
+            if (k < 1) throw fissure::InvalidArgument("k: expected k >= 1, got " + std::to_string(k));
+            const auto nq = static_cast<py::ssize_t>(q.rows);
+            py::array_t<float> D({nq, static_cast<py::ssize_t>(k)});
+            py::array_t<std::int64_t> I({nq, static_cast<py::ssize_t>(k)});
+            float* dp = D.mutable_data();
+            std::int64_t* ip = I.mutable_data();
+            {
+                py::gil_scoped_release release;
+                fissure::knn_search(b, static_cast<const float*>(q.data), q.rows, k, dp, ip,
+                                    num_threads);
+            }
+            return std::make_pair(D, I);
+        },
+        py::arg("bank").noconvert(), py::arg("queries").noconvert(), py::arg("k") = 1,
+        py::arg("num_threads") = -1,
+        "(D, I): the k nearest bank rows of each query in squared L2, as faiss IndexFlatL2.search: "
+        "(nq, k) float32 ascending and (nq, k) int64 (-1 and FLT_MAX past the bank's size).");
+
+    m.def(
+        "kcenter_greedy",
+        [](const py::array& features, index_t n, index_t start_index, int num_threads) {
+            const fissure::FeatureMatrix f = matrix_arg(features, "features", true);
+            if (n < 1 || n > f.rows)
+                throw fissure::InvalidArgument("n: expected 1 <= n <= " + std::to_string(f.rows) +
+                                               ", got " + std::to_string(n));
+            py::array_t<std::int64_t> out(static_cast<py::ssize_t>(n));
+            std::int64_t* o = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                fissure::kcenter_greedy(f, n, start_index, o, num_threads);
+            }
+            return out;
+        },
+        py::arg("features").noconvert(), py::arg("n"), py::arg("start_index") = 0,
+        py::arg("num_threads") = -1,
+        "(n,) int64 greedy k-center selection over (N, d) float32/float16 features.");
+
+    m.def(
+        "knn_simd_level", [] { return fissure::simd_name(fissure::detail::knn_simd_level()); },
+        "The SIMD path the kNN and k-center kernels use now.");
+
+    m.def(
+        "_knn_force_simd",
+        [](const std::string& level) {
+            const int prev = fissure::detail::knn_force_simd(
+                level == "none" ? -1 : static_cast<int>(level_from_name(level)));
+            return prev < 0 ? std::string("none")
+                            : fissure::simd_name(static_cast<fissure::SimdLevel>(prev));
+        },
+        py::arg("level"),
+        "Test hook: caps the kNN and k-center kernels at a SIMD level ('none' removes the cap); "
+        "returns the previous cap.");
+}

@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: Apache-2.0
+// x86 kernels of the greedy k-center pass: AVX2 and AVX-512, float32 and float16 rows. The
+// arithmetic is the fixed order of coreset.hpp on every path (sub, mul, add: no FMA, which
+// would round once instead of twice): AVX-512 keeps the 16 lanes in one register, AVX2 in two
+// (lanes 0-7 and 8-15), and both fold them with the same tree, so every path selects the same
+// points. Compiled for the portable baseline; functions carry target attributes and run only
+// when dispatch picked them.
+#include <cstdint>
+#include <limits>
+
+#include "knn_kernels.hpp"
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#define FISSURE_CORESET_X86 1
+#include <immintrin.h>
+#endif
+
+// GCC 12 reports its own _mm512_undefined_ps() inside the AVX-512 conversion and extract
+// intrinsics as "may be used uninitialized" (a false positive in the compiler's headers).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace fissure::knn_detail {
+
+#if defined(FISSURE_CORESET_X86) && (defined(__GNUC__) || defined(__clang__))
+
+namespace {
+
+#define FC_AVX2 __attribute__((target("avx2,f16c")))
+#define FC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,f16c")))
+
+// Rows handled together (independent accumulator chains).
+constexpr int kRows = 4;
+
+// a2 = (a4[0] + a4[2], a4[1] + a4[3]); result a2[0] + a2[1].
+FC_AVX2 inline float fold4(__m128 a4) {
+    const __m128 a2 = _mm_add_ps(a4, _mm_movehl_ps(a4, a4));
+    return _mm_cvtss_f32(_mm_add_ss(a2, _mm_shuffle_ps(a2, a2, 1)));
+}
+
+FC_AVX2 inline float fold8(__m256 a8) {
+    return fold4(_mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1)));
+}
+
+// ------------------------------------------------------------------------------------------
+// AVX2: lanes 0-7 in lo, 8-15 in hi.
+// ------------------------------------------------------------------------------------------
+
+template <bool F16>
+FC_AVX2 inline void load16_avx2(const void* base, index_t off, index_t n, const float* c,
+                                __m256& lo, __m256& hi) {
+    if (n == 16) {
+        if (F16) {
+            const std::uint16_t* p = static_cast<const std::uint16_t*>(base) + off;
+            lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+            hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)));
+        } else {
+            const float* p = static_cast<const float*>(base) + off;
+            lo = _mm256_loadu_ps(p);
+            hi = _mm256_loadu_ps(p + 8);
+        }
+        return;
+    }
+    alignas(32) float x[16];
+    for (index_t l = 0; l < 16; ++l) {
+        if (l < n)
+            x[l] = F16 ? half_to_float(static_cast<const std::uint16_t*>(base)[off + l])
+                       : static_cast<const float*>(base)[off + l];
+        else
+            x[l] = c[l];  // diff 0
+    }
+    lo = _mm256_load_ps(x);
+    hi = _mm256_load_ps(x + 8);
+}
+
+template <bool F16>
+FC_AVX2 void kcenter_avx2_t(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
+                            float* min_d, float* best, index_t* best_idx) {
+    const index_t d = m.cols;
+    float bv = -std::numeric_limits<float>::infinity();
+    index_t bi = -1;
+    index_t i = lo;
+    for (; i < hi; i += kRows) {
+        const int rows = static_cast<int>(hi - i < kRows ? hi - i : kRows);
+        __m256 alo[kRows], ahi[kRows];
+        for (int r = 0; r < kRows; ++r) alo[r] = ahi[r] = _mm256_setzero_ps();
+        for (index_t j = 0; j < d; j += 16) {
+            const index_t n = d - j < 16 ? d - j : 16;
+            const __m256 clo = _mm256_loadu_ps(c + j), chi = _mm256_loadu_ps(c + j + 8);
+            for (int r = 0; r < rows; ++r) {
+                __m256 xlo, xhi;
+                load16_avx2<F16>(m.data, (i + r) * d + j, n, c + j, xlo, xhi);
+                xlo = _mm256_sub_ps(xlo, clo);
+                xhi = _mm256_sub_ps(xhi, chi);
+                alo[r] = _mm256_add_ps(alo[r], _mm256_mul_ps(xlo, xlo));
+                ahi[r] = _mm256_add_ps(ahi[r], _mm256_mul_ps(xhi, xhi));
+            }
+        }
+        for (int r = 0; r < rows; ++r) {
+            const float v = fold8(_mm256_add_ps(alo[r], ahi[r]));
+            float md = min_d[i + r];
+            if (v < md) md = v;
+            min_d[i + r] = md;
+            if (md > bv) {
+                bv = md;
+                bi = i + r;
+            }
+        }
+    }
+    *best = bv;
+    *best_idx = bi;
+}
+
+void kcenter_avx2_fn(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
+                     float* min_d, float* best, index_t* best_idx) {
+    if (m.f16)
+        kcenter_avx2_t<true>(m, lo, hi, c, min_d, best, best_idx);
+    else
+        kcenter_avx2_t<false>(m, lo, hi, c, min_d, best, best_idx);
+}
+
+// ------------------------------------------------------------------------------------------
+// AVX-512: the 16 lanes in one register; tails by masked loads (masked-off lanes are 0 and
+// the padded centre is 0 there, so they add +0).
+// ------------------------------------------------------------------------------------------
+
+FC_AVX512 inline float fold16(__m512 acc) {
+    const __m256 a8 = _mm256_add_ps(
+        _mm512_castps512_ps256(acc),
+        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
+    const __m128 a4 = _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
+    const __m128 a2 = _mm_add_ps(a4, _mm_movehl_ps(a4, a4));
+    return _mm_cvtss_f32(_mm_add_ss(a2, _mm_shuffle_ps(a2, a2, 1)));
+}
+
+template <bool F16>
+FC_AVX512 inline __m512 load16_avx512(const void* base, index_t off, __mmask16 mask) {
+    if (F16)
+        return _mm512_cvtph_ps(
+            _mm256_maskz_loadu_epi16(mask, static_cast<const std::uint16_t*>(base) + off));
+    return _mm512_maskz_loadu_ps(mask, static_cast<const float*>(base) + off);
+}
+
+template <bool F16>
+FC_AVX512 void kcenter_avx512_t(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
+                                float* min_d, float* best, index_t* best_idx) {
+    const index_t d = m.cols;
+    float bv = -std::numeric_limits<float>::infinity();
+    index_t bi = -1;
+    const index_t full = d / 16 * 16;
+    const __mmask16 tail = static_cast<__mmask16>((1u << (d - full)) - 1u);
+    index_t i = lo;
+    for (; i < hi; i += kRows) {
+        const int rows = static_cast<int>(hi - i < kRows ? hi - i : kRows);
+        __m512 acc[kRows];
+        for (int r = 0; r < kRows; ++r) acc[r] = _mm512_setzero_ps();
+        if (rows == kRows) {
+            for (index_t j = 0; j < full; j += 16) {
+                const __m512 cj = _mm512_loadu_ps(c + j);
+#pragma GCC unroll 4
+                for (int r = 0; r < kRows; ++r) {
+                    const __m512 x =
+                        _mm512_sub_ps(load16_avx512<F16>(m.data, (i + r) * d + j, 0xFFFF), cj);
+                    acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(x, x));
+                }
+            }
+        } else {
+            for (index_t j = 0; j < full; j += 16) {
+                const __m512 cj = _mm512_loadu_ps(c + j);
+                for (int r = 0; r < rows; ++r) {
+                    const __m512 x =
+                        _mm512_sub_ps(load16_avx512<F16>(m.data, (i + r) * d + j, 0xFFFF), cj);
+                    acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(x, x));
+                }
+            }
+        }
+        if (tail) {
+            const __m512 cj = _mm512_loadu_ps(c + full);
+            for (int r = 0; r < rows; ++r) {
+                const __m512 x =
+                    _mm512_sub_ps(load16_avx512<F16>(m.data, (i + r) * d + full, tail), cj);
+                acc[r] = _mm512_add_ps(acc[r], _mm512_mul_ps(x, x));
+            }
+        }
+        for (int r = 0; r < rows; ++r) {
+            const float v = fold16(acc[r]);
+            float md = min_d[i + r];
+            if (v < md) md = v;
+            min_d[i + r] = md;
+            if (md > bv) {
+                bv = md;
+                bi = i + r;
+            }
+        }
+    }
+    *best = bv;
+    *best_idx = bi;
+}
+
+void kcenter_avx512_fn(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
+                       float* min_d, float* best, index_t* best_idx) {
+    // float32 rows that are not 64-byte aligned (numpy's buffers usually sit at 16 mod 64)
+    // would split every 64-byte load over two cache lines; the two-register AVX2 loop is
+    // faster there, and its arithmetic is the same.
+    const bool aligned = reinterpret_cast<std::uintptr_t>(m.data) % 64 == 0 && m.cols % 16 == 0;
+    if (m.f16)
+        kcenter_avx512_t<true>(m, lo, hi, c, min_d, best, best_idx);
+    else if (aligned)
+        kcenter_avx512_t<false>(m, lo, hi, c, min_d, best, best_idx);
+    else
+        kcenter_avx2_t<false>(m, lo, hi, c, min_d, best, best_idx);
+}
+
+}  // namespace
+
+KcenterFn kcenter_avx2() { return kcenter_avx2_fn; }
+KcenterFn kcenter_avx512() { return kcenter_avx512_fn; }
+
+#else
+
+KcenterFn kcenter_avx2() { return nullptr; }
+KcenterFn kcenter_avx512() { return nullptr; }
+
+#endif
+
+}  // namespace fissure::knn_detail

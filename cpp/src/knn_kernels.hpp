@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+// Internal to the kNN and coreset families: the per-ISA kernels and the helpers they share.
+// The portable kernels live in knn.cpp and coreset.cpp (plain loops the compiler vectorises
+// at the baseline), the x86 ones in knn_x86.cpp and coreset_x86.cpp (each function compiled
+// for its ISA with a target attribute; the translation units stay at the portable baseline).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "fissure/common.hpp"
+#include "fissure/knn.hpp"
+
+namespace fissure::knn_detail {
+
+/// Query rows per micro-tile (the packed query layout is [group][k][kMR]).
+constexpr int kMR = 6;
+/// Bank rows per packed panel (the packed bank layout is [panel][k][kNP]).
+constexpr int kNP = 16;
+
+/// c[r][j] (+)= sum_k qp[k][r] * bp[panel][k][j] for r < kMR, j < 16 * npanels; the panels of
+/// bp are kc * 16 floats apart; c has row stride ldc. `accumulate`: add to c, else store.
+using MicroFn = void (*)(const float* qp, const float* bp, index_t kc, float* c, index_t ldc,
+                         int npanels, bool accumulate);
+/// dst[i] = float(binary16 src[i]) for i < n.
+using WidenFn = void (*)(const std::uint16_t* src, float* dst, index_t n);
+
+struct KnnKernels {
+    MicroFn micro = nullptr;
+    int max_panels = 1;  ///< panels one micro call can take (1 or 2)
+    WidenFn widen = nullptr;
+};
+
+/// The greedy k-center pass over rows [lo, hi): v = sqdist(row i, c) in the fixed order of
+/// coreset.hpp, min_d[i] = min(min_d[i], v); returns in best/best_idx the largest updated
+/// min_d and its lowest index (best = -inf when lo == hi). `c` holds cols floats padded with
+/// zeros to a multiple of 16.
+using KcenterFn = void (*)(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
+                           float* min_d, float* best, index_t* best_idx);
+
+const KnnKernels& knn_generic_kernels();
+const KnnKernels* knn_avx2_kernels();    // nullptr when not built for x86
+const KnnKernels* knn_avx512_kernels();  // nullptr when not built for x86
+KcenterFn kcenter_generic();
+KcenterFn kcenter_avx2();    // nullptr when not built for x86
+KcenterFn kcenter_avx512();  // nullptr when not built for x86
+
+/// IEEE binary16 -> float32, exact (subnormals, infinities and NaN included).
+inline float half_to_float(std::uint16_t h) {
+    const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+    const std::uint32_t exp = (h >> 10) & 0x1Fu;
+    std::uint32_t mant = h & 0x3FFu;
+    std::uint32_t bits;
+    if (exp == 0x1Fu) {
+        bits = sign | 0x7F800000u | (mant << 13);
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112u) << 23) | (mant << 13);
+    } else if (mant == 0) {
+        bits = sign;
+    } else {  // subnormal: normalise
+        std::uint32_t e = 113;
+        while (!(mant & 0x400u)) {
+            mant <<= 1;
+            --e;
+        }
+        bits = sign | (e << 23) | ((mant & 0x3FFu) << 13);
+    }
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+inline index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
+
+}  // namespace fissure::knn_detail

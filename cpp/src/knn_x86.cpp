@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: Apache-2.0
+// x86 kernels of the kNN family: AVX2+FMA and AVX-512 micro-kernels over the packed layouts
+// of knn.cpp, and F16C float16 widening. Each function carries its own target attribute and
+// has internal linkage; the translation unit is compiled for the portable baseline and nothing
+// here runs unless dispatch (knn.cpp) picked it after checking the CPU.
+//
+// Micro-kernel (BLIS-style outer products, no horizontal sums): for each k, the 16 (32) bank
+// values of the packed panel(s) are loaded once, each of the kMR = 6 query values is
+// broadcast and multiplied into its accumulator row with FMA:
+//   AVX-512: 6 x 32 tile = 12 zmm accumulators, 2 loads + 6 broadcasts per 12 FMAs;
+//   AVX2:    6 x 16 tile = 12 ymm accumulators, 2 loads + 6 broadcasts per 12 FMAs.
+#include "knn_kernels.hpp"
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#define FISSURE_KNN_X86 1
+#include <immintrin.h>
+#endif
+
+// GCC 12 reports its own _mm512_undefined_ps() inside the AVX-512 conversion and extract
+// intrinsics as "may be used uninitialized" (a false positive in the compiler's headers).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace fissure::knn_detail {
+
+#if defined(FISSURE_KNN_X86) && (defined(__GNUC__) || defined(__clang__))
+
+namespace {
+
+#define FK_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define FK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
+
+// ------------------------------------------------------------------------------------------
+// AVX2 + FMA
+// ------------------------------------------------------------------------------------------
+
+FK_AVX2 void micro_avx2(const float* qp, const float* bp, index_t kc, float* c, index_t ldc, int,
+                        bool accumulate) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+           a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    for (index_t kk = 0; kk < kc; ++kk) {
+        const __m256 b0 = _mm256_loadu_ps(bp + kk * kNP);
+        const __m256 b1 = _mm256_loadu_ps(bp + kk * kNP + 8);
+        const float* a = qp + kk * kMR;
+        __m256 q = _mm256_broadcast_ss(a + 0);
+        a00 = _mm256_fmadd_ps(q, b0, a00);
+        a01 = _mm256_fmadd_ps(q, b1, a01);
+        q = _mm256_broadcast_ss(a + 1);
+        a10 = _mm256_fmadd_ps(q, b0, a10);
+        a11 = _mm256_fmadd_ps(q, b1, a11);
+        q = _mm256_broadcast_ss(a + 2);
+        a20 = _mm256_fmadd_ps(q, b0, a20);
+        a21 = _mm256_fmadd_ps(q, b1, a21);
+        q = _mm256_broadcast_ss(a + 3);
+        a30 = _mm256_fmadd_ps(q, b0, a30);
+        a31 = _mm256_fmadd_ps(q, b1, a31);
+        q = _mm256_broadcast_ss(a + 4);
+        a40 = _mm256_fmadd_ps(q, b0, a40);
+        a41 = _mm256_fmadd_ps(q, b1, a41);
+        q = _mm256_broadcast_ss(a + 5);
+        a50 = _mm256_fmadd_ps(q, b0, a50);
+        a51 = _mm256_fmadd_ps(q, b1, a51);
+    }
+    const __m256 acc[kMR][2] = {{a00, a01}, {a10, a11}, {a20, a21},
+                                {a30, a31}, {a40, a41}, {a50, a51}};
+    for (int r = 0; r < kMR; ++r) {
+        float* cr = c + r * ldc;
+        __m256 v0 = acc[r][0], v1 = acc[r][1];
+        if (accumulate) {
+            v0 = _mm256_add_ps(_mm256_loadu_ps(cr), v0);
+            v1 = _mm256_add_ps(_mm256_loadu_ps(cr + 8), v1);
+        }
+        _mm256_storeu_ps(cr, v0);
+        _mm256_storeu_ps(cr + 8, v1);
+    }
+}
+
+FK_AVX2 void widen_avx2(const std::uint16_t* src, float* dst, index_t n) {
+    index_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i,
+                         _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+    for (; i < n; ++i) dst[i] = half_to_float(src[i]);
+}
+
+// ------------------------------------------------------------------------------------------
+// AVX-512
+// ------------------------------------------------------------------------------------------
+
+template <int NPAN>
+FK_AVX512 inline void micro_avx512_t(const float* qp, const float* bp, index_t kc, float* c,
+                                     index_t ldc, bool accumulate) {
+    __m512 x0[kMR], x1[kMR];
+#pragma GCC unroll 6
+    for (int r = 0; r < kMR; ++r) {
+        x0[r] = _mm512_setzero_ps();
+        x1[r] = _mm512_setzero_ps();
+    }
+    const float* bp1 = bp + kc * kNP;
+    for (index_t kk = 0; kk < kc; ++kk) {
+        const __m512 b0 = _mm512_loadu_ps(bp + kk * kNP);
+        __m512 b1 = b0;
+        if (NPAN == 2) b1 = _mm512_loadu_ps(bp1 + kk * kNP);
+        const float* a = qp + kk * kMR;
+#pragma GCC unroll 6
+        for (int r = 0; r < kMR; ++r) {
+            const __m512 q = _mm512_set1_ps(a[r]);
+            x0[r] = _mm512_fmadd_ps(q, b0, x0[r]);
+            if (NPAN == 2) x1[r] = _mm512_fmadd_ps(q, b1, x1[r]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < kMR; ++r) {
+        float* cr = c + r * ldc;
+        __m512 v0 = x0[r];
+        if (accumulate) v0 = _mm512_add_ps(_mm512_loadu_ps(cr), v0);
+        _mm512_storeu_ps(cr, v0);
+        if (NPAN == 2) {
+            __m512 v1 = x1[r];
+            if (accumulate) v1 = _mm512_add_ps(_mm512_loadu_ps(cr + kNP), v1);
+            _mm512_storeu_ps(cr + kNP, v1);
+        }
+    }
+}
+
+FK_AVX512 void micro_avx512(const float* qp, const float* bp, index_t kc, float* c, index_t ldc,
+                            int npanels, bool accumulate) {
+    if (npanels == 2)
+        micro_avx512_t<2>(qp, bp, kc, c, ldc, accumulate);
+    else
+        micro_avx512_t<1>(qp, bp, kc, c, ldc, accumulate);
+}
+
+FK_AVX512 void widen_avx512(const std::uint16_t* src, float* dst, index_t n) {
+    index_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(
+                                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
+    if (i < n) {
+        const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, src + i)));
+    }
+}
+
+}  // namespace
+
+const KnnKernels* knn_avx2_kernels() {
+    static const KnnKernels k{micro_avx2, 1, widen_avx2};
+    return &k;
+}
+const KnnKernels* knn_avx512_kernels() {
+    static const KnnKernels k{micro_avx512, 2, widen_avx512};
+    return &k;
+}
+
+#else
+
+const KnnKernels* knn_avx2_kernels() { return nullptr; }
+const KnnKernels* knn_avx512_kernels() { return nullptr; }
+
+#endif
+
+}  // namespace fissure::knn_detail

@@ -1,0 +1,518 @@
+"""PatchCore anomaly detection, trained on defect-free images only.
+
+A pretrained CNN's patch features (stride 8 and 16, pooled and concatenated: anomalib's
+embedding) of normal images go into a memory bank, thinned by greedy k-center selection over
+a sparse random projection; a test patch's distance to its nearest bank entry is its anomaly
+score. High-resolution images are cut into tiles at native resolution (SAHI's grid) that the
+backbone sees one batch at a time; tile score maps are stitched into a full-resolution map.
+See docs/patchcore.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import numbers
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from .._validate import check_num_threads
+from ..detect import as_bgr8
+from ..preprocess import PreprocessConfig
+from ..scheduler import BatchFeeder
+from ..tiling import slice_grid
+from .embed import embed_patches
+
+__all__ = ["AnomalyResult", "PatchCore"]
+
+FORMAT = "fissure.patchcore"
+FORMAT_VERSION = 1
+_SCORES = ("anomalib", "max")
+
+
+@dataclass
+class AnomalyResult:
+    """One image's PatchCore result.
+
+    Attributes:
+        score: image anomaly score (anomalib's reweighted nearest-neighbour distance, or the
+            plain maximum patch distance with ``score="max"``).
+        anomaly_map: (H, W) float32 at the image's resolution: patch distances, nearest
+            upsampled, stitched over tiles (mean where tiles overlap), Gaussian sigma 4.
+        mask: (H, W) bool, ``anomaly_map > threshold``.
+        boxes: (K, 4) float32 xyxy of the mask's 8-connected regions.
+        box_scores: (K,) float32, the map's maximum inside each region.
+        threshold: the pixel threshold used (calibrated at fit time).
+        image_threshold: the image-score threshold (calibrated at fit time).
+        glare: (H, W) bool specular mask when ``specular`` was set, else None.
+    """
+
+    score: float
+    anomaly_map: np.ndarray
+    mask: np.ndarray
+    boxes: np.ndarray
+    box_scores: np.ndarray
+    threshold: float
+    image_threshold: float
+    glare: Optional[np.ndarray] = field(default=None, repr=False)
+
+    @property
+    def is_anomalous(self) -> bool:
+        return bool(self.score > self.image_threshold)
+
+    def to_dict(self) -> dict:
+        return {
+            "score": float(self.score),
+            "is_anomalous": self.is_anomalous,
+            "image_threshold": float(self.image_threshold),
+            "pixel_threshold": float(self.threshold),
+            "regions": [
+                {"box": [float(v) for v in b], "score": float(s)}
+                for b, s in zip(self.boxes.tolist(), self.box_scores.tolist())
+            ],
+            "height": int(self.anomaly_map.shape[0]),
+            "width": int(self.anomaly_map.shape[1]),
+        }
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _size_pair(v: Any, name: str) -> Optional[tuple[int, int]]:
+    if v is None:
+        return None
+    vals = v if isinstance(v, Sequence) and not isinstance(v, str) else (v, v)
+    if len(vals) != 2 or any(isinstance(x, bool) or not isinstance(x, numbers.Integral)
+                             or not 16 <= int(x) <= 8192 for x in vals):
+        raise ValueError(f"{name}: expected an int or (h, w) in 16..8192, got {v!r}")
+    return int(vals[0]), int(vals[1])
+
+
+def _gaussian_blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    """anomalib's GaussianBlur2d(sigma, kernel 2 * int(4 sigma + 0.5) + 1, reflect border)."""
+    import cv2
+
+    k = 2 * int(4.0 * sigma + 0.5) + 1
+    return cv2.GaussianBlur(a, (k, k), sigmaX=sigma, sigmaY=sigma,
+                            borderType=cv2.BORDER_REFLECT_101)
+
+
+def _nearest_up(grid: np.ndarray, h: int, w: int) -> np.ndarray:
+    """torch F.interpolate(mode='nearest') of a (gh, gw) map to (h, w): src = floor(dst * in / out)."""
+    gh, gw = grid.shape
+    ys = np.minimum((np.arange(h) * (gh / h)).astype(np.int64), gh - 1)
+    xs = np.minimum((np.arange(w) * (gw / w)).astype(np.int64), gw - 1)
+    return grid[ys[:, None], xs[None, :]]
+
+
+class PatchCore:
+    """PatchCore with a bundled EfficientNet-Lite0 backbone, running on the host in bounded
+    memory.
+
+    Args:
+        backbone: an ONNX file whose outputs include ``layers`` as (B, C, H, W) maps; default:
+            the bundled EfficientNet-Lite0 (``fissure.models.default_backbone()``).
+        coreset_ratio: fraction of training patches kept in the memory bank (0 < r <= 1).
+        num_neighbors: ``b`` of anomalib's image-score reweighting (1: plain maximum).
+        tile: tile size in image pixels (int or (h, w)); images are cut with SAHI's grid at
+            ``overlap_ratio`` and tiles run at native resolution. None: the whole image is
+            one tile.
+        input_size: resize each tile to this (h, w) before the backbone (None: native).
+        layers: backbone output names to embed, finest first.
+        score: ``"anomalib"`` (reweighted, b = num_neighbors) or ``"max"`` (the paper's
+            plain maximum patch distance).
+        specular: ``None`` or ``"suppress"``: patches mostly under glare score 0 and the map
+            is 0 under glare (``fissure.specular_mask``).
+        holdout: fraction of the training tiles kept out of the bank to calibrate the
+            thresholds (every k-th tile).
+        bank_dtype: ``"float32"`` or ``"float16"`` storage of the bank.
+        backend, device, precision: passed to :func:`fissure.backends.open_model`.
+        seed: seeds the random projection and the coreset's start.
+    """
+
+    def __init__(
+        self,
+        backbone: Union[str, "os.PathLike[str]", None] = None,
+        *,
+        coreset_ratio: float = 0.1,
+        num_neighbors: int = 9,
+        tile: Union[int, tuple[int, int], None] = 512,
+        overlap_ratio: float = 0.25,
+        input_size: Union[int, tuple[int, int], None] = None,
+        layers: Sequence[str] = ("feat8", "feat16"),
+        score: str = "anomalib",
+        specular: Optional[str] = None,
+        holdout: float = 0.2,
+        bank_dtype: str = "float32",
+        batch_size: int = 4,
+        backend: str = "auto",
+        device: str = "auto",
+        precision: Optional[str] = "f32",
+        seed: int = 0,
+        num_threads: int = -1,
+    ) -> None:
+        if isinstance(coreset_ratio, bool) or not isinstance(coreset_ratio, numbers.Real) or not (
+                0.0 < float(coreset_ratio) <= 1.0):
+            raise ValueError(f"coreset_ratio: expected a number in (0, 1], got {coreset_ratio!r}")
+        if isinstance(num_neighbors, bool) or not isinstance(num_neighbors, numbers.Integral) or num_neighbors < 1:
+            raise ValueError(f"num_neighbors: expected a positive int, got {num_neighbors!r}")
+        if score not in _SCORES:
+            raise ValueError(f"score: expected one of {_SCORES}, got {score!r}")
+        if specular not in (None, "suppress"):
+            raise ValueError(f"specular: expected None or 'suppress', got {specular!r}")
+        if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real) or not 0.0 <= holdout < 1.0:
+            raise ValueError(f"holdout: expected a number in [0, 1), got {holdout!r}")
+        if bank_dtype not in ("float32", "float16"):
+            raise ValueError(f"bank_dtype: expected 'float32' or 'float16', got {bank_dtype!r}")
+        if isinstance(overlap_ratio, bool) or not isinstance(overlap_ratio, numbers.Real) or not (
+                0.0 <= overlap_ratio < 1.0):
+            raise ValueError(f"overlap_ratio: expected a number in [0, 1), got {overlap_ratio!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        self.coreset_ratio = float(coreset_ratio)
+        self.num_neighbors = int(num_neighbors)
+        self.tile = _size_pair(tile, "tile")
+        self.overlap_ratio = float(overlap_ratio)
+        self.input_size = _size_pair(input_size, "input_size")
+        self.layers = tuple(str(x) for x in layers)
+        if not self.layers:
+            raise ValueError("layers: expected at least one backbone output name")
+        self.score_mode = score
+        self.specular = specular
+        self.holdout = float(holdout)
+        self.bank_dtype = bank_dtype
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.num_threads = check_num_threads(num_threads)
+        self._backend_args = (backend, device, precision)
+
+        if backbone is None:
+            from .. import models
+
+            path = models.default_backbone()
+            manifest = models.backbone_manifest()
+            self.backbone_sha256 = models.verify_backbone(path)
+            norm = manifest["input"]
+            self.scale = float(norm.get("scale", 1.0 / 255.0))
+            self.mean = tuple(float(v) for v in norm["mean"])
+            self.std = tuple(float(v) for v in norm["std"])
+            self.rgb = str(norm.get("color", "RGB")).upper() == "RGB"
+        else:
+            path = Path(backbone)
+            if not path.is_file():
+                raise FileNotFoundError(f"no such backbone file: {path}")
+            self.backbone_sha256 = _sha256_file(path)
+            # ImageNet normalisation, as timm / torchvision backbones expect
+            self.scale = 1.0 / 255.0
+            self.mean, self.std, self.rgb = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), True
+        self.backbone_path = path
+        self._model: Any = None
+        self.bank: Optional[np.ndarray] = None
+        self.threshold: Optional[float] = None
+        self.image_threshold: Optional[float] = None
+        self.stats: dict[str, Any] = {}
+
+    # -- the backbone ------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            from ..backends import open_model
+
+            backend, device, precision = self._backend_args
+            self._model = open_model(self.backbone_path, backend, device,
+                                     num_threads=self.num_threads, precision=precision)
+            names = [o.name for o in self._model.outputs]
+            missing = [n for n in self.layers if n not in names]
+            if missing:
+                raise ValueError(f"backbone {self.backbone_path}: no output named {missing}; it "
+                                 f"has {names} (pass layers=...)")
+            self._input_name = self._model.inputs[0].name
+        return self._model
+
+    def _config(self, tile_hw: tuple[int, int]) -> PreprocessConfig:
+        size = self.input_size or tile_hw
+        return PreprocessConfig(input_size=size, mode="resize" if self.input_size else "none",
+                                rgb=self.rgb, scale=self.scale, mean=self.mean, std=self.std)
+
+    def _tiles(self, h: int, w: int) -> np.ndarray:
+        if self.tile is None or (h <= self.tile[0] and w <= self.tile[1]):
+            return np.array([[0, 0, w, h]], np.int64)
+        th, tw = min(self.tile[0], h), min(self.tile[1], w)
+        return slice_grid(h, w, th, tw, self.overlap_ratio, self.overlap_ratio)
+
+    def _embed_tiles(self, image: np.ndarray, tiles: np.ndarray) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+        """Yields (tiles of the batch, (b, gh, gw, D) embeddings)."""
+        model = self.model
+        # tiles of one image share a size except an image smaller than the tile: group them
+        sizes = (tiles[:, 3] - tiles[:, 1]) * 100000 + (tiles[:, 2] - tiles[:, 0])
+        for s in np.unique(sizes):
+            group = tiles[sizes == s]
+            th, tw = int(group[0, 3] - group[0, 1]), int(group[0, 2] - group[0, 0])
+            cfg = self._config((th, tw))
+            with BatchFeeder(image, group, cfg, batch_size=min(self.batch_size, len(group)),
+                             num_threads=self.num_threads) as feeder:
+                for b, buf, count in feeder:
+                    out = model.run({self._input_name: buf[:count]})
+                    feats = [out[n] for n in self.layers]
+                    yield feeder.batch_tiles(b), embed_patches(feats, num_threads=self.num_threads)
+
+    # -- fit ---------------------------------------------------------------------------------
+    def fit(self, images: Iterable[Any], *, progress: bool = False) -> "PatchCore":
+        """Learns "normal" from defect-free images (paths or arrays), streamed one at a time.
+
+        Embeddings accumulate on the host (float16); a fraction ``holdout`` of the tiles
+        (every k-th) is kept out to calibrate the thresholds; the rest are projected
+        (sparse random projection, anomalib's eps = 0.9), thinned by greedy k-center and the
+        selected original embeddings become the bank.
+        """
+        import time
+
+        from .search import jl_min_dims, kcenter_greedy, knn_search, random_projection
+
+        t0 = time.perf_counter()
+        items = list(images) if not isinstance(images, (str, os.PathLike, np.ndarray)) else [images]
+        if not items:
+            raise ValueError("fit: expected at least one normal image")
+        it: Iterable[Any] = items
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(items, desc="fit", unit="img")
+        train: list[np.ndarray] = []
+        held: list[tuple[np.ndarray, tuple[int, int]]] = []
+        k_hold = int(round(1.0 / self.holdout)) if self.holdout > 0 else 0
+        tile_no = 0
+        dim = None
+        for item in it:
+            img = as_bgr8(item)
+            for _, emb in self._embed_tiles(img, self._tiles(*img.shape[:2])):
+                for e in emb:
+                    rows = e.reshape(-1, e.shape[-1])
+                    dim = rows.shape[1]
+                    if k_hold and tile_no % k_hold == k_hold - 1:
+                        held.append((rows.astype(np.float16), e.shape[:2]))
+                    else:
+                        train.append(rows.astype(np.float16))
+                    tile_no += 1
+        if not train:  # one tile in all: calibrate on it as well
+            train = [r for r, _ in held]
+        t1 = time.perf_counter()
+        feats = np.concatenate(train)
+        del train
+        n = max(1, int(feats.shape[0] * self.coreset_ratio))
+        if n < feats.shape[0]:
+            # anomalib's sparse random projection (eps = 0.9); when its Johnson-Lindenstrauss
+            # width is not smaller than the features', k-center runs on the features themselves
+            if jl_min_dims(feats.shape[0]) < feats.shape[1]:
+                proj = random_projection(feats.astype(np.float32), seed=self.seed)
+            else:
+                proj = feats
+            rng = np.random.default_rng(self.seed)
+            sel = kcenter_greedy(proj, n, start_index=int(rng.integers(feats.shape[0])),
+                                 num_threads=self.num_threads)
+            del proj
+        else:
+            sel = np.arange(feats.shape[0])
+        self.bank = np.ascontiguousarray(feats[np.sort(sel)], dtype=self.bank_dtype)
+        t2 = time.perf_counter()
+        # thresholds: the largest held-out normal values (the un-blurred image score and the
+        # blurred pixel map of each held-out tile)
+        calib = held if held else [(feats[: min(len(feats), 4096)], None)]
+        pix, img_scores = [], []
+        for rows, grid in calib:
+            d, _ = knn_search(self.bank, rows.astype(np.float32), 1, num_threads=self.num_threads)
+            s = np.sqrt(np.maximum(d[:, 0], 0))
+            img_scores.append(float(s.max()))
+            if grid is not None:
+                m = _gaussian_blur(_nearest_up(s.reshape(grid).astype(np.float32),
+                                               grid[0] * 8, grid[1] * 8), 4.0)
+                pix.append(float(m.max()))
+        self.image_threshold = max(img_scores)
+        self.threshold = max(pix) if pix else self.image_threshold
+        self.stats = {"fit_embed_s": t1 - t0, "coreset_s": t2 - t1,
+                      "calibrate_s": time.perf_counter() - t2, "train_patches": int(feats.shape[0]),
+                      "bank_size": int(self.bank.shape[0]), "dims": int(dim or 0),
+                      "holdout_tiles": len(held)}
+        return self
+
+    # -- predict -----------------------------------------------------------------------------
+    def _check_fitted(self) -> np.ndarray:
+        if self.bank is None or self.threshold is None or self.image_threshold is None:
+            raise RuntimeError("PatchCore: call fit() or PatchCore.load() first")
+        return self.bank
+
+    def predict(self, image: Any) -> AnomalyResult:
+        """Scores an image (path or array): the image score, a full-resolution anomaly map,
+        the defect mask and its regions."""
+        from .search import knn_search
+
+        bank = self._check_fitted()
+        img = as_bgr8(image)
+        h, w = img.shape[:2]
+        tiles = self._tiles(h, w)
+        acc = np.zeros((h, w), np.float32)
+        cnt = np.zeros((h, w), np.float32)
+        glare = None
+        if self.specular == "suppress":
+            from ..specular import specular_mask
+
+            glare = specular_mask(img, num_threads=self.num_threads)
+        best = (-1.0, None)  # (score, embedding row) of the most anomalous patch
+        for btiles, emb in self._embed_tiles(img, tiles):
+            b, gh, gw, dd = emb.shape
+            d, _ = knn_search(bank, emb.reshape(-1, dd), 1, num_threads=self.num_threads)
+            s = np.sqrt(np.maximum(d[:, 0], 0)).reshape(b, gh, gw)
+            for i, (x0, y0, x1, y1) in enumerate(btiles.tolist()):
+                si = s[i]
+                if glare is not None:
+                    frac = _block_mean(glare[y0:y1, x0:x1], gh, gw)
+                    si = np.where(frac >= 0.5, 0.0, si).astype(np.float32)
+                k = int(np.argmax(si))
+                if si.flat[k] > best[0]:
+                    best = (float(si.flat[k]), emb[i].reshape(-1, dd)[k].copy())
+                acc[y0:y1, x0:x1] += _nearest_up(si.astype(np.float32), y1 - y0, x1 - x0)
+                cnt[y0:y1, x0:x1] += 1.0
+        amap = _gaussian_blur(acc / np.maximum(cnt, 1.0), 4.0)
+        del acc, cnt
+        if glare is not None:
+            amap[glare] = 0.0
+        score = best[0]
+        if self.score_mode == "anomalib" and self.num_neighbors > 1 and best[1] is not None:
+            score = self._reweight(best[1], bank)
+        mask = amap > self.threshold
+        boxes, box_scores = _regions(mask, amap)
+        return AnomalyResult(float(score), amap, mask, boxes, box_scores, float(self.threshold),
+                             float(self.image_threshold), glare)
+
+    def _reweight(self, patch: np.ndarray, bank: np.ndarray) -> float:
+        """anomalib's image score: w * s* with w = 1 - softmax(|m_test* - m_j|)[0] over the
+        b nearest bank entries m_j of m*, the nearest bank entry of the worst test patch."""
+        from .search import knn_search
+
+        q = patch[None].astype(np.float32)
+        d, i = knn_search(bank, q, 1)
+        s_star = float(np.sqrt(max(float(d[0, 0]), 0.0)))
+        b = min(self.num_neighbors, bank.shape[0])
+        _, nb = knn_search(bank, bank[i[0, :1]].astype(np.float32), b)
+        dist = np.sqrt(np.maximum(((bank[nb[0]].astype(np.float32) - q) ** 2).sum(1), 0))
+        e = np.exp(dist - dist.max())
+        w = 1.0 - float(e[0] / e.sum())
+        return w * s_star
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> Path:
+        """Writes the bank and its metadata as safetensors, atomically."""
+        from safetensors.numpy import save
+
+        from ..io import _atomic_write_bytes
+
+        bank = self._check_fitted()
+        meta = {
+            "format": FORMAT, "format_version": str(FORMAT_VERSION),
+            "backbone_sha256": self.backbone_sha256, "layers": json.dumps(list(self.layers)),
+            "tile": json.dumps(self.tile), "overlap_ratio": repr(self.overlap_ratio),
+            "input_size": json.dumps(self.input_size),
+            "normalisation": json.dumps({"scale": self.scale, "mean": self.mean, "std": self.std,
+                                         "rgb": self.rgb}),
+            "threshold": repr(float(self.threshold)),  # type: ignore[arg-type]
+            "image_threshold": repr(float(self.image_threshold)),  # type: ignore[arg-type]
+            "num_neighbors": str(self.num_neighbors), "score": self.score_mode,
+            "bank_sha256": hashlib.sha256(np.ascontiguousarray(bank).tobytes()).hexdigest(),
+        }
+        p = Path(path)
+        _atomic_write_bytes(p, save({"bank": np.ascontiguousarray(bank)}, metadata=meta))
+        return p
+
+    @classmethod
+    def load(cls, path: Union[str, "os.PathLike[str]"],
+             backbone: Union[str, "os.PathLike[str]", None] = None, **kwargs: Any) -> "PatchCore":
+        """Reads a bank written by :meth:`save`; refuses a corrupt, truncated or foreign file,
+        or a bank built with another backbone, with a ValueError saying which."""
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"no such memory-bank file: {p}")
+        meta, bank = _read_bank(p)
+        pc = cls(backbone, **kwargs)
+        if meta["backbone_sha256"] != pc.backbone_sha256:
+            raise ValueError(
+                f"{p}: the bank was built with backbone sha256 {meta['backbone_sha256'][:16]}..., "
+                f"this backbone ({pc.backbone_path.name}) is {pc.backbone_sha256[:16]}...")
+        try:
+            pc.layers = tuple(json.loads(meta["layers"]))
+            t = json.loads(meta["tile"])
+            pc.tile = tuple(t) if t else None  # type: ignore[assignment]
+            pc.overlap_ratio = float(meta["overlap_ratio"])
+            s = json.loads(meta["input_size"])
+            pc.input_size = tuple(s) if s else None  # type: ignore[assignment]
+            norm = json.loads(meta["normalisation"])
+            pc.mean, pc.std, pc.rgb = tuple(norm["mean"]), tuple(norm["std"]), bool(norm["rgb"])
+            pc.scale = float(norm["scale"])
+            pc.threshold = float(meta["threshold"])
+            pc.image_threshold = float(meta["image_threshold"])
+            pc.num_neighbors = int(meta["num_neighbors"])
+            pc.score_mode = meta["score"]
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"{p}: malformed PatchCore metadata ({exc})") from None
+        pc.bank = bank
+        pc.bank_dtype = bank.dtype.name
+        return pc
+
+
+def _read_bank(p: Path) -> tuple[dict, np.ndarray]:
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(p), framework="numpy") as f:
+            meta = f.metadata() or {}
+            keys = list(f.keys())
+            if meta.get("format") != FORMAT or keys != ["bank"]:
+                raise ValueError(f"{p}: not a fissure PatchCore bank (format "
+                                 f"{meta.get('format')!r}, tensors {keys})")
+            bank = f.get_tensor("bank")
+    except ValueError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise ValueError(f"{p}: cannot read the memory bank ({type(exc).__name__}: {exc}); "
+                         f"the file is corrupt or truncated") from None
+    if meta.get("format_version") != str(FORMAT_VERSION):
+        raise ValueError(f"{p}: bank format version {meta.get('format_version')!r}, this "
+                         f"fissure reads {FORMAT_VERSION}")
+    if bank.ndim != 2 or bank.dtype not in (np.float32, np.float16) or bank.shape[0] < 1:
+        raise ValueError(f"{p}: expected a (N, D) float32/float16 bank, got {bank.shape} {bank.dtype}")
+    if hashlib.sha256(np.ascontiguousarray(bank).tobytes()).hexdigest() != meta.get("bank_sha256"):
+        raise ValueError(f"{p}: the bank's checksum does not match its metadata (corrupt file)")
+    return meta, bank
+
+
+def _block_mean(mask: np.ndarray, gh: int, gw: int) -> np.ndarray:
+    """Fraction of each patch cell (the tile split into a gh x gw grid) that is set."""
+    h, w = mask.shape
+    ys = (np.arange(gh + 1) * h) // gh
+    xs = (np.arange(gw + 1) * w) // gw
+    c = np.zeros((h + 1, w + 1), np.int64)
+    c[1:, 1:] = np.cumsum(np.cumsum(mask.astype(np.int64), 0), 1)
+    tot = c[ys[1:, None], xs[None, 1:]] - c[ys[:-1, None], xs[None, 1:]] - c[ys[1:, None], xs[None, :-1]] + c[ys[:-1, None], xs[None, :-1]]
+    area = (ys[1:] - ys[:-1])[:, None] * (xs[1:] - xs[:-1])[None, :]
+    return tot / np.maximum(area, 1)
+
+
+def _regions(mask: np.ndarray, amap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    if not mask.any():
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    n, labels, st, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in st[1:, :4]], np.float32).reshape(-1, 4)
+    scores = np.zeros(n - 1, np.float32)
+    np.maximum.at(scores, labels[mask] - 1, amap[mask])
+    return boxes, scores

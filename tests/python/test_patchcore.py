@@ -1,0 +1,151 @@
+"""PatchCore end to end with a small computing backbone (average pools at stride 8 and 16, an
+onnx.helper graph): planted defects light up the map, scores follow anomalib's formulas
+recomputed in numpy, and banks save, load and refuse bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("safetensors")
+cv2 = pytest.importorskip("cv2")
+from onnx import TensorProto, helper  # noqa: E402
+
+from fissure.anomaly import PatchCore, knn_search  # noqa: E402
+
+
+def pool_backbone(path) -> str:
+    """images (N, 3, H, W) -> feat8 = AvgPool 8x8 / 8 and feat16 = AvgPool 16x16 / 16, plus a
+    squared copy of feat8 so that texture statistics are features too."""
+    nodes = [
+        helper.make_node("AveragePool", ["images"], ["a8"], kernel_shape=[8, 8], strides=[8, 8]),
+        helper.make_node("Mul", ["images", "images"], ["sq"]),
+        helper.make_node("AveragePool", ["sq"], ["s8"], kernel_shape=[8, 8], strides=[8, 8]),
+        helper.make_node("Concat", ["a8", "s8"], ["feat8"], axis=1),
+        helper.make_node("AveragePool", ["images"], ["feat16"], kernel_shape=[16, 16], strides=[16, 16]),
+    ]
+    g = helper.make_graph(
+        nodes, "pools",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("feat8", TensorProto.FLOAT, ["N", 6, "h8", "w8"]),
+         helper.make_tensor_value_info("feat16", TensorProto.FLOAT, ["N", 3, "h16", "w16"])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    p = str(path / "pools.onnx")
+    onnx.save(m, p)
+    return p
+
+
+def texture(h: int, w: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.normal(128, 20, (h, w, 3))
+    return np.clip(cv2.GaussianBlur(base, (0, 0), 2), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pc")
+    bb = pool_backbone(d)
+    pc = PatchCore(bb, tile=128, overlap_ratio=0.25, coreset_ratio=0.25, backend="onnxruntime",
+                   precision=None)
+    pc.fit([texture(384, 384, s) for s in range(4)])
+    return pc, bb
+
+
+def test_planted_defect_is_found(fitted) -> None:
+    pc, _ = fitted
+    img = texture(512, 640, 99)
+    img[300:324, 400:430] = 250  # a bright stain
+    r = pc.predict(img)
+    assert r.anomaly_map.shape == (512, 640) and r.anomaly_map.dtype == np.float32
+    y, x = np.unravel_index(np.argmax(r.anomaly_map), r.anomaly_map.shape)
+    assert 280 <= y <= 344 and 380 <= x <= 450
+    assert r.is_anomalous and r.score > r.image_threshold
+    assert len(r.boxes) >= 1
+    hit = [(b[0] <= 430 and b[2] >= 400 and b[1] <= 324 and b[3] >= 300) for b in r.boxes]
+    assert any(hit)
+    clean = pc.predict(texture(512, 640, 123))
+    assert clean.score < r.score
+    assert clean.anomaly_map.max() < r.anomaly_map.max()
+
+
+def test_scores_follow_anomalib_formulas(fitted) -> None:
+    """Patch scores are sqrt of the nearest squared distance; the image score is anomalib's
+    reweighting around the worst patch, recomputed here with brute-force numpy."""
+    pc, _ = fitted
+    img = texture(128, 128, 7)  # one tile: the embedding is the backbone's on the whole image
+    img[40:60, 40:60] = 255
+    r = pc.predict(img)
+    emb = next(iter(pc._embed_tiles(img, pc._tiles(128, 128))))[1][0]
+    rows = emb.reshape(-1, emb.shape[-1]).astype(np.float64)
+    bank = pc.bank.astype(np.float64)
+    d2 = ((rows[:, None, :] - bank[None]) ** 2).sum(-1)
+    s = np.sqrt(d2.min(1))
+    worst = int(np.argmax(s))
+    m_star = int(np.argmin(d2[worst]))
+    nb = np.argsort(((bank - bank[m_star]) ** 2).sum(1), kind="stable")[: pc.num_neighbors]
+    dist = np.sqrt(((bank[nb] - rows[worst]) ** 2).sum(1))
+    w = 1 - np.exp(dist[0]) / np.exp(dist).sum()
+    assert r.score == pytest.approx(w * s[worst], rel=1e-4)
+    pc.score_mode = "max"
+    try:
+        assert pc.predict(img).score == pytest.approx(s.max(), rel=1e-4)
+    finally:
+        pc.score_mode = "anomalib"
+
+
+def test_save_load_round_trip_and_refusals(fitted, tmp_path) -> None:
+    pc, bb = fitted
+    p = pc.save(tmp_path / "bank.safetensors")
+    q = PatchCore.load(p, bb, backend="onnxruntime", precision=None)
+    np.testing.assert_array_equal(q.bank, pc.bank)
+    assert (q.threshold, q.image_threshold, q.tile) == (pc.threshold, pc.image_threshold, pc.tile)
+    img = texture(256, 256, 5)
+    np.testing.assert_array_equal(q.predict(img).anomaly_map, pc.predict(img).anomaly_map)
+    raw = p.read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="corrupt|truncated|checksum"):
+        PatchCore.load(tmp_path / "trunc.safetensors", bb)
+    flipped = bytearray(raw)
+    flipped[-5] ^= 0xFF
+    (tmp_path / "flip.safetensors").write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match="checksum"):
+        PatchCore.load(tmp_path / "flip.safetensors", bb)
+    from safetensors.numpy import save_file
+
+    save_file({"weights": np.zeros((2, 2), np.float32)}, str(tmp_path / "foreign.safetensors"))
+    with pytest.raises(ValueError, match="not a fissure PatchCore bank"):
+        PatchCore.load(tmp_path / "foreign.safetensors", bb)
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError):
+        PatchCore.load(tmp_path / "junk.safetensors", bb)
+    other = tmp_path / "other.onnx"
+    other.write_bytes(Path(bb).read_bytes())  # same bytes: accepted
+    PatchCore.load(p, other)
+    m = onnx.load(bb)
+    m.doc_string = "another build"
+    onnx.save(m, str(other))
+    with pytest.raises(ValueError, match="backbone"):
+        PatchCore.load(p, other)
+    with pytest.raises(FileNotFoundError):
+        PatchCore.load(tmp_path / "missing.safetensors", bb)
+
+
+def test_errors(fitted, tmp_path) -> None:
+    pc, bb = fitted
+    with pytest.raises(RuntimeError, match="fit"):
+        PatchCore(bb).predict(texture(64, 64, 1))
+    with pytest.raises(ValueError, match="coreset_ratio"):
+        PatchCore(bb, coreset_ratio=0)
+    with pytest.raises(ValueError, match="score"):
+        PatchCore(bb, score="mean")
+    with pytest.raises(ValueError, match="at least one"):
+        PatchCore(bb).fit([])
+    with pytest.raises(ValueError, match="no output named"):
+        PatchCore(bb, layers=("layer2",), backend="onnxruntime", precision=None).fit([texture(64, 64, 1)])
+    with pytest.raises(TypeError, match="uint8"):
+        pc.predict(np.zeros((64, 64, 3), np.float32))
