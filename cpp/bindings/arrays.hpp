@@ -13,6 +13,7 @@
 #include <string>
 
 #include "fissure/common.hpp"
+#include "fissure/preprocess.hpp"  // ResizeMode
 
 namespace fissure::py_arrays {
 
@@ -25,6 +26,17 @@ inline std::string shape_str(const py::array& a) {
     if (a.ndim() == 1) os << ",";
     os << ")";
     return os.str();
+}
+
+/// The array's dtype as numpy prints it, for messages.
+inline std::string dtype_str(const py::array& a) { return std::string(py::str(a.dtype())); }
+
+/// "resize" | "letterbox" | "none": how tiles became the model input (preprocess, decoders).
+inline ResizeMode resize_mode_arg(const std::string& s) {
+    if (s == "resize") return ResizeMode::resize;
+    if (s == "letterbox") return ResizeMode::letterbox;
+    if (s == "none") return ResizeMode::none;
+    throw InvalidArgument("mode: expected 'resize', 'letterbox' or 'none', got '" + s + "'");
 }
 
 template <class T>

@@ -21,14 +21,6 @@ using fissure::py_arrays::shape_str;
 
 namespace {
 
-fissure::ResizeMode decode_mode_arg(const std::string& s) {
-    if (s == "resize") return fissure::ResizeMode::resize;
-    if (s == "letterbox") return fissure::ResizeMode::letterbox;
-    if (s == "none") return fissure::ResizeMode::none;
-    throw fissure::InvalidArgument("mode: expected 'resize', 'letterbox' or 'none', got '" + s +
-                                   "'");
-}
-
 fissure::DecodeGeometry geometry_arg(const carray<std::int64_t>& tiles, int input_h, int input_w,
                                      const std::string& mode) {
     check_shape(tiles, "tiles", {-1, 4});
@@ -37,7 +29,7 @@ fissure::DecodeGeometry geometry_arg(const carray<std::int64_t>& tiles, int inpu
     g.n = static_cast<index_t>(tiles.shape(0));
     g.input_h = input_h;
     g.input_w = input_w;
-    g.mode = decode_mode_arg(mode);
+    g.mode = fissure::py_arrays::resize_mode_arg(mode);
     return g;
 }
 

@@ -15,11 +15,10 @@
 
 namespace py = pybind11;
 using fissure::index_t;
+using fissure::py_arrays::dtype_str;
 using fissure::py_arrays::shape_str;
 
 namespace {
-
-std::string dtype_str(const py::array& a) { return std::string(py::str(a.dtype())); }
 
 fissure::FeatureMatrix matrix_arg(const py::array& a, const char* name, bool allow_f16) {
     const auto dt = a.dtype();

@@ -18,12 +18,11 @@
 namespace py = pybind11;
 using fissure::index_t;
 using fissure::py_arrays::carray;
+using fissure::py_arrays::dtype_str;
 using fissure::py_arrays::check_shape;
 using fissure::py_arrays::shape_str;
 
 namespace {
-
-std::string dtype_str(const py::array& a) { return std::string(py::str(a.dtype())); }
 
 fissure::Image8View image3_arg(const py::array& a) {
     const auto dt = a.dtype();
@@ -51,14 +50,6 @@ fissure::Interp interp_arg(const std::string& s) {
     if (s == "linear") return fissure::Interp::linear;
     if (s == "nearest") return fissure::Interp::nearest;
     throw fissure::InvalidArgument("interpolation: expected 'linear' or 'nearest', got '" + s + "'");
-}
-
-fissure::ResizeMode mode_arg(const std::string& s) {
-    if (s == "resize") return fissure::ResizeMode::resize;
-    if (s == "letterbox") return fissure::ResizeMode::letterbox;
-    if (s == "none") return fissure::ResizeMode::none;
-    throw fissure::InvalidArgument("mode: expected 'resize', 'letterbox' or 'none', got '" + s +
-                                   "'");
 }
 
 fissure::OutDtype out_dtype_arg(const py::array& out, const char* name) {
@@ -89,7 +80,7 @@ fissure::PreprocessParams params_arg(int input_h, int input_w, const std::string
     fissure::PreprocessParams p;
     p.out_h = input_h;
     p.out_w = input_w;
-    p.mode = mode_arg(mode);
+    p.mode = fissure::py_arrays::resize_mode_arg(mode);
     p.interp = interp_arg(interpolation);
     p.pad_value = pad_value;
     p.swap_rb = rgb;

@@ -16,13 +16,12 @@
 namespace py = pybind11;
 using fissure::index_t;
 using fissure::py_arrays::carray;
+using fissure::py_arrays::dtype_str;
 using fissure::py_arrays::check_len;
 using fissure::py_arrays::check_shape;
 using fissure::py_arrays::shape_str;
 
 namespace {
-
-std::string dtype_str(const py::array& a) { return std::string(py::str(a.dtype())); }
 
 fissure::Image8View image_arg(const py::array& a) {
     const auto dt = a.dtype();
