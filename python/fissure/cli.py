@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -32,35 +32,50 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Images:
+    """A command's input images (files, folders, globs) behind a progress bar. Iterating yields
+    ``(number, path, image)`` with ``number`` counting every input from 1; a file that cannot
+    be read is reported on stderr, counted in ``failed`` and skipped."""
+
+    def __init__(self, inputs: Sequence[str], desc: str, quiet: bool) -> None:
+        from .io import expand_inputs
+
+        self.paths = list(expand_inputs(inputs))
+        self.desc, self.quiet, self.failed = desc, quiet, 0
+        self.bar: Any = None
+
+    def __iter__(self) -> Iterator[tuple[int, Path, np.ndarray]]:
+        from tqdm import tqdm
+
+        from .io import read_image
+
+        self.bar = tqdm(self.paths, desc=self.desc, unit="img", disable=self.quiet)
+        for number, path in enumerate(self.bar, start=1):
+            try:
+                image = read_image(path)
+            except (OSError, ValueError) as exc:
+                self.failed += 1
+                tqdm.write(f"fissure: skipped {path}: {exc}", file=sys.stderr)
+                continue
+            yield number, path, image
+
+
+def _no_inputs() -> int:
+    print("fissure: error: no input images found", file=sys.stderr)
+    return 2
+
+
 def _cmd_specular(args: argparse.Namespace) -> int:
     """Glare masks for images: a mask PNG, an overlay PNG and a JSON summary per image."""
-    from .io import expand_inputs, read_image, write_image_atomic, write_json_atomic
+    from .io import write_image_atomic, write_json_atomic
     from .specular import draw_specular, specular_mask
 
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        tqdm = None
-
     out = Path(args.out)
-    paths = list(expand_inputs(args.inputs))
-    if not paths:
-        print("fissure: error: no input images found", file=sys.stderr)
-        return 2
-    failed = 0
-    it = tqdm(paths, desc="specular", unit="img", disable=args.quiet) if tqdm else paths
+    images = _Images(args.inputs, "specular", args.quiet)
+    if not images.paths:
+        return _no_inputs()
     summary = []
-    for path in it:
-        try:
-            image = read_image(path)
-        except (OSError, ValueError) as exc:
-            failed += 1
-            msg = f"fissure: skipped {path}: {exc}"
-            if tqdm is not None:
-                tqdm.write(msg, file=sys.stderr)
-            else:
-                print(msg, file=sys.stderr)
-            continue
+    for _, path, image in images:
         mask = specular_mask(image, v_min=args.v_min, s_max=args.s_max, dilate=args.dilate,
                              num_threads=args.threads)
         stem = path.stem
@@ -72,8 +87,8 @@ def _cmd_specular(args: argparse.Namespace) -> int:
     write_json_atomic(out / "specular.json", {
         "v_min": args.v_min, "s_max": args.s_max, "dilate": args.dilate, "images": summary})
     print(f"fissure specular: {len(summary)} image(s) written to {out}"
-          + (f", {failed} skipped (unreadable)" if failed else ""))
-    return 1 if failed else 0
+          + (f", {images.failed} skipped (unreadable)" if images.failed else ""))
+    return 1 if images.failed else 0
 
 
 def _class_names(spec: Optional[str]) -> Optional[list[str]]:
@@ -99,19 +114,13 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     import time
 
     from .detect import TiledDetector
-    from .io import expand_inputs, read_image, write_image_atomic, write_json_atomic
+    from .io import write_image_atomic, write_json_atomic
     from .preprocess import PreprocessConfig
 
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        tqdm = None
-
     out = Path(args.out)
-    paths = list(expand_inputs(args.inputs))
-    if not paths:
-        print("fissure: error: no input images found", file=sys.stderr)
-        return 2
+    inputs = _Images(args.inputs, "detect", args.quiet)
+    if not inputs.paths:
+        return _no_inputs()
     preprocess = None
     if args.input_size or args.mode or args.mean or args.std or args.bgr:
         size = args.input_size or [args.slice_size]
@@ -148,22 +157,11 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         decoder_options=decoder_options, preprocess=preprocess, specular=args.specular,
         class_names=_class_names(args.classes), batch_size=args.batch_size,
         num_threads=args.threads, precision=args.precision)
-    failed = images = total = 0
+    images = total = 0
     used: set = set()
     t0 = time.perf_counter()
-    bar = tqdm(paths, desc="detect", unit="img", disable=args.quiet) if tqdm else paths
     with det:
-        for image_id, path in enumerate(bar, start=1):
-            try:
-                image = read_image(path)
-            except (OSError, ValueError) as exc:
-                failed += 1
-                msg = f"fissure: skipped {path}: {exc}"
-                if tqdm is not None:
-                    tqdm.write(msg, file=sys.stderr)
-                else:
-                    print(msg, file=sys.stderr)
-                continue
+        for image_id, path, image in inputs:
             dets = det(image)
             stem = _unique_stem(path, used)
             h, w = image.shape[:2]
@@ -178,13 +176,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                 write_image_atomic(out / f"{stem}_overlay.png", dets.draw(image))
             images += 1
             total += len(dets)
-            if tqdm is not None and hasattr(bar, "set_postfix"):
-                bar.set_postfix(dets=len(dets))
+            inputs.bar.set_postfix(dets=len(dets))
     dt = time.perf_counter() - t0
     print(f"fissure detect: {images} image(s), {total} detection(s) in {dt:.1f} s "
           f"({images / dt if dt > 0 else 0:.2f} img/s), written to {out}"
-          + (f"; {failed} skipped (unreadable)" if failed else ""))
-    return 1 if failed else 0
+          + (f"; {inputs.failed} skipped (unreadable)" if inputs.failed else ""))
+    return 1 if inputs.failed else 0
 
 
 def _build_parser() -> argparse.ArgumentParser:
