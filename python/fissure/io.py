@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import tempfile
@@ -14,7 +15,7 @@ import numpy as np
 
 from ._optional import require_cv2
 
-__all__ = ["expand_inputs", "read_image", "write_image_atomic", "write_json_atomic"]
+__all__ = ["expand_inputs", "read_image", "sha256_file", "write_image_atomic", "write_json_atomic"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -60,6 +61,15 @@ def read_image(path: PathLike) -> np.ndarray:
     elif img.shape[2] == 1:
         img = cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
     return np.ascontiguousarray(img)
+
+
+def sha256_file(path: PathLike) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _atomic_write_bytes(path: Path, payload: bytes) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from .._validate import check_num_threads
 from ..detect import as_bgr8
+from ..io import sha256_file
 from ..preprocess import PreprocessConfig
 from ..scheduler import BatchFeeder
 from ..tiling import slice_grid
@@ -80,12 +81,8 @@ class AnomalyResult:
         }
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _bank_sha256(bank: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(bank).tobytes()).hexdigest()
 
 
 def _size_pair(v: Any, name: str) -> Optional[tuple[int, int]]:
@@ -211,7 +208,7 @@ class PatchCore:
             path = Path(backbone)
             if not path.is_file():
                 raise FileNotFoundError(f"no such backbone file: {path}")
-            self.backbone_sha256 = _sha256_file(path)
+            self.backbone_sha256 = sha256_file(path)
             # ImageNet normalisation, as timm / torchvision backbones expect
             self.scale = 1.0 / 255.0
             self.mean, self.std, self.rgb = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), True
@@ -427,7 +424,7 @@ class PatchCore:
             "threshold": repr(float(self.threshold)),  # type: ignore[arg-type]
             "image_threshold": repr(float(self.image_threshold)),  # type: ignore[arg-type]
             "num_neighbors": str(self.num_neighbors), "score": self.score_mode,
-            "bank_sha256": hashlib.sha256(np.ascontiguousarray(bank).tobytes()).hexdigest(),
+            "bank_sha256": _bank_sha256(bank),
         }
         p = Path(path)
         _atomic_write_bytes(p, save({"bank": np.ascontiguousarray(bank)}, metadata=meta))
@@ -489,7 +486,7 @@ def _read_bank(p: Path) -> tuple[dict, np.ndarray]:
                          f"fissure reads {FORMAT_VERSION}")
     if bank.ndim != 2 or bank.dtype not in (np.float32, np.float16) or bank.shape[0] < 1:
         raise ValueError(f"{p}: expected a (N, D) float32/float16 bank, got {bank.shape} {bank.dtype}")
-    if hashlib.sha256(np.ascontiguousarray(bank).tobytes()).hexdigest() != meta.get("bank_sha256"):
+    if _bank_sha256(bank) != meta.get("bank_sha256"):
         raise ValueError(f"{p}: the bank's checksum does not match its metadata (corrupt file)")
     return meta, bank
 

@@ -14,11 +14,12 @@ Nothing here downloads anything; nothing here imports onnxruntime or openvino.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+from ..io import sha256_file
 
 __all__ = ["backbone_manifest", "default_backbone", "verify_backbone"]
 
@@ -71,13 +72,6 @@ def default_backbone() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def verify_backbone(path: str | os.PathLike[str] | None = None) -> str:
     """Check a backbone file against the manifest's sha256 and return the hash.
@@ -103,7 +97,7 @@ def verify_backbone(path: str | os.PathLike[str] | None = None) -> str:
     if not p.is_file():
         raise FileNotFoundError(f"path: expected an existing backbone file, got {p}")
     expected = str(_load_manifest()["sha256"]).lower()
-    actual = _sha256(p)
+    actual = sha256_file(p)
     if actual != expected:
         raise ValueError(
             f"{p}: sha256 mismatch: expected {expected} (manifest), got {actual}; the file is "
