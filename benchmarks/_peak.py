@@ -15,8 +15,6 @@ fallback is the ``ru_maxrss`` growth over the process's previous peak (reported 
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import json
 import os
 import resource
@@ -26,22 +24,9 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 
 import _impls  # noqa: E402
+from _machine import status_kb, trim_heap  # noqa: E402
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _trim() -> None:
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:  # pragma: no cover - not glibc
-        pass
 
 
 def measure(suite: str, key: str, case_name: str) -> dict:
@@ -53,12 +38,12 @@ def measure(suite: str, key: str, case_name: str) -> dict:
         out["skipped"] = reason
         return out
     args = impl.prepare(case)
-    _trim()
+    trim_heap()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         method = "VmHWM"
-        before = _status_kb("VmRSS")
+        before = status_kb("VmRSS")
     except OSError:  # pragma: no cover - no clear_refs (non-Linux, restricted)
         method = "ru_maxrss"
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -66,7 +51,7 @@ def measure(suite: str, key: str, case_name: str) -> dict:
     result = impl.run(args)
     seconds = time.perf_counter() - t0
     if method == "VmHWM":
-        peak = _status_kb("VmHWM") - before
+        peak = status_kb("VmHWM") - before
     else:  # pragma: no cover
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     out.update(

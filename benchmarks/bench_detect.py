@@ -46,7 +46,6 @@ Measured, never asserted.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import importlib.util
 import json
@@ -62,6 +61,8 @@ from typing import Any, Callable
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+
+from _machine import status_kb, trim_heap  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLICE, OVERLAP = 640, 0.2
@@ -275,20 +276,6 @@ def result_boxes(method: str, result: Any) -> np.ndarray:
 # ---------------------------------------------------------------------------- one process
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _trim() -> None:
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:  # pragma: no cover - not glibc
-        pass
 
 
 def worker(method: str, image: str, threads: int, repeat: int, cap_gb: float) -> dict:
@@ -301,14 +288,14 @@ def worker(method: str, image: str, threads: int, repeat: int, cap_gb: float) ->
     crop = np.ascontiguousarray(img[:768, :1280])
     for _ in range(2):  # warm-up (6 tiles, twice: ORT plans memory on a shape's second run)
         run(crop)
-    _trim()
+    trim_heap()
     if cap_gb > 0:
-        limit = _status_kb("VmSize") * 1024 + int(cap_gb * (1 << 30))
+        limit = status_kb("VmSize") * 1024 + int(cap_gb * (1 << 30))
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         out["cap_gb"] = cap_gb
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    before = _status_kb("VmRSS")
+    before = status_kb("VmRSS")
     times: list[float] = []
     overheads: list[float] = []
     result = None
@@ -331,8 +318,8 @@ def worker(method: str, image: str, threads: int, repeat: int, cap_gb: float) ->
         out["failed"] = f"{type(exc).__name__}: {str(exc)[:160]}"
     out["load"] = os.getloadavg()[0]  # the machine's 1-minute load at the end
     out["rss_before_mb"] = before / 1024
-    out["peak_rss_mb"] = _status_kb("VmHWM") / 1024
-    out["call_peak_mb"] = (_status_kb("VmHWM") - before) / 1024
+    out["peak_rss_mb"] = status_kb("VmHWM") / 1024
+    out["call_peak_mb"] = (status_kb("VmHWM") - before) / 1024
     if times and "failed" not in out:
         out["times"] = times
         out["count"] = len(result_boxes(method, result))
