@@ -10,6 +10,7 @@ import pytest
 from fissure.decoders import decode_detr, decode_yolo_seg, decode_yolov5_seg
 
 cv2 = pytest.importorskip("cv2")
+from test_decoders import _to_image, _transform  # noqa: E402  (the box decoders' reference geometry)
 
 # Mask bits are compared exactly wherever the reference's upsampled logit is farther than this
 # from 0 (or exactly 0, where the crop zeroed every tap); closer than that, float32 summation
@@ -18,34 +19,9 @@ EPS = 1e-4
 
 
 # --------------------------------------------------------------------------------------------
-# Reference geometry (the rules of docs/decoders.md, written out with numpy)
+# Reference geometry (the rules of docs/decoders.md, written out with numpy; box geometry from
+# test_decoders)
 # --------------------------------------------------------------------------------------------
-
-
-def _transform(tile, input_size, mode):
-    x0, y0, x1, y1 = (int(v) for v in tile)
-    th, tw = y1 - y0, x1 - x0
-    ih, iw = input_size
-    if mode == "letterbox":
-        r, px, py = fissure.letterbox_params(th, tw, ih, iw)
-        return r, r, float(px), float(py)
-    if mode == "resize":
-        return iw / tw, ih / th, 0.0, 0.0
-    return 1.0, 1.0, 0.0, 0.0
-
-
-def _to_image(xyxy_model, tile, input_size, mode):
-    """(n, 4) float64 model-pixel boxes -> clipped float32 image boxes and a keep mask."""
-    rx, ry, px, py = _transform(tile, input_size, mode)
-    b = np.asarray(xyxy_model, dtype=np.float64).reshape(-1, 4)
-    out = np.empty_like(b)
-    out[:, 0] = np.clip((b[:, 0] - px) / rx + tile[0], tile[0], tile[2])
-    out[:, 1] = np.clip((b[:, 1] - py) / ry + tile[1], tile[1], tile[3])
-    out[:, 2] = np.clip((b[:, 2] - px) / rx + tile[0], tile[0], tile[2])
-    out[:, 3] = np.clip((b[:, 3] - py) / ry + tile[1], tile[1], tile[3])
-    f = out.astype(np.float32)
-    keep = (f[:, 2] > f[:, 0]) & (f[:, 3] > f[:, 1])
-    return f, keep
 
 
 def _sample_region(up, img_box, tile, input_size, mode):
