@@ -7,6 +7,7 @@ See ``docs/patchcore_core.md``.
 from __future__ import annotations
 
 from .embed import embed_patches
+from .metrics import auroc, pixel_auroc
 from .patchcore import AnomalyResult, PatchCore
 from .search import (
     jl_min_dims,
@@ -15,14 +16,18 @@ from .search import (
     random_projection,
     sparse_random_matrix,
 )
+from .visualize import heatmap_overlay
 
 __all__ = [
     "AnomalyResult",
     "PatchCore",
+    "auroc",
     "embed_patches",
+    "heatmap_overlay",
     "jl_min_dims",
     "kcenter_greedy",
     "knn_search",
+    "pixel_auroc",
     "random_projection",
     "sparse_random_matrix",
 ]

@@ -66,6 +66,14 @@ class AnomalyResult:
     def is_anomalous(self) -> bool:
         return bool(self.score > self.image_threshold)
 
+    def overlay(self, image: Any, *, alpha: float = 0.45) -> np.ndarray:
+        """The image (array or path) with this result's heatmap blended in and its defect
+        regions outlined (:func:`fissure.anomaly.heatmap_overlay`)."""
+        from .visualize import heatmap_overlay
+
+        return heatmap_overlay(as_bgr8(image), self.anomaly_map, self.threshold,
+                               mask=self.mask, alpha=alpha)
+
     def to_dict(self) -> dict:
         return {
             "score": float(self.score),
