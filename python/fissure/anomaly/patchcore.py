@@ -14,7 +14,7 @@ import hashlib
 import json
 import numbers
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -137,9 +137,15 @@ class PatchCore:
         score: ``"anomalib"`` (reweighted, b = num_neighbors) or ``"max"`` (the paper's
             plain maximum patch distance).
         specular: ``None`` or ``"suppress"``: patches mostly under glare score 0 and the map
-            is 0 under glare (``fissure.specular_mask``).
+            is 0 under glare (``fissure.specular_mask`` with its default V > 240, S < 30,
+            grown by ``specular_dilate`` pixels: a highlight's halo is bright too).
+        specular_dilate: radius in pixels the glare mask is grown by (0..254).
         holdout: fraction of the training tiles kept out of the bank to calibrate the
             thresholds (every k-th tile).
+        threshold_margin: the thresholds are the largest image score and the largest blurred
+            map value seen on the held-out tiles, times ``1 + threshold_margin``: a test image
+            larger than the held-out set samples further into the tail of the normal
+            distribution, so the plain maximum would flag defect-free images.
         bank_dtype: ``"float32"`` or ``"float16"`` storage of the bank.
         backend, device, precision: passed to :func:`fissure.backends.open_model`.
         seed: seeds the random projection and the coreset's start.
@@ -157,7 +163,9 @@ class PatchCore:
         layers: Sequence[str] = ("feat8", "feat16"),
         score: str = "anomalib",
         specular: Optional[str] = None,
+        specular_dilate: int = 40,
         holdout: float = 0.2,
+        threshold_margin: float = 0.15,
         bank_dtype: str = "float32",
         batch_size: int = 4,
         backend: str = "auto",
@@ -175,8 +183,14 @@ class PatchCore:
             raise ValueError(f"score: expected one of {_SCORES}, got {score!r}")
         if specular not in (None, "suppress"):
             raise ValueError(f"specular: expected None or 'suppress', got {specular!r}")
+        if isinstance(specular_dilate, bool) or not isinstance(specular_dilate, numbers.Integral) or not (
+                0 <= specular_dilate <= 254):
+            raise ValueError(f"specular_dilate: expected an int in 0..254, got {specular_dilate!r}")
         if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real) or not 0.0 <= holdout < 1.0:
             raise ValueError(f"holdout: expected a number in [0, 1), got {holdout!r}")
+        if isinstance(threshold_margin, bool) or not isinstance(threshold_margin, numbers.Real) or not (
+                0.0 <= threshold_margin <= 10.0):
+            raise ValueError(f"threshold_margin: expected a number in [0, 10], got {threshold_margin!r}")
         if bank_dtype not in ("float32", "float16"):
             raise ValueError(f"bank_dtype: expected 'float32' or 'float16', got {bank_dtype!r}")
         if isinstance(overlap_ratio, bool) or not isinstance(overlap_ratio, numbers.Real) or not (
@@ -194,7 +208,9 @@ class PatchCore:
             raise ValueError("layers: expected at least one backbone output name")
         self.score_mode = score
         self.specular = specular
+        self.specular_dilate = int(specular_dilate)
         self.holdout = float(holdout)
+        self.threshold_margin = float(threshold_margin)
         self.bank_dtype = bank_dtype
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -285,14 +301,14 @@ class PatchCore:
         from .search import jl_min_dims, kcenter_greedy, knn_search, random_projection
 
         t0 = time.perf_counter()
-        items = list(images) if not isinstance(images, (str, os.PathLike, np.ndarray)) else [images]
-        if not items:
-            raise ValueError("fit: expected at least one normal image")
-        it: Iterable[Any] = items
+        items: Iterable[Any] = (
+            [images] if isinstance(images, (str, os.PathLike, np.ndarray)) else images)
+        it = items
         if progress:
             from tqdm import tqdm
 
-            it = tqdm(items, desc="fit", unit="img")
+            total = len(items) if isinstance(items, Sized) else None
+            it = tqdm(items, desc="fit", unit="img", total=total)
         train: list[np.ndarray] = []
         held: list[tuple[np.ndarray, tuple[int, int]]] = []
         k_hold = int(round(1.0 / self.holdout)) if self.holdout > 0 else 0
@@ -309,6 +325,8 @@ class PatchCore:
                     else:
                         train.append(rows.astype(np.float16))
                     tile_no += 1
+        if tile_no == 0:
+            raise ValueError("fit: expected at least one normal image, got none")
         if not train:  # one tile in all: calibrate on it as well
             train = [r for r, _ in held]
         t1 = time.perf_counter()
@@ -330,20 +348,25 @@ class PatchCore:
             sel = np.arange(feats.shape[0])
         self.bank = np.ascontiguousarray(feats[np.sort(sel)], dtype=self.bank_dtype)
         t2 = time.perf_counter()
-        # thresholds: the largest held-out normal values (the un-blurred image score and the
-        # blurred pixel map of each held-out tile)
+        # thresholds: the largest held-out normal values (each held-out tile's image score,
+        # computed as predict computes it, and its blurred pixel map)
         calib = held if held else [(feats[: min(len(feats), 4096)], None)]
         pix, img_scores = [], []
         for rows, grid in calib:
-            d, _ = knn_search(self.bank, rows.astype(np.float32), 1, num_threads=self.num_threads)
+            q = rows.astype(np.float32)
+            d, _ = knn_search(self.bank, q, 1, num_threads=self.num_threads)
             s = np.sqrt(np.maximum(d[:, 0], 0))
-            img_scores.append(float(s.max()))
+            k = int(np.argmax(s))
+            img_scores.append(self._reweight(q[k], self.bank)
+                              if self.score_mode == "anomalib" and self.num_neighbors > 1
+                              else float(s[k]))
             if grid is not None:
                 m = _gaussian_blur(_nearest_up(s.reshape(grid).astype(np.float32),
                                                grid[0] * 8, grid[1] * 8), 4.0)
                 pix.append(float(m.max()))
-        self.image_threshold = max(img_scores)
-        self.threshold = max(pix) if pix else self.image_threshold
+        grow = 1.0 + self.threshold_margin
+        self.image_threshold = max(img_scores) * grow
+        self.threshold = (max(pix) if pix else max(img_scores)) * grow
         self.stats = {"fit_embed_s": t1 - t0, "coreset_s": t2 - t1,
                       "calibrate_s": time.perf_counter() - t2, "train_patches": int(feats.shape[0]),
                       "bank_size": int(self.bank.shape[0]), "dims": int(dim or 0),
@@ -371,7 +394,7 @@ class PatchCore:
         if self.specular == "suppress":
             from ..specular import specular_mask
 
-            glare = specular_mask(img, num_threads=self.num_threads)
+            glare = specular_mask(img, dilate=self.specular_dilate, num_threads=self.num_threads)
         best = (-1.0, None)  # (score, embedding row) of the most anomalous patch
         for btiles, emb in self._embed_tiles(img, tiles):
             b, gh, gw, dd = emb.shape
@@ -379,9 +402,9 @@ class PatchCore:
             s = np.sqrt(np.maximum(d[:, 0], 0)).reshape(b, gh, gw)
             for i, (x0, y0, x1, y1) in enumerate(btiles.tolist()):
                 si = s[i]
-                if glare is not None:
+                if glare is not None and glare[y0:y1, x0:x1].any():
                     frac = _block_mean(glare[y0:y1, x0:x1], gh, gw)
-                    si = np.where(frac >= 0.5, 0.0, si).astype(np.float32)
+                    si = np.where(frac > 0.0, 0.0, si).astype(np.float32)
                 k = int(np.argmax(si))
                 if si.flat[k] > best[0]:
                     best = (float(si.flat[k]), emb[i].reshape(-1, dd)[k].copy())
@@ -433,6 +456,7 @@ class PatchCore:
             "image_threshold": repr(float(self.image_threshold)),  # type: ignore[arg-type]
             "num_neighbors": str(self.num_neighbors), "score": self.score_mode,
             "bank_sha256": _bank_sha256(bank),
+            "specular": json.dumps(self.specular), "specular_dilate": str(self.specular_dilate),
         }
         p = Path(path)
         _atomic_write_bytes(p, save({"bank": np.ascontiguousarray(bank)}, metadata=meta))
@@ -442,7 +466,11 @@ class PatchCore:
     def load(cls, path: Union[str, "os.PathLike[str]"],
              backbone: Union[str, "os.PathLike[str]", None] = None, **kwargs: Any) -> "PatchCore":
         """Reads a bank written by :meth:`save`; refuses a corrupt, truncated or foreign file,
-        or a bank built with another backbone, with a ValueError saying which."""
+        or a bank built with another backbone, with a ValueError saying which.
+
+        The bank's thresholds, tiling, layers, normalisation, scoring and glare handling are
+        restored from the file; ``specular`` / ``specular_dilate`` given in ``kwargs``
+        override the saved ones."""
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"no such memory-bank file: {p}")
@@ -466,6 +494,14 @@ class PatchCore:
             pc.image_threshold = float(meta["image_threshold"])
             pc.num_neighbors = int(meta["num_neighbors"])
             pc.score_mode = meta["score"]
+            # predict-time glare handling: as saved, unless the caller passes it
+            if "specular" not in kwargs and "specular" in meta:
+                sp = json.loads(meta["specular"])
+                if sp not in (None, "suppress"):
+                    raise ValueError(f"specular {sp!r}")
+                pc.specular = sp
+            if "specular_dilate" not in kwargs and "specular_dilate" in meta:
+                pc.specular_dilate = int(meta["specular_dilate"])
         except (KeyError, ValueError, TypeError) as exc:
             raise ValueError(f"{p}: malformed PatchCore metadata ({exc})") from None
         pc.bank = bank
