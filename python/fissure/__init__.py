@@ -6,7 +6,7 @@ The public API is pure Python over the private compiled module ``fissure._core``
 from __future__ import annotations
 
 from ._version import __version__
-from .anomaly import kcenter_greedy, knn_search, random_projection
+from .anomaly import AnomalyResult, PatchCore, kcenter_greedy, knn_search, random_projection
 from .decoders import (
     Decoded,
     DecoderSpec,
@@ -36,11 +36,13 @@ from .specular import (
 from .tiling import auto_slice_params, slice_grid
 
 __all__ = [
+    "AnomalyResult",
     "BoxMasks",
     "Decoded",
     "DecoderSpec",
     "Detections",
     "MergeResult",
+    "PatchCore",
     "PreprocessConfig",
     "__version__",
     "auto_slice_params",
