@@ -149,3 +149,54 @@ def test_errors(fitted, tmp_path) -> None:
         PatchCore(bb, layers=("layer2",), backend="onnxruntime", precision=None).fit([texture(64, 64, 1)])
     with pytest.raises(TypeError, match="uint8"):
         pc.predict(np.zeros((64, 64, 3), np.float32))
+
+
+def test_fit_streams_a_generator_and_margin_scales_thresholds(fitted) -> None:
+    pc, bb = fitted
+    kw = dict(tile=128, overlap_ratio=0.25, coreset_ratio=0.25, backend="onnxruntime",
+              precision=None)
+    g = PatchCore(bb, threshold_margin=0.0, **kw).fit(texture(384, 384, s) for s in range(4))
+    np.testing.assert_array_equal(g.bank, pc.bank)  # same images, same bank
+    # the default margin (0.15) multiplies the held-out maxima
+    assert pc.threshold == pytest.approx(g.threshold * 1.15, rel=1e-6)
+    assert pc.image_threshold == pytest.approx(g.image_threshold * 1.15, rel=1e-6)
+    h = PatchCore(bb, threshold_margin=0.5, **kw).fit(texture(384, 384, s) for s in range(4))
+    assert h.threshold == pytest.approx(g.threshold * 1.5, rel=1e-6)
+    with pytest.raises(ValueError, match="at least one"):
+        PatchCore(bb, **kw).fit(iter(()))
+    # defect-free images of the same texture stay under the calibrated pixel threshold
+    for s in (10, 11):
+        assert len(pc.predict(texture(256, 384, s)).boxes) == 0
+
+
+def test_glare_is_suppressed_with_its_halo(fitted, tmp_path) -> None:
+    from fissure.specular import specular_mask
+
+    pc, bb = fitted
+    img = texture(384, 384, 7)
+    cv2.circle(img, (200, 180), 9, (255, 255, 255), -1)  # a specular glint
+    plain = pc.predict(img)
+    assert plain.mask[180, 200] and len(plain.boxes) >= 1  # without suppression: a false defect
+    sup = PatchCore.load(pc.save(tmp_path / "b.safetensors"), bb, backend="onnxruntime",
+                         precision=None, specular="suppress", specular_dilate=40)
+    r = sup.predict(img)
+    glare = specular_mask(img, dilate=40)
+    np.testing.assert_array_equal(r.glare, glare)
+    assert (r.anomaly_map[glare] == 0).all()
+    assert not r.mask.any()
+    # saved with the bank, restored on load unless overridden
+    q = PatchCore.load(sup.save(tmp_path / "s.safetensors"), bb)
+    assert (q.specular, q.specular_dilate) == ("suppress", 40)
+    q = PatchCore.load(tmp_path / "s.safetensors", bb, specular=None)
+    assert q.specular is None
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"specular_dilate": -1}, "specular_dilate"), ({"specular_dilate": 1.5}, "specular_dilate"),
+    ({"threshold_margin": -0.1}, "threshold_margin"), ({"threshold_margin": "1"}, "threshold_margin"),
+    ({"specular": "drop"}, "specular"), ({"holdout": 1.0}, "holdout"),
+])
+def test_parameter_errors(fitted, kw, match) -> None:
+    _, bb = fitted
+    with pytest.raises(ValueError, match=match):
+        PatchCore(bb, **kw)
