@@ -136,7 +136,7 @@ class PatchCore:
         layers: backbone output names to embed, finest first.
         score: ``"anomalib"`` (reweighted, b = num_neighbors) or ``"max"`` (the paper's
             plain maximum patch distance).
-        specular: ``None`` or ``"suppress"``: patches mostly under glare score 0 and the map
+        specular: ``None`` or ``"suppress"``: patches touching glare score 0 and the map
             is 0 under glare (``fissure.specular_mask`` with its default V > 240, S < 30,
             grown by ``specular_dilate`` pixels: a highlight's halo is bright too).
         specular_dilate: radius in pixels the glare mask is grown by (0..254).
@@ -194,8 +194,8 @@ class PatchCore:
         if bank_dtype not in ("float32", "float16"):
             raise ValueError(f"bank_dtype: expected 'float32' or 'float16', got {bank_dtype!r}")
         if isinstance(overlap_ratio, bool) or not isinstance(overlap_ratio, numbers.Real) or not (
-                0.0 <= overlap_ratio < 1.0):
-            raise ValueError(f"overlap_ratio: expected a number in [0, 1), got {overlap_ratio!r}")
+                0.0 <= overlap_ratio <= 0.9):
+            raise ValueError(f"overlap_ratio: expected a number in [0, 0.9], got {overlap_ratio!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
         self.coreset_ratio = float(coreset_ratio)
@@ -389,7 +389,7 @@ class PatchCore:
         h, w = img.shape[:2]
         tiles = self._tiles(h, w)
         acc = np.zeros((h, w), np.float32)
-        cnt = np.zeros((h, w), np.float32)
+        cnt = np.zeros((h, w), np.uint16)  # tiles covering each pixel (<= 100 at overlap 0.9)
         glare = None
         if self.specular == "suppress":
             from ..specular import specular_mask
@@ -409,9 +409,11 @@ class PatchCore:
                 if si.flat[k] > best[0]:
                     best = (float(si.flat[k]), emb[i].reshape(-1, dd)[k].copy())
                 acc[y0:y1, x0:x1] += _nearest_up(si.astype(np.float32), y1 - y0, x1 - x0)
-                cnt[y0:y1, x0:x1] += 1.0
-        amap = _gaussian_blur(acc / np.maximum(cnt, 1.0), 4.0)
-        del acc, cnt
+                cnt[y0:y1, x0:x1] += 1
+        np.divide(acc, np.maximum(cnt, 1), out=acc)
+        del cnt
+        amap = _gaussian_blur(acc, 4.0)
+        del acc
         if glare is not None:
             amap[glare] = 0.0
         score = best[0]

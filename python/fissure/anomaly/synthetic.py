@@ -34,24 +34,30 @@ def brushed_metal(height: int, width: int, *, seed: int = 0,
 
     _check_size(height, width)
     rng = np.random.default_rng(seed)
-    streak = rng.standard_normal((height, width), dtype=np.float32)
-    streak = cv2.blur(streak, (81, 1), borderType=cv2.BORDER_REFLECT_101) * np.float32(9.0 * 9.0)
-    # a second, coarser streak layer: brushing marks of varied width
+    # a coarse streak layer (brushing marks of varied width), made at quarter height
     coarse = rng.standard_normal((max(height // 4, 1), width), dtype=np.float32)
     coarse = cv2.blur(coarse, (161, 1), borderType=cv2.BORDER_REFLECT_101)
-    coarse = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR) * np.float32(60.0)
-    v = streak + coarse
-    v += rng.standard_normal((height, width), dtype=np.float32) * np.float32(2.5)
-    # slow illumination: a tilted plane plus one broad bump
-    yy = np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None]
-    xx = np.linspace(-1.0, 1.0, width, dtype=np.float32)[None, :]
+    coarse = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
     a, b = rng.uniform(-8, 8, 2).astype(np.float32)
     cy, cx = rng.uniform(-0.5, 0.5, 2).astype(np.float32)
-    v += np.float32(132.0) + a * xx + b * yy
-    v += np.float32(10.0) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / np.float32(0.5))
+    xx = np.linspace(-1.0, 1.0, width, dtype=np.float32)[None, :]
+    yy_all = np.linspace(-1.0, 1.0, height, dtype=np.float32)
     out = np.empty((height, width, 3), np.uint8)
-    for c in range(3):
-        out[..., c] = np.clip(v + np.float32(tint[c]), 0, 255)
+    tint_v = np.asarray(tint, np.float32)
+    # the rest is row-local (streaks are smoothed along x only): bands of rows keep the
+    # float32 temporaries small at 12 MP and beyond
+    band = 256
+    for y0 in range(0, height, band):
+        y1 = min(height, y0 + band)
+        streak = rng.standard_normal((y1 - y0, width), dtype=np.float32)
+        v = cv2.blur(streak, (81, 1), borderType=cv2.BORDER_REFLECT_101) * np.float32(81.0)
+        v += coarse[y0:y1] * np.float32(60.0)
+        v += rng.standard_normal((y1 - y0, width), dtype=np.float32) * np.float32(2.5)
+        yy = yy_all[y0:y1, None]
+        # slow illumination: a tilted plane plus one broad bump
+        v += np.float32(132.0) + a * xx + b * yy
+        v += np.float32(10.0) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / np.float32(0.5))
+        out[y0:y1] = np.clip(v[..., None] + tint_v, 0, 255).astype(np.uint8)
     return out
 
 
@@ -177,7 +183,7 @@ def plant_defects(
     if min(h, w) < 2 * (hi + margin) + 1:
         raise ValueError(f"plant_defects: image {w}x{h} too small for size_range {size_range}")
     rng = np.random.default_rng(seed)
-    out = img.astype(np.float32)
+    out = img.copy()
     labels = np.zeros((h, w), np.int32)
     glints = np.zeros((h, w), bool)
     taken: list[tuple[int, int, int]] = []  # (cx, cy, radius) of everything placed
@@ -205,8 +211,10 @@ def plant_defects(
         alpha, delta, rim = _draw_defect(kind, rng, cx, cy, s)
         y0, x0 = cy - s, cx - s
         sl = (slice(y0, y0 + 2 * s + 1), slice(x0, x0 + 2 * s + 1))
-        out[sl] += alpha[..., None] * delta[None, None, :]
-        out[sl] += rim[..., None] * np.float32(45.0)
+        win = out[sl].astype(np.float32)
+        win += alpha[..., None] * delta[None, None, :]
+        win += rim[..., None] * np.float32(45.0)
+        out[sl] = np.clip(np.round(win), 0, 255).astype(np.uint8)
         gt = (alpha >= 0.25) | (rim >= 0.25)
         if not gt.any():
             continue
@@ -229,9 +237,9 @@ def plant_defects(
         sl = (slice(cy - r, cy + r + 1), slice(cx - r, cx + r + 1))
         # blend towards over-exposed white: the core clips at 255 (unsaturated, V = 255)
         a = np.clip(g * 1.6, 0, 1)[..., None]
-        out[sl] = out[sl] * (1 - a) + np.float32(255.0) * a
+        win = out[sl].astype(np.float32) * (1 - a) + np.float32(255.0) * a
+        out[sl] = np.clip(np.round(win), 0, 255).astype(np.uint8)
         glints[sl] |= g > 0.5
         gboxes.append((cx - r, cy - r, cx + r + 1, cy + r + 1))
-    res = np.clip(np.round(out), 0, 255).astype(np.uint8)
-    return SyntheticSurface(res, defects, labels, glints,
+    return SyntheticSurface(out, defects, labels, glints,
                             np.array(gboxes, np.int64).reshape(-1, 4))
