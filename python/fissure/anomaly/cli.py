@@ -115,8 +115,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     Returns the exit status: 0, 1 when some images were skipped, 2 when the bank cannot be
     used or there is no input.
     """
-    from tqdm import tqdm
-
     from ..cli import _Images, _no_inputs, _unique_stem
     from ..io import write_image_atomic, write_json_atomic
     from .patchcore import PatchCore
@@ -154,7 +152,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 raise
             msg = f"{type(exc).__name__}: {_one_line(exc)}"
             failed_predict.append({"path": str(path), "error": msg})
-            tqdm.write(f"fissure: skipped {path}: {msg}", file=sys.stderr)
+            inputs.bar.write(f"fissure: skipped {path}: {msg}", file=sys.stderr)
             continue
         seconds = time.perf_counter() - t
         stem = _unique_stem(path, used)
@@ -164,7 +162,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             write_image_atomic(out / f"{stem}_heatmap.png", result.overlay(image))
         anomalous += result.is_anomalous
         rows.append({"path": str(path), "result": f"{stem}.json", "score": float(result.score),
-                     "is_anomalous": result.is_anomalous, "regions": int(len(result.boxes))})
+                     "is_anomalous": result.is_anomalous, "regions": len(result.boxes)})
         inputs.bar.set_postfix(anomalous=anomalous)
     dt = time.perf_counter() - t0
     unreadable = [str(p) for i, p in enumerate(inputs.paths, start=1) if i not in seen]
