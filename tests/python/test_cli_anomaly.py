@@ -289,3 +289,38 @@ def test_entry_point_runs_predict(fitted, tests_dir, tmp_path) -> None:
     assert "1 image(s), 1 anomalous" in p.stdout
     doc = json.loads((tmp_path / "dark.json").read_text())
     assert doc["is_anomalous"] and any(contains(r["box"], DARK) for r in doc["regions"])
+
+
+def test_model_failures_are_reported_not_raised(fitted, tests_dir, tmp_path, monkeypatch) -> None:
+    """A backend error on one image skips that image (exit 1); during fit it is an error (2)."""
+    t, _ = tests_dir
+    real = PatchCore.predict
+
+    def flaky(self, image):
+        if int(image[0, 0, 0]) == 7:
+            raise RuntimeError("backend\nfell over")
+        return real(self, image)
+
+    odd = texture(SIZE, SIZE, 106)
+    odd[0, 0] = 7
+    cv2.imwrite(str(tmp_path / "odd.png"), odd)
+    monkeypatch.setattr(PatchCore, "predict", flaky)
+    out = tmp_path / "out"
+    rc, line, err = run_cli(["anomaly", "predict", str(fitted["bank"]), str(tmp_path / "odd.png"),
+                             str(t / "ok1.png"), "--out", str(out), *FAST])
+    assert rc == 1 and "odd.png" in err and "RuntimeError: backend fell over" in err
+    assert "1 image(s)" in line and "1 failed" in line
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["result"] for r in summary["images"]] == ["ok1.json"]
+    assert summary["failed"] == [{"path": str(tmp_path / "odd.png"),
+                                  "error": "RuntimeError: backend fell over"}]
+
+    def broken_fit(self, images, **kw):
+        next(iter(images))
+        raise RuntimeError("out of device memory")
+
+    monkeypatch.setattr(PatchCore, "fit", broken_fit)
+    bank = tmp_path / "b.safetensors"
+    rc, _, err = run_cli(["anomaly", "fit", str(t / "ok1.png"), "--out", str(bank), *FAST])
+    assert rc == 2 and "fit failed (RuntimeError: out of device memory)" in err
+    assert "Traceback" not in err and not bank.exists()
