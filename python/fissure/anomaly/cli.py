@@ -73,6 +73,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         args.backbone, coreset_ratio=args.coreset_ratio, num_neighbors=args.neighbors,
         tile=None if args.no_tile else args.tile, overlap_ratio=args.overlap,
         input_size=args.input_size, score=args.score, specular=args.specular,
+        specular_dilate=args.specular_dilate, threshold_margin=args.threshold_margin,
         bank_dtype=args.bank_dtype, backend=args.backend, device=args.device,
         num_threads=args.threads)
     stream = iter(images)
@@ -125,17 +126,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     inputs = _Images(args.inputs, "predict", args.quiet)
     if not inputs.paths:
         return _no_inputs()
+    overrides: dict[str, Any] = {}
+    if args.specular is not None:  # otherwise as the bank says
+        overrides["specular"] = None if args.specular == "off" else args.specular
+    if args.specular_dilate is not None:
+        overrides["specular_dilate"] = args.specular_dilate
     try:
         pc = PatchCore.load(args.bank, args.backbone, backend=args.backend, device=args.device,
-                            num_threads=args.threads)
+                            num_threads=args.threads, **overrides)
     except (OSError, ValueError) as exc:
         return _error(f"cannot use the memory bank: {_one_line(exc)}")
     if args.threshold is not None:
         pc.threshold = args.threshold
     if args.image_threshold is not None:
         pc.image_threshold = args.image_threshold
-    if args.specular is not None:
-        pc.specular = args.specular
     used: set = {_SUMMARY}
     rows: list[dict[str, Any]] = []
     seen: set = set()
@@ -210,7 +214,12 @@ def add_parser(sub: Any) -> None:
     f.add_argument("--score", choices=["anomalib", "max"], default="anomalib",
                    help="image score: anomalib's reweighted (default) or the plain maximum")
     f.add_argument("--specular", choices=["suppress"], default=None,
-                   help="glare masking (see docs/anomaly_cli.md)")
+                   help="predict with glare suppressed: patches touching glare score 0 and the "
+                        "map is 0 under glare (stored in the bank)")
+    f.add_argument("--specular-dilate", type=int, default=40, metavar="PX",
+                   help="grow the glare mask by this radius (default 40; stored in the bank)")
+    f.add_argument("--threshold-margin", type=float, default=0.15, metavar="M",
+                   help="thresholds = largest held-out normal value x (1 + M) (default 0.15)")
     f.add_argument("--bank-dtype", choices=["float32", "float16"], default="float32")
     f.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
     f.add_argument("--device", default="auto", help="auto, cpu, cuda, gpu, npu")
@@ -228,8 +237,10 @@ def add_parser(sub: Any) -> None:
                    help="pixel threshold of the defect mask (default: the bank's calibrated one)")
     q.add_argument("--image-threshold", type=_finite_nonneg, default=None,
                    help="image-score threshold for is_anomalous (default: the bank's)")
-    q.add_argument("--specular", choices=["suppress"], default=None,
-                   help="patches mostly under glare score 0 and the map is 0 under glare")
+    q.add_argument("--specular", choices=["suppress", "off"], default=None,
+                   help="glare suppression on or off (default: as the bank was fitted)")
+    q.add_argument("--specular-dilate", type=int, default=None, metavar="PX",
+                   help="grow the glare mask by this radius (default: the bank's)")
     q.add_argument("--no-overlay", action="store_true", help="write JSON only")
     q.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
     q.add_argument("--device", default="auto", help="auto, cpu, cuda, gpu, npu")
