@@ -243,6 +243,9 @@ def _build_parser() -> argparse.ArgumentParser:
         demo = None  # type: ignore[assignment]
     if demo is not None:
         demo.add_parser(sub)
+    from .anomaly import cli as anomaly_cli
+
+    anomaly_cli.add_parser(sub)
     return p
 
 

@@ -1,0 +1,249 @@
+"""``fissure anomaly fit`` and ``fissure anomaly predict``: PatchCore from the command line.
+
+``fit`` learns a memory bank from defect-free images and writes it atomically (safetensors);
+``predict`` scores images against a bank and writes, per image, a JSON result and a heatmap
+overlay, plus a ``summary.json``. Unreadable images are reported and skipped. Exit statuses:
+0 all went well, 1 some inputs were skipped, 2 nothing could be done (bad options, no
+readable input, a missing, corrupt or foreign bank). See docs/anomaly_cli.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["add_parser", "cmd_fit", "cmd_predict"]
+
+_SUMMARY = "summary"  # predict writes summary.json: no image's result may take that name
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _error(message: str) -> int:
+    print(f"fissure: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _is_runtime_error(exc: BaseException) -> bool:
+    """Errors that the model run itself raises: RuntimeError/MemoryError and the backends' own
+    exception types (ONNX Runtime's derive from Exception directly). Anything else is a bug and
+    keeps its traceback."""
+    if isinstance(exc, (RuntimeError, MemoryError, ValueError)):
+        return True
+    module = type(exc).__module__ or ""
+    return module.startswith(("onnxruntime", "openvino"))
+
+
+def _finite_nonneg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return v
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """``fissure anomaly fit``: reads the normal images, fits PatchCore and saves the bank.
+
+    Returns the exit status: 0, 1 when some images were unreadable and skipped, 2 when none
+    could be read or the options are invalid.
+    """
+    from ..cli import _Images, _no_inputs
+    from .patchcore import PatchCore
+
+    out = Path(args.out)
+    if out.is_dir():
+        return _error(f"--out: expected a memory-bank file name, got the folder {out}")
+    images = _Images(args.normals, "fit", args.quiet)
+    if not images.paths:
+        return _no_inputs()
+    t0 = time.perf_counter()
+    pc = PatchCore(
+        args.backbone, coreset_ratio=args.coreset_ratio, num_neighbors=args.neighbors,
+        tile=None if args.no_tile else args.tile, overlap_ratio=args.overlap,
+        input_size=args.input_size, score=args.score, specular=args.specular,
+        specular_dilate=args.specular_dilate, threshold_margin=args.threshold_margin,
+        bank_dtype=args.bank_dtype, backend=args.backend, device=args.device,
+        num_threads=args.threads)
+    stream = iter(images)
+    first = next(stream, None)
+    if first is None:
+        return _error(f"none of the {len(images.paths)} normal image(s) could be read; "
+                      "nothing to fit")
+    used = 0
+
+    def arrays() -> Iterator[np.ndarray]:
+        nonlocal used
+        used += 1
+        yield first[2]
+        for _, _, image in stream:
+            used += 1
+            yield image
+
+    try:
+        pc.fit(arrays())
+    except Exception as exc:
+        if not _is_runtime_error(exc):
+            raise
+        return _error(f"fit failed ({type(exc).__name__}: {_one_line(exc)})")
+    pc.save(out)
+    dt = time.perf_counter() - t0
+    st = pc.stats
+    bank = pc.bank
+    assert bank is not None
+    print(f"fissure anomaly fit: {used} image(s), {st.get('train_patches', '?')} patches -> "
+          f"bank {bank.shape[0]} x {bank.shape[1]} ({bank.dtype.name}), thresholds: pixel "
+          f"{pc.threshold:.4g}, image {pc.image_threshold:.4g}; {dt:.1f} s; written to {out}"
+          + (f"; {images.failed} skipped (unreadable)" if images.failed else ""))
+    return 1 if images.failed else 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``fissure anomaly predict``: scores images against a memory bank; writes per image
+    ``NAME.json`` and ``NAME_heatmap.png`` and a ``summary.json``.
+
+    Returns the exit status: 0, 1 when some images were skipped, 2 when the bank cannot be
+    used or there is no input.
+    """
+    from ..cli import _Images, _no_inputs, _unique_stem
+    from ..io import write_image_atomic, write_json_atomic
+    from .patchcore import PatchCore
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return _error(f"--out: expected a folder, got the file {out}")
+    inputs = _Images(args.inputs, "predict", args.quiet)
+    if not inputs.paths:
+        return _no_inputs()
+    overrides: dict[str, Any] = {}
+    if args.specular is not None:  # otherwise as the bank says
+        overrides["specular"] = None if args.specular == "off" else args.specular
+    if args.specular_dilate is not None:
+        overrides["specular_dilate"] = args.specular_dilate
+    try:
+        pc = PatchCore.load(args.bank, args.backbone, backend=args.backend, device=args.device,
+                            num_threads=args.threads, **overrides)
+    except (OSError, ValueError) as exc:
+        return _error(f"cannot use the memory bank: {_one_line(exc)}")
+    if args.threshold is not None:
+        pc.threshold = args.threshold
+    if args.image_threshold is not None:
+        pc.image_threshold = args.image_threshold
+    used: set = {_SUMMARY}
+    rows: list[dict[str, Any]] = []
+    seen: set = set()
+    failed_predict: list[dict[str, str]] = []
+    anomalous = 0
+    t0 = time.perf_counter()
+    for number, path, image in inputs:
+        seen.add(number)
+        t = time.perf_counter()
+        try:
+            result = pc.predict(image)
+        except Exception as exc:
+            if not _is_runtime_error(exc):
+                raise
+            msg = f"{type(exc).__name__}: {_one_line(exc)}"
+            failed_predict.append({"path": str(path), "error": msg})
+            inputs.bar.write(f"fissure: skipped {path}: {msg}", file=sys.stderr)
+            continue
+        seconds = time.perf_counter() - t
+        stem = _unique_stem(path, used)
+        write_json_atomic(out / f"{stem}.json",
+                          {"path": str(path), **result.to_dict(), "seconds": seconds})
+        if not args.no_overlay:
+            write_image_atomic(out / f"{stem}_heatmap.png", result.overlay(image))
+        anomalous += result.is_anomalous
+        rows.append({"path": str(path), "result": f"{stem}.json", "score": float(result.score),
+                     "is_anomalous": result.is_anomalous, "regions": len(result.boxes)})
+        inputs.bar.set_postfix(anomalous=anomalous)
+    dt = time.perf_counter() - t0
+    unreadable = [str(p) for i, p in enumerate(inputs.paths, start=1) if i not in seen]
+    failures = len(unreadable) + len(failed_predict)
+    write_json_atomic(out / f"{_SUMMARY}.json", {
+        "bank": str(args.bank),
+        "pixel_threshold": float(pc.threshold),  # type: ignore[arg-type]
+        "image_threshold": float(pc.image_threshold),  # type: ignore[arg-type]
+        "images": rows,
+        "anomalous": anomalous,
+        "failed": [{"path": p, "error": "unreadable"} for p in unreadable] + failed_predict,
+        "seconds": dt,
+    })
+    print(f"fissure anomaly predict: {len(rows)} image(s), {anomalous} anomalous in {dt:.1f} s "
+          f"({len(rows) / dt if dt > 0 else 0:.2f} img/s), written to {out}"
+          + (f"; {failures} failed (skipped)" if failures else ""))
+    return 1 if failures else 0
+
+
+def add_parser(sub: Any) -> None:
+    """Registers ``fissure anomaly fit|predict`` on the ``fissure`` command's subparsers."""
+    p = sub.add_parser("anomaly", help="PatchCore anomaly detection: fit a memory bank on "
+                       "normal images, predict heatmaps and defect regions",
+                       description="PatchCore anomaly detection, trained on defect-free images.")
+    acts = p.add_subparsers(dest="anomaly_command", metavar="ACTION")
+    acts.required = True
+
+    f = acts.add_parser("fit", help="learn a memory bank from normal (defect-free) images")
+    f.add_argument("normals", nargs="+", metavar="NORMAL", help="image files, folders or globs")
+    f.add_argument("--out", required=True, help="memory-bank file to write (.safetensors)")
+    f.add_argument("--backbone", default=None,
+                   help="ONNX backbone with feat8/feat16 outputs (default: the bundled "
+                        "EfficientNet-Lite0)")
+    f.add_argument("--coreset-ratio", type=float, default=0.1,
+                   help="fraction of training patches kept in the bank (default 0.1)")
+    g = f.add_mutually_exclusive_group()
+    g.add_argument("--tile", type=int, default=512,
+                   help="tile size in pixels; images are cut at native resolution (default 512)")
+    g.add_argument("--no-tile", action="store_true", help="each image is one tile")
+    f.add_argument("--overlap", type=float, default=0.25, help="tile overlap ratio (default 0.25)")
+    f.add_argument("--input-size", type=int, default=None, metavar="N",
+                   help="resize each tile to N x N before the backbone (default: native)")
+    f.add_argument("--neighbors", type=int, default=9,
+                   help="b of anomalib's image-score reweighting (default 9)")
+    f.add_argument("--score", choices=["anomalib", "max"], default="anomalib",
+                   help="image score: anomalib's reweighted (default) or the plain maximum")
+    f.add_argument("--specular", choices=["suppress"], default=None,
+                   help="predict with glare suppressed: patches touching glare score 0 and the "
+                        "map is 0 under glare (stored in the bank)")
+    f.add_argument("--specular-dilate", type=int, default=40, metavar="PX",
+                   help="grow the glare mask by this radius (default 40; stored in the bank)")
+    f.add_argument("--threshold-margin", type=float, default=0.15, metavar="M",
+                   help="thresholds = largest held-out normal value x (1 + M) (default 0.15)")
+    f.add_argument("--bank-dtype", choices=["float32", "float16"], default="float32")
+    f.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
+    f.add_argument("--device", default="auto", help="auto, cpu, cuda, gpu, npu")
+    f.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=cmd_fit)
+
+    q = acts.add_parser("predict", help="score images against a memory bank: JSON and heatmaps")
+    q.add_argument("bank", help="memory-bank file written by 'fissure anomaly fit'")
+    q.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    q.add_argument("--out", required=True, help="output folder")
+    q.add_argument("--backbone", default=None,
+                   help="the backbone the bank was built with (default: the bundled one)")
+    q.add_argument("--threshold", type=_finite_nonneg, default=None,
+                   help="pixel threshold of the defect mask (default: the bank's calibrated one)")
+    q.add_argument("--image-threshold", type=_finite_nonneg, default=None,
+                   help="image-score threshold for is_anomalous (default: the bank's)")
+    q.add_argument("--specular", choices=["suppress", "off"], default=None,
+                   help="glare suppression on or off (default: as the bank was fitted)")
+    q.add_argument("--specular-dilate", type=int, default=None, metavar="PX",
+                   help="grow the glare mask by this radius (default: the bank's)")
+    q.add_argument("--no-overlay", action="store_true", help="write JSON only")
+    q.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
+    q.add_argument("--device", default="auto", help="auto, cpu, cuda, gpu, npu")
+    q.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_predict)
