@@ -218,8 +218,8 @@ def add_parser(sub: Any) -> None:
                         "map is 0 under glare (stored in the bank)")
     f.add_argument("--specular-dilate", type=int, default=40, metavar="PX",
                    help="grow the glare mask by this radius (default 40; stored in the bank)")
-    f.add_argument("--threshold-margin", type=float, default=0.15, metavar="M",
-                   help="thresholds = largest held-out normal value x (1 + M) (default 0.15)")
+    f.add_argument("--threshold-margin", type=float, default=0.25, metavar="M",
+                   help="thresholds = largest held-out normal value x (1 + M) (default 0.25)")
     f.add_argument("--bank-dtype", choices=["float32", "float16"], default="float32")
     f.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
     f.add_argument("--device", default="auto", help="auto, cpu, cuda, gpu, npu")

