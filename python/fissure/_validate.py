@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -106,3 +107,13 @@ def check_num_threads(num_threads: Any) -> int:
     if n == 0 or n < -1:
         raise ValueError(f"num_threads: expected -1 (all cores) or a positive count, got {n}")
     return n
+
+
+def int_pair(value: Any, name: str, lo: int, hi: int) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints, each in [lo, hi], as a tuple (ValueError otherwise)."""
+    vals = value if isinstance(value, Sequence) and not isinstance(value, str) else (value, value)
+    if len(vals) != 2 or any(isinstance(x, bool) or not isinstance(x, numbers.Integral)
+                             or not lo <= int(x) <= hi for x in vals):
+        raise ValueError(f"{name}: expected an int or a pair (h, w) of ints in {lo}..{hi}, "
+                         f"got {value!r}")
+    return int(vals[0]), int(vals[1])

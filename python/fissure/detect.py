@@ -25,7 +25,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ._validate import check_num_threads
+from ._validate import check_num_threads, int_pair
 from .backends import Backend, BackendBase, open_model
 from .decoders import Decoded, select_decoder
 from .detections import Detections
@@ -87,20 +87,15 @@ def as_bgr8(image: Any) -> np.ndarray:
     return a
 
 
-def _pair(v: Any, name: str, *, kind: str) -> tuple[Any, Any]:
+def _ratio_pair(v: Any, name: str) -> tuple[float, float]:
     vals = v if isinstance(v, Sequence) and not isinstance(v, str) else (v, v)
     if len(vals) != 2:
         raise ValueError(f"{name}: expected a number or a pair (h, w), got {v!r}")
     out = []
     for x in vals:
-        if kind == "int":
-            if isinstance(x, bool) or not isinstance(x, numbers.Integral) or not 1 <= int(x) <= 65535:
-                raise ValueError(f"{name}: expected positive ints, got {v!r}")
-            out.append(int(x))
-        else:
-            if isinstance(x, bool) or not isinstance(x, numbers.Real) or not 0 <= float(x) < 1:
-                raise ValueError(f"{name}: expected ratios in [0, 1), got {v!r}")
-            out.append(float(x))
+        if isinstance(x, bool) or not isinstance(x, numbers.Real) or not 0 <= float(x) < 1:
+            raise ValueError(f"{name}: expected ratios in [0, 1), got {v!r}")
+        out.append(float(x))
     return out[0], out[1]
 
 
@@ -209,8 +204,8 @@ class TiledDetector:
         num_threads: int = -1,
         precision: Optional[str] = None,
     ) -> None:
-        self.slice_size = _pair(slice_size, "slice_size", kind="int")
-        self.overlap_ratio = _pair(overlap_ratio, "overlap_ratio", kind="float")
+        self.slice_size = int_pair(slice_size, "slice_size", 1, 65535)
+        self.overlap_ratio = _ratio_pair(overlap_ratio, "overlap_ratio")
         self.merge = _choice(merge, "merge", _MERGES)
         self.match_metric = _choice(match_metric, "match_metric", _METRICS)
         self.match_threshold = _real(match_threshold, "match_threshold", 0.0, 1.0)

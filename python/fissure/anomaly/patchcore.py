@@ -21,7 +21,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .._validate import check_num_threads
+from .._validate import check_num_threads, int_pair
 from ..detect import as_bgr8
 from ..io import sha256_file
 from ..preprocess import PreprocessConfig
@@ -94,13 +94,7 @@ def _bank_sha256(bank: np.ndarray) -> str:
 
 
 def _size_pair(v: Any, name: str) -> Optional[tuple[int, int]]:
-    if v is None:
-        return None
-    vals = v if isinstance(v, Sequence) and not isinstance(v, str) else (v, v)
-    if len(vals) != 2 or any(isinstance(x, bool) or not isinstance(x, numbers.Integral)
-                             or not 16 <= int(x) <= 8192 for x in vals):
-        raise ValueError(f"{name}: expected an int or (h, w) in 16..8192, got {v!r}")
-    return int(vals[0]), int(vals[1])
+    return None if v is None else int_pair(v, name, 16, 8192)
 
 
 def _gaussian_blur(a: np.ndarray, sigma: float) -> np.ndarray:
