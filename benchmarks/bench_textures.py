@@ -212,8 +212,14 @@ def _versions() -> str:
     import onnxruntime
     import skimage
 
+    try:
+        import openvino
+
+        ov = f", openvino {openvino.__version__.split('-')[0]}"
+    except ImportError:
+        ov = ""
     return (f"{cpu_model()}, {os.cpu_count()} logical cores; onnxruntime "
-            f"{onnxruntime.__version__}, scikit-image {skimage.__version__}")
+            f"{onnxruntime.__version__}{ov}, scikit-image {skimage.__version__}")
 
 
 def table(rows: list[dict]) -> str:
