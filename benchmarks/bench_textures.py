@@ -303,9 +303,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['fit_s']:.1f} s, predict {r['predict_s']:.2f} s/img, load "
                       f"{r['load']:.1f}", file=sys.stderr, flush=True)
     total = time.perf_counter() - t_all
-    cmd = "PYTHONPATH=python python benchmarks/bench_textures.py" + (
-        " " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
-    cmd = cmd.replace(" --write-docs", "")
+    args = list(argv if argv is not None else sys.argv[1:])
+    shown = [v for i, v in enumerate(args)  # the command without where its output goes
+             if v != "--write-docs" and not v.startswith("--json")
+             and not (i and args[i - 1] == "--json")]
+    cmd = " ".join(["PYTHONPATH=python python benchmarks/bench_textures.py"] + shown)
     loads = [r["load"] for r in rows]
     block = (f"Command: `{cmd}`. {_versions()}; backbone on {rows[0]['backend']}, "
              f"{a.threads if a.threads > 0 else os.cpu_count()} threads; 1-minute load average "
