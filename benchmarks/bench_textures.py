@@ -100,9 +100,8 @@ class Case:
 def build_case(texture: str, *, scale: int = 4, n_defects: int = 12,
                size_range: tuple[int, int] = (12, 32), seed: int = 0) -> Case:
     """Training half -> 4 normal samples; test half -> 4 defect images + 4 defect-free."""
-    from skimage import data
-
     from fissure.anomaly.synthetic import plant_defects
+    from skimage import data
 
     gray = getattr(data, texture)()
     if gray.ndim != 2:
@@ -184,7 +183,7 @@ def run_method(method: str, case: Case, *, coreset: float = 0.01, seed: int = 0,
     all_peaks = np.concatenate(peaks)
     return {
         "texture": case.texture, "method": method, "seed": seed,
-        "image": f"{w}x{h}", "tiles": int(len(pc._tiles(h, w))),
+        "image": f"{w}x{h}", "tiles": len(pc._tiles(h, w)),
         "input": (f"{pc.input_size[1]}x{pc.input_size[0]}" if pc.input_size
                   else f"{pc.tile[1]}x{pc.tile[0]}" if pc.tile else f"{w}x{h}"),
         "backend": f"{pc.model.name} {pc.model.device}",
@@ -215,11 +214,11 @@ def _versions() -> str:
     try:
         import openvino
 
-        ov = f", openvino {openvino.__version__.split('-')[0]}"
+        ov = f", openvino {getattr(openvino, '__version__', '?').split('-')[0]}"
     except ImportError:
         ov = ""
     return (f"{cpu_model()}, {os.cpu_count()} logical cores; onnxruntime "
-            f"{onnxruntime.__version__}{ov}, scikit-image {skimage.__version__}")
+            f"{onnxruntime.__version__}{ov}, scikit-image {getattr(skimage, '__version__', '?')}")
 
 
 def table(rows: list[dict]) -> str:
@@ -261,7 +260,7 @@ def write_docs(block: str) -> None:
     body = f"{BEGIN}\n{block}\n{END}"
     if BEGIN in text and END in text:
         text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: body, text,
-                      flags=re.S)
+                      flags=re.DOTALL)
     else:
         text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{body}\n"
     path.write_text(text)
