@@ -20,6 +20,7 @@ the 16 defects found and every defect image scored above the clean one; whole im
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,7 +61,7 @@ def scored() -> dict:
         "tiled": PatchCore(tile=512, coreset_ratio=0.01, holdout=0.25),
         "whole": PatchCore(tile=None, input_size=(320, 320), coreset_ratio=1.0, holdout=0.25),
     }
-    out = {}
+    out: dict[str, Any] = {}
     for name, pc in models.items():
         pc.fit(train)
         res = [pc.predict(s.image) for s in surfaces]
