@@ -38,6 +38,7 @@ time and the median predict time per image.
     PYTHONPATH=python python benchmarks/bench_textures.py --write-docs    # ... into docs/benchmarks.md
     PYTHONPATH=python python benchmarks/bench_textures.py --quick         # gravel at x2, smoke test
     PYTHONPATH=python python benchmarks/bench_textures.py --seeds 0,1,2 --json out.json
+    PYTHONPATH=python python benchmarks/bench_textures.py --threshold-margin 0.15   # other margin
 
 Measured, never asserted.
 """
@@ -119,26 +120,28 @@ def build_case(texture: str, *, scale: int = 4, n_defects: int = 12,
 # ---------------------------------------------------------------------------- methods
 
 
-def make_model(method: str, h: int, w: int, *, coreset: float, seed: int, threads: int) -> Any:
+def make_model(method: str, h: int, w: int, *, coreset: float, seed: int, threads: int,
+               margin: float | None = None) -> Any:
     from fissure.anomaly import PatchCore
 
+    kw: dict[str, Any] = {} if margin is None else {"threshold_margin": margin}
     if method == "tiled":
         return PatchCore(tile=512, coreset_ratio=coreset, holdout=0.25, seed=seed,
-                         num_threads=threads)
+                         num_threads=threads, **kw)
     if method == "whole":
         f = 640.0 / max(h, w)
         return PatchCore(tile=None, input_size=(round(h * f), round(w * f)), coreset_ratio=1.0,
-                         holdout=0.25, seed=seed, num_threads=threads)
+                         holdout=0.25, seed=seed, num_threads=threads, **kw)
     raise ValueError(method)
 
 
 def run_method(method: str, case: Case, *, coreset: float = 0.01, seed: int = 0,
-               threads: int = -1) -> dict[str, Any]:
+               threads: int = -1, margin: float | None = None) -> dict[str, Any]:
     from fissure.anomaly import auroc, pixel_auroc
     from fissure.demo import evaluate
 
     h, w = case.clean[0].shape[:2]
-    pc = make_model(method, h, w, coreset=coreset, seed=seed, threads=threads)
+    pc = make_model(method, h, w, coreset=coreset, seed=seed, threads=threads, margin=margin)
     t0 = time.perf_counter()
     pc.fit(case.train)
     fit_s = time.perf_counter() - t0
@@ -197,7 +200,7 @@ def run_method(method: str, case: Case, *, coreset: float = 0.01, seed: int = 0,
             s > pc.image_threshold for s, d in zip(scores, is_defect) if d)),
         "threshold": float(pc.threshold), "image_threshold": float(pc.image_threshold),
         "bank": int(pc.stats["bank_size"]), "train_patches": int(pc.stats["train_patches"]),
-        "coreset_ratio": pc.coreset_ratio,
+        "coreset_ratio": pc.coreset_ratio, "threshold_margin": pc.threshold_margin,
         "fit_s": fit_s, "predict_s": statistics.median(pred_s),
         "defect_px": int(sum(int((s.labels > 0).sum()) for s in case.surfaces)),
         "load": os.getloadavg()[0],
@@ -276,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="plant_defects window half-size at x4, px (default 12,32)")
     ap.add_argument("--coreset", type=float, default=0.01, help="tiled coreset ratio")
     ap.add_argument("--seeds", default="0", help="comma-separated defect-placement seeds")
+    ap.add_argument("--threshold-margin", type=float, default=None,
+                    help="PatchCore threshold_margin (default: PatchCore's own)")
     ap.add_argument("--threads", type=int, default=-1)
     ap.add_argument("--quick", action="store_true", help="gravel at x2, one seed")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
@@ -293,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
             case = build_case(tex, scale=a.scale, n_defects=a.defects,
                               size_range=size_range, seed=seed)  # type: ignore[arg-type]
             for m in a.methods.split(","):
-                r = run_method(m, case, coreset=a.coreset, seed=seed, threads=a.threads)
+                r = run_method(m, case, coreset=a.coreset, seed=seed, threads=a.threads,
+                               margin=a.threshold_margin)
                 rows.append(r)
                 print(f"{tex} seed {seed} {m}: pixel AUROC {r['pixel_auroc']:.4f}, image AUROC "
                       f"{r['image_auroc']:.3f}, found {r['found']}/{r['planted']} "
@@ -313,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
              f"after each row {min(loads):.1f}..{max(loads):.1f}; whole run {total / 60:.1f} min.\n"
              f"Images {rows[0]['image']} (x{a.scale}), {a.defects} defects per defect image "
              f"(half-size {size_range[0]}..{size_range[1]} px at x4), 4 defect + 4 defect-free "
-             f"test images per texture, 4 training images.\n\n" + table(rows))
+             f"test images per texture, 4 training images; threshold margin "
+             f"{rows[0]['threshold_margin']:g}.\n\n" + table(rows))
     if len(seeds) > 1:
         block += "\n\n" + seed_summary(rows)
     print(block)
