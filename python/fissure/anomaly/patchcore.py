@@ -314,25 +314,26 @@ class PatchCore:
             total = len(items) if isinstance(items, Sized) else None
             it = tqdm(items, desc="fit", unit="img", total=total)
         train: list[np.ndarray] = []
-        held: list[tuple[np.ndarray, tuple[int, int]]] = []
+        held: list[tuple[np.ndarray, tuple[int, int], tuple[int, int]]] = []
         k_hold = int(round(1.0 / self.holdout)) if self.holdout > 0 else 0
         tile_no = 0
         dim = None
         for item in it:
             img = as_bgr8(item)
-            for _, emb in self._embed_tiles(img, self._tiles(*img.shape[:2])):
-                for e in emb:
+            for btiles, emb in self._embed_tiles(img, self._tiles(*img.shape[:2])):
+                for (x0, y0, x1, y1), e in zip(btiles.tolist(), emb):
                     rows = e.reshape(-1, e.shape[-1])
                     dim = rows.shape[1]
                     if k_hold and tile_no % k_hold == k_hold - 1:
-                        held.append((rows.astype(np.float16), e.shape[:2]))
+                        # the tile's own size: its map is upsampled to it, as in predict
+                        held.append((rows.astype(np.float16), e.shape[:2], (y1 - y0, x1 - x0)))
                     else:
                         train.append(rows.astype(np.float16))
                     tile_no += 1
         if tile_no == 0:
             raise ValueError("fit: expected at least one normal image, got none")
         if not train:  # one tile in all: calibrate on it as well
-            train = [r for r, _ in held]
+            train = [r for r, _, _ in held]
         t1 = time.perf_counter()
         feats = np.concatenate(train)
         del train
@@ -354,9 +355,9 @@ class PatchCore:
         t2 = time.perf_counter()
         # thresholds: the largest held-out normal values (each held-out tile's image score,
         # computed as predict computes it, and its blurred pixel map)
-        calib = held if held else [(feats[: min(len(feats), 4096)], None)]
+        calib = held if held else [(feats[: min(len(feats), 4096)], None, None)]
         pix, img_scores = [], []
-        for rows, grid in calib:
+        for rows, grid, size in calib:
             q = rows.astype(np.float32)
             d, _ = knn_search(self.bank, q, 1, num_threads=self.num_threads)
             s = np.sqrt(np.maximum(d[:, 0], 0))
@@ -365,8 +366,7 @@ class PatchCore:
                               if self.score_mode == "anomalib" and self.num_neighbors > 1
                               else float(s[k]))
             if grid is not None:
-                m = _gaussian_blur(_nearest_up(s.reshape(grid).astype(np.float32),
-                                               grid[0] * 8, grid[1] * 8), 4.0)
+                m = _gaussian_blur(_nearest_up(s.reshape(grid).astype(np.float32), *size), 4.0)
                 pix.append(float(m.max()))
         grow = 1.0 + self.threshold_margin
         self.image_threshold = max(img_scores) * grow
