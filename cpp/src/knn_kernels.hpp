@@ -38,12 +38,29 @@ struct KnnKernels {
 using KcenterFn = void (*)(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
                            float* min_d, float* best, index_t* best_idx);
 
+/// The pruned greedy k-center's per-ISA kernels (coreset.cpp explains the scheme).
+struct KcenterKernels {
+    /// The plain pass above.
+    KcenterFn pass = nullptr;
+    /// sqdist(row i, c) in the fixed order of coreset.hpp; may stop early and return a partial
+    /// sum once that partial sum is >= bound (partial sums never exceed the full sum, so the
+    /// result is < bound exactly when the full sum is).
+    float (*row)(const FeatureMatrix& m, index_t i, const float* c, float bound) = nullptr;
+    /// One block of 16 points, projected coordinates yb (binary16) laid out [k][16], centre
+    /// yc[k]: L[l] = sum_i (yb[i][l] - yc[i])^2 in float32; returns the mask of lanes with
+    /// L[l] < F * (tau[l] + eps)^2 + H (lanes whose tau is NaN are never set).
+    std::uint32_t (*lb_mask)(const std::uint16_t* yb, const float* yc, int k, const float* tau,
+                             float eps, float F, float H) = nullptr;
+    /// y[0..k) = sum_j v[j] * qt[j][0..k), in double (qt is d x k, row-major).
+    void (*project)(const double* qt, const double* v, index_t d, int k, double* y) = nullptr;
+};
+
 const KnnKernels& knn_generic_kernels();
 const KnnKernels* knn_avx2_kernels();    // nullptr when not built for x86
 const KnnKernels* knn_avx512_kernels();  // nullptr when not built for x86
-KcenterFn kcenter_generic();
-KcenterFn kcenter_avx2();    // nullptr when not built for x86
-KcenterFn kcenter_avx512();  // nullptr when not built for x86
+const KcenterKernels& kcenter_generic();
+const KcenterKernels* kcenter_avx2();    // nullptr when not built for x86
+const KcenterKernels* kcenter_avx512();  // nullptr when not built for x86
 
 /// IEEE binary16 -> float32, exact (subnormals, infinities and NaN included).
 inline float half_to_float(std::uint16_t h) {
