@@ -130,23 +130,27 @@ float row_generic_fn(const FeatureMatrix& m, index_t i, const float* c, float bo
     return m.f16 ? row_generic_t<true>(m, i, c, bound) : row_generic_t<false>(m, i, c, bound);
 }
 
-std::uint32_t lb_generic_fn(const std::uint16_t* yb, const float* yc, int k, const float* tau,
-                            float eps, float F, float H) {
-    float acc[16] = {};
-    for (int i = 0; i < k; ++i) {
-        const float ci = yc[i];
-        for (int l = 0; l < 16; ++l) {
-            const float t = half_to_float(yb[i * 16 + l]) - ci;
-            acc[l] += t * t;
-        }
-    }
-    std::uint32_t mask = 0;
+std::uint32_t lb_generic_fn(const std::uint16_t* yb, std::size_t cstride, const float* yc, int k,
+                            const float* tau, float eps, float F, float H) {
+    float acc[16] = {}, thr[16];
     for (int l = 0; l < 16; ++l) {
         const float t = tau[l] + eps;
-        const float thr = t * t * F + H;
-        if (acc[l] < thr) mask |= 1u << l;
+        thr[l] = t * t * F + H;
     }
-    return mask;
+    for (int i = 0; i < k; i += 8, yb += cstride) {
+        for (int j = 0; j < 8; ++j) {
+            const float ci = yc[i + j];
+            for (int l = 0; l < 16; ++l) {
+                const float t = half_to_float(yb[j * 16 + l]) - ci;
+                acc[l] += t * t;
+            }
+        }
+        std::uint32_t mask = 0;
+        for (int l = 0; l < 16; ++l)
+            if (acc[l] < thr[l]) mask |= 1u << l;
+        if (mask == 0 || i + 8 == k) return mask;  // the partial sums only grow
+    }
+    return 0;
 }
 
 void project_generic_fn(const double* qt, const double* v, index_t d, int k, double* y) {
@@ -255,6 +259,44 @@ void orthonormalize(std::vector<double>& z, index_t d, int k, std::uint64_t& see
     }
 }
 
+// Cyclic Jacobi on the symmetric k x k matrix m: on return m is (numerically) diagonal and the
+// columns of v are its eigenvectors.
+void jacobi_eigen(std::vector<double>& m, std::vector<double>& v, int k) {
+    for (int i = 0; i < k; ++i)
+        for (int j = 0; j < k; ++j) v[i * k + j] = i == j ? 1.0 : 0.0;
+    for (int sweep = 0; sweep < 30; ++sweep) {
+        double off = 0.0, diag = 0.0;
+        for (int i = 0; i < k; ++i)
+            for (int j = 0; j < k; ++j) (i == j ? diag : off) += m[i * k + j] * m[i * k + j];
+        if (off <= 1e-24 * diag || off == 0.0) return;
+        for (int p = 0; p < k; ++p) {
+            for (int q = p + 1; q < k; ++q) {
+                const double apq = m[p * k + q];
+                if (apq == 0.0) continue;
+                const double theta = (m[q * k + q] - m[p * k + p]) / (2.0 * apq);
+                const double t = (theta >= 0 ? 1.0 : -1.0) /
+                                 (std::fabs(theta) + std::sqrt(theta * theta + 1.0));
+                const double c = 1.0 / std::sqrt(t * t + 1.0), sn = t * c;
+                for (int r = 0; r < k; ++r) {  // columns p, q
+                    const double mp = m[r * k + p], mq = m[r * k + q];
+                    m[r * k + p] = c * mp - sn * mq;
+                    m[r * k + q] = sn * mp + c * mq;
+                }
+                for (int r = 0; r < k; ++r) {  // rows p, q
+                    const double mp = m[p * k + r], mq = m[q * k + r];
+                    m[p * k + r] = c * mp - sn * mq;
+                    m[q * k + r] = sn * mp + c * mq;
+                }
+                for (int r = 0; r < k; ++r) {
+                    const double vp = v[r * k + p], vq = v[r * k + q];
+                    v[r * k + p] = c * vp - sn * vq;
+                    v[r * k + q] = sn * vp + c * vq;
+                }
+            }
+        }
+    }
+}
+
 Basis make_basis(const FeatureMatrix& f, int k, int T) {
     const index_t N = f.rows, d = f.cols;
     Basis B;
@@ -317,6 +359,38 @@ Basis make_basis(const FeatureMatrix& f, int k, int T) {
         z.swap(w);
         orthonormalize(z, d, k, seed);
     }
+    // Rayleigh-Ritz: rotate the basis to the eigenvectors of Z^T C Z, largest first, so that
+    // the leading coordinates carry the most variance (the lower bound is summed in that order
+    // and a block stops as soon as every row's partial bound is decided).
+    {
+        std::vector<double> cz(static_cast<std::size_t>(d * k), 0.0);
+        for (index_t a = 0; a < d; ++a)
+            for (index_t b = 0; b < d; ++b) {
+                const double cab = C[a * d + b];
+                for (int c = 0; c < k; ++c) cz[a * k + c] += cab * z[b * k + c];
+            }
+        std::vector<double> m(static_cast<std::size_t>(k * k), 0.0), v(static_cast<std::size_t>(k * k), 0.0);
+        for (int a = 0; a < k; ++a)
+            for (int b = 0; b < k; ++b) {
+                double s = 0.0;
+                for (index_t j = 0; j < d; ++j) s += z[j * k + a] * cz[j * k + b];
+                m[a * k + b] = s;
+            }
+        jacobi_eigen(m, v, k);  // m -> diagonal, v: eigenvectors in columns
+        std::vector<int> order(static_cast<std::size_t>(k));
+        for (int a = 0; a < k; ++a) order[a] = a;
+        std::sort(order.begin(), order.end(),
+                  [&](int x, int y) { return m[x * k + x] > m[y * k + y]; });
+        for (index_t j = 0; j < d; ++j) {
+            double row[32];
+            for (int c = 0; c < k; ++c) {
+                double s = 0.0;
+                for (int a = 0; a < k; ++a) s += z[j * k + a] * v[a * k + order[c]];
+                row[c] = s;
+            }
+            for (int c = 0; c < k; ++c) z[j * k + c] = row[c];
+        }
+    }
     orthonormalize(z, d, k, seed);
     // sigma_max(Q)^2 <= 1 + ||Q^T Q - I||_F; plus the rounding of computing that norm.
     double g2 = 0.0;
@@ -336,9 +410,8 @@ Basis make_basis(const FeatureMatrix& f, int k, int T) {
 
 // Rows per block of the pruned pass (the lower-bound kernels take 16 points at a time).
 constexpr index_t kB = 16;
-// Blocks whose bounds are computed before their candidates' rows are read (the rows are
-// prefetched meanwhile: candidates are scattered, so their reads would otherwise wait on memory
-// one by one).
+// Blocks whose bounds are computed before their candidates' rows are read (the two loops stay
+// tight: the bound streams the projections, the candidates read scattered rows).
 constexpr index_t kChunk = 32;
 
 inline int lowest_bit(std::uint32_t m) {
@@ -354,22 +427,6 @@ inline int lowest_bit(std::uint32_t m) {
 #endif
 }
 
-// The first 256 bytes of row i (what the distance reads before its first early-exit check).
-// Unrolled: GCC deletes a loop whose only effect is a prefetch. A prefetch past the end of the
-// data (short rows) is harmless: prefetches never fault.
-inline void prefetch_row(const FeatureMatrix& f, index_t i) {
-#if defined(__GNUC__) || defined(__clang__)
-    const std::size_t es = f.f16 ? 2 : 4;
-    const char* p = static_cast<const char*>(f.data) + static_cast<std::size_t>(i * f.cols) * es;
-    __builtin_prefetch(p);
-    __builtin_prefetch(p + 64);
-    __builtin_prefetch(p + 128);
-    __builtin_prefetch(p + 192);
-#else
-    (void)f;
-    (void)i;
-#endif
-}
 
 struct Pruned {
     const FeatureMatrix& f;
@@ -382,7 +439,8 @@ struct Pruned {
     std::vector<float> min_d;  // nblocks * 16; padding -inf
     std::vector<float> tau;    // nblocks * 16; NaN for selected rows and padding
     std::vector<float> eps;    // N
-    std::vector<std::uint16_t> Y;  // nblocks * k * 16 ([block][k][16]), binary16, units of scale
+    std::vector<std::uint16_t> Y;  // [k / 8][block][8][16], binary16, in units of scale
+    std::size_t cstride = 0;       // elements between coordinate chunks: nblocks * 128
     double scale = 1.0;            // a power of two: Y, tau, eps are in units of it
     std::vector<float> bmax;   // per block: largest min_d
     std::vector<index_t> barg; // per block: its lowest index
@@ -399,7 +457,8 @@ struct Pruned {
         min_d.assign(np, -std::numeric_limits<float>::infinity());
         tau.assign(np, std::numeric_limits<float>::quiet_NaN());
         eps.assign(static_cast<std::size_t>(N), 0.f);
-        Y.assign(static_cast<std::size_t>(nblocks * k * kB), 0);
+        cstride = static_cast<std::size_t>(nblocks * 8 * kB);
+        Y.assign(cstride * static_cast<std::size_t>(k / 8), 0);
         bmax.assign(static_cast<std::size_t>(nblocks), -std::numeric_limits<float>::infinity());
         barg.assign(static_cast<std::size_t>(nblocks), 0);
     }
@@ -466,7 +525,9 @@ struct Pruned {
         });
         const double ymax =
             sigma * *std::max_element(tmax.begin(), tmax.end()) * (1.0 + 1e-6) + 1e-300;
-        scale = std::ldexp(1.0, std::ilogb(ymax) + 1 - 14);  // ymax / scale in [2^13, 2^14)
+        // ymax / scale in [2^13, 2^14); at least 2^-113 so that the bound's underflow allowance
+        // (2^-149 / scale) stays tiny
+        scale = std::ldexp(1.0, std::max(std::ilogb(std::max(ymax, 1e-300)), -100) + 1 - 14);
         // 2. the projection, its binary16 rounding, and each row's bound
         parallel_for(0, nblocks, T, std::max<index_t>(1, grain / kB), [&](index_t lo, index_t hi) {
             std::vector<float> x(static_cast<std::size_t>(d));
@@ -478,12 +539,12 @@ struct Pruned {
                     if (i >= N) break;
                     centred(i, x.data(), v.data());
                     kern.project(B.qt.data(), v.data(), d, k, y);
-                    std::uint16_t* yb = Y.data() + b * k * kB + l;
+                    std::uint16_t* yb = Y.data() + b * 8 * kB + l;
                     double e2 = 0.0;
                     for (int a = 0; a < k; ++a) {
                         const double ys = y[a] / scale;  // exact: a power of two
                         const std::uint16_t h = float_to_half(static_cast<float>(ys));
-                        yb[a * kB] = h;
+                        yb[(a / 8) * cstride + (a % 8) * kB] = h;
                         const double r = static_cast<double>(knn_detail::half_to_float(h)) - ys;
                         e2 += r * r;
                     }
@@ -601,7 +662,9 @@ void kcenter_greedy_opts(const FeatureMatrix& f, index_t n, index_t start, std::
     for (index_t i = 0; i < N; ++i) md[i] = std::numeric_limits<float>::infinity();
     bool plain = true;      // the last pass was a plain one (thresholds stale)
     index_t plain_left = 0; // plain passes still to run before trying the bound again
+    index_t backoff = 4;    // plain passes after the next time the bound fails to prune
     double cand_avg = 0.0;
+    index_t pruned_run = 0; // pruned steps since the last plain stretch
     for (index_t s = 1; s < n; ++s) {
         load_centre(cur);
         md[cur] = -1.0f;
@@ -625,6 +688,7 @@ void kcenter_greedy_opts(const FeatureMatrix& f, index_t n, index_t start, std::
                 P.refresh_all(T);
                 plain = false;
                 cand_avg = 0.0;
+                pruned_run = 0;
             }
             continue;
         }
@@ -633,8 +697,9 @@ void kcenter_greedy_opts(const FeatureMatrix& f, index_t n, index_t start, std::
             const index_t b = cur / kB;
             P.tau[cur] = std::numeric_limits<float>::quiet_NaN();
             P.block_max(b);
-            const std::uint16_t* ycol = P.Y.data() + b * k * kB + (cur % kB);
-            for (int a = 0; a < k; ++a) yc[a] = knn_detail::half_to_float(ycol[a * kB]);
+            const std::uint16_t* ycol = P.Y.data() + b * 8 * kB + (cur % kB);
+            for (int a = 0; a < k; ++a)
+                yc[a] = knn_detail::half_to_float(ycol[(a / 8) * P.cstride + (a % 8) * kB]);
         }
         const float eps_c = P.eps[cur];
         auto work = [&](int t) {
@@ -646,15 +711,15 @@ void kcenter_greedy_opts(const FeatureMatrix& f, index_t n, index_t start, std::
             index_t list[kChunk * kB];
             for (index_t b0 = bb[t]; b0 < bb[t + 1]; b0 += kChunk) {
                 const index_t b1 = std::min<index_t>(b0 + kChunk, bb[t + 1]);
-                // 1. the bound for a chunk of blocks: the candidates, their rows prefetched
+                // 1. the bound for a chunk of blocks: the candidates
                 int nc = 0;
                 for (index_t b = b0; b < b1; ++b) {
                     std::uint32_t mask =
-                        kern.lb_mask(Y + b * k * kB, yc.data(), k, tau + b * kB, eps_c, P.F, P.H);
+                        kern.lb_mask(Y + b * 8 * kB, P.cstride, yc.data(), k, tau + b * kB, eps_c,
+                                     P.F, P.H);
                     while (mask) {
                         const index_t i = b * kB + lowest_bit(mask);
                         mask &= mask - 1;
-                        prefetch_row(f, i);
                         list[nc++] = i;
                     }
                 }
@@ -698,13 +763,18 @@ void kcenter_greedy_opts(const FeatureMatrix& f, index_t n, index_t start, std::
         out[s] = cur;
         st.pruned_steps += 1;
         st.rows_computed += cand;
-        // When the bound stops pruning (more than half the rows are candidates on average),
-        // plain passes are cheaper: run 64 of them, then try the bound again.
+        // When the bound stops pruning (on average more than 60% of the rows are candidates over
+        // the last ~8 steps), plain passes are cheaper: run a few (4, doubling each time the
+        // bound fails again soon after, at most 256), then try the bound again.
         cand_avg = 0.875 * cand_avg + 0.125 * static_cast<double>(cand) / static_cast<double>(N);
-        if (cand_avg > 0.5) {
+        ++pruned_run;
+        if (pruned_run >= 4 && cand_avg > 0.6) {
+            plain_left = backoff;
+            backoff = std::min<index_t>(256, backoff * 2);
             plain = true;
-            plain_left = 64;
+            continue;
         }
+        if (pruned_run >= 64) backoff = 4;
     }
     if (stats) *stats = st;
 }

@@ -24,6 +24,7 @@
 // intrinsics as "may be used uninitialized" (a false positive in the compiler's headers).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace fissure::knn_detail {
@@ -157,24 +158,31 @@ FC_AVX2F inline __m256 load8h(const std::uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-FC_AVX2F std::uint32_t lb_avx2_fn(const std::uint16_t* yb, const float* yc, int k,
-                                  const float* tau, float eps, float F, float H) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    for (int i = 0; i < k; ++i) {
-        const __m256 ci = _mm256_set1_ps(yc[i]);
-        const __m256 d0 = _mm256_sub_ps(load8h(yb + i * 16), ci);
-        const __m256 d1 = _mm256_sub_ps(load8h(yb + i * 16 + 8), ci);
-        a0 = _mm256_fmadd_ps(d0, d0, a0);
-        a1 = _mm256_fmadd_ps(d1, d1, a1);
-    }
+FC_AVX2F std::uint32_t lb_avx2_fn(const std::uint16_t* yb, std::size_t cstride,
+                                  const float* yc, int k, const float* tau, float eps, float F,
+                                  float H) {
     const __m256 e = _mm256_set1_ps(eps), f = _mm256_set1_ps(F), h = _mm256_set1_ps(H);
     __m256 t0 = _mm256_add_ps(_mm256_loadu_ps(tau), e);
     __m256 t1 = _mm256_add_ps(_mm256_loadu_ps(tau + 8), e);
     t0 = _mm256_fmadd_ps(_mm256_mul_ps(t0, t0), f, h);
     t1 = _mm256_fmadd_ps(_mm256_mul_ps(t1, t1), f, h);
-    const unsigned m0 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a0, t0, _CMP_LT_OQ)));
-    const unsigned m1 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a1, t1, _CMP_LT_OQ)));
-    return m0 | (m1 << 8);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (int i = 0; i < k; i += 8, yb += cstride) {
+        for (int j = 0; j < 8; ++j) {
+            const __m256 cj = _mm256_set1_ps(yc[i + j]);
+            const __m256 d0 = _mm256_sub_ps(load8h(yb + j * 16), cj);
+            const __m256 d1 = _mm256_sub_ps(load8h(yb + j * 16 + 8), cj);
+            a0 = _mm256_fmadd_ps(d0, d0, a0);
+            a1 = _mm256_fmadd_ps(d1, d1, a1);
+        }
+        const unsigned m0 =
+            static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a0, t0, _CMP_LT_OQ)));
+        const unsigned m1 =
+            static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a1, t1, _CMP_LT_OQ)));
+        const unsigned m = m0 | (m1 << 8);
+        if (m == 0 || i + 8 == k) return m;
+    }
+    return 0;
 }
 
 FC_AVX2F void project_avx2_fn(const double* qt, const double* v, index_t d, int k, double* y) {
@@ -301,23 +309,25 @@ FC_AVX512F inline __m512 load16h(const std::uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-FC_AVX512F std::uint32_t lb_avx512_fn(const std::uint16_t* yb, const float* yc, int k,
-                                      const float* tau, float eps, float F, float H) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-    int i = 0;
-    for (; i + 2 <= k; i += 2) {
-        const __m512 d0 = _mm512_sub_ps(load16h(yb + i * 16), _mm512_set1_ps(yc[i]));
-        const __m512 d1 = _mm512_sub_ps(load16h(yb + i * 16 + 16), _mm512_set1_ps(yc[i + 1]));
-        a0 = _mm512_fmadd_ps(d0, d0, a0);
-        a1 = _mm512_fmadd_ps(d1, d1, a1);
-    }
-    for (; i < k; ++i) {
-        const __m512 d0 = _mm512_sub_ps(load16h(yb + i * 16), _mm512_set1_ps(yc[i]));
-        a0 = _mm512_fmadd_ps(d0, d0, a0);
-    }
+FC_AVX512F std::uint32_t lb_avx512_fn(const std::uint16_t* yb, std::size_t cstride,
+                                      const float* yc, int k, const float* tau, float eps, float F,
+                                      float H) {
     __m512 t = _mm512_add_ps(_mm512_loadu_ps(tau), _mm512_set1_ps(eps));
     t = _mm512_fmadd_ps(_mm512_mul_ps(t, t), _mm512_set1_ps(F), _mm512_set1_ps(H));
-    return _mm512_cmp_ps_mask(_mm512_add_ps(a0, a1), t, _CMP_LT_OQ);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    for (int i = 0; i < k; i += 8, yb += cstride) {
+        for (int j = 0; j < 8; j += 2) {
+            const __m512 d0 = _mm512_sub_ps(load16h(yb + j * 16), _mm512_set1_ps(yc[i + j]));
+            const __m512 d1 =
+                _mm512_sub_ps(load16h(yb + j * 16 + 16), _mm512_set1_ps(yc[i + j + 1]));
+            a0 = _mm512_fmadd_ps(d0, d0, a0);
+            a1 = _mm512_fmadd_ps(d1, d1, a1);
+        }
+        // the partial sums only grow: stop once no lane can be a candidate
+        const __mmask16 m = _mm512_cmp_ps_mask(_mm512_add_ps(a0, a1), t, _CMP_LT_OQ);
+        if (m == 0 || i + 8 == k) return m;
+    }
+    return 0;
 }
 
 FC_AVX512F void project_avx512_fn(const double* qt, const double* v, index_t d, int k, double* y) {

@@ -46,11 +46,13 @@ struct KcenterKernels {
     /// sum once that partial sum is >= bound (partial sums never exceed the full sum, so the
     /// result is < bound exactly when the full sum is).
     float (*row)(const FeatureMatrix& m, index_t i, const float* c, float bound) = nullptr;
-    /// One block of 16 points, projected coordinates yb (binary16) laid out [k][16], centre
-    /// yc[k]: L[l] = sum_i (yb[i][l] - yc[i])^2 in float32; returns the mask of lanes with
-    /// L[l] < F * (tau[l] + eps)^2 + H (lanes whose tau is NaN are never set).
-    std::uint32_t (*lb_mask)(const std::uint16_t* yb, const float* yc, int k, const float* tau,
-                             float eps, float F, float H) = nullptr;
+    /// One block of 16 points: projected coordinates (binary16) in chunks of 8, chunk c at
+    /// yb + c * cstride laid out [8][16]; centre yc[k] (k a multiple of 8):
+    /// L[l] = sum_i (y[i][l] - yc[i])^2 in float32 (any rounding order); returns the mask of
+    /// lanes with L[l] < F * (tau[l] + eps)^2 + H (lanes whose tau is NaN are never set). May
+    /// stop after a chunk once no lane's partial sum is below its threshold.
+    std::uint32_t (*lb_mask)(const std::uint16_t* yb, std::size_t cstride, const float* yc,
+                             int k, const float* tau, float eps, float F, float H) = nullptr;
     /// y[0..k) = sum_j v[j] * qt[j][0..k), in double (qt is d x k, row-major).
     void (*project)(const double* qt, const double* v, index_t d, int k, double* y) = nullptr;
 };

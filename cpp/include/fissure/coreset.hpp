@@ -32,6 +32,7 @@ struct KcenterStats {
     std::int64_t plain_steps = 0;    ///< steps that computed every row's distance
     std::int64_t pruned_steps = 0;   ///< steps that went through the projected lower bound
     std::int64_t rows_computed = 0;  ///< exact row distances started (pruned steps: candidates)
+    std::int64_t blocks_bounded = 0; ///< blocks of 16 rows whose lower bounds were computed
 };
 
 /// kcenter_greedy with its choices exposed (tests, benchmarks). `prune`: 1 forces the pruned
