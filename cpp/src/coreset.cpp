@@ -19,10 +19,12 @@
 #include "fissure/coreset.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fissure/parallel.hpp"
@@ -571,9 +573,44 @@ struct Pruned {
 };
 
 struct alignas(64) Best {  // one cache line per thread
-    float v;
-    index_t i;
-    std::int64_t cand;
+    float v = -std::numeric_limits<float>::infinity();
+    index_t i = std::numeric_limits<index_t>::max();
+    std::int64_t cand = 0;
+};
+
+// (value, row) order of the argmax: the larger value, then the lower row.
+inline bool better(float v, index_t i, float bv, index_t bi) {
+    return v > bv || (v == bv && i < bi);
+}
+
+// A reusable barrier for a team that meets twice per step: spins briefly (a step can be a few
+// microseconds), then yields the core (the machine may be shared).
+class SpinBarrier {
+public:
+    explicit SpinBarrier(int n) : n_(n) {}
+    void wait() {
+        if (n_ == 1) return;
+        const unsigned g = gen_.load(std::memory_order_acquire);
+        if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+            count_.store(0, std::memory_order_relaxed);
+            gen_.store(g + 1, std::memory_order_release);
+            return;
+        }
+        for (int spins = 0; gen_.load(std::memory_order_acquire) == g; ++spins) {
+            if (spins < 4000) {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            } else {
+                std::this_thread::yield();
+            }
+        }
+    }
+
+private:
+    std::atomic<int> count_{0};
+    std::atomic<unsigned> gen_{0};
+    const int n_;
 };
 
 }  // namespace
@@ -650,132 +687,145 @@ void kcenter_greedy_opts(const FeatureMatrix& f, index_t n, index_t start, std::
     Pruned P(f, kern, k);
     P.project_all(make_basis(f, k, T), T);
     const index_t nb = P.nblocks;
-    // Block ranges per thread.
-    const int TB = resolve_threads(num_threads, std::max<index_t>(1, nb / 512));
-    std::vector<index_t> bb(static_cast<std::size_t>(TB) + 1);
-    for (int t = 0; t <= TB; ++t) bb[t] = nb * t / TB;
-    std::vector<Best> bests(static_cast<std::size_t>(TB));
+    // One team of threads runs every step (a spinning barrier between steps: a pruned step is
+    // short, and waking pool threads each time would cost more than some steps do). Never more
+    // threads than the machine runs at once: team members wait for each other.
+    const int TM = std::min(resolve_threads(num_threads, std::max<index_t>(1, N / 1024)),
+                            std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
+    std::vector<index_t> pb(static_cast<std::size_t>(TM) + 1);  // plain pass: row ranges
+    for (int t = 0; t <= TM; ++t) pb[t] = N * t / TM;
+    const index_t nchunks = (nb + kChunk - 1) / kChunk;
+    std::vector<Best> bests(static_cast<std::size_t>(TM));
     std::vector<float> yc(static_cast<std::size_t>(k));
+    SpinBarrier barrier(TM);
+    std::atomic<index_t> next_chunk{0};
 
-    // Step 1: every row against the start (a plain pass), then the thresholds.
     float* md = P.min_d.data();
     for (index_t i = 0; i < N; ++i) md[i] = std::numeric_limits<float>::infinity();
-    bool plain = true;      // the last pass was a plain one (thresholds stale)
+    // Shared between steps; written by thread 0 between the two barriers of a step.
+    bool plain = true;      // this step is a plain pass (thresholds stale): so is step 1
     index_t plain_left = 0; // plain passes still to run before trying the bound again
     index_t backoff = 4;    // plain passes after the next time the bound fails to prune
     double cand_avg = 0.0;
     index_t pruned_run = 0; // pruned steps since the last plain stretch
-    for (index_t s = 1; s < n; ++s) {
+    float eps_c = 0.f;
+
+    // Thread 0, before each step: the centre, its projection, its row leaves the candidates.
+    auto prepare = [&] {
         load_centre(cur);
         md[cur] = -1.0f;
-        if (plain) {
-            if (T == 1) {
-                kern.pass(f, 0, N, c.data(), md, &best[0], &best_idx[0]);
-            } else {
-                run_parallel(T, [&](int t) {
-                    kern.pass(f, bounds[t], bounds[t + 1], c.data(), md, &best[t], &best_idx[t]);
-                });
-            }
-            int bt = 0;
-            for (int t = 1; t < T; ++t)
-                if (best[t] > best[bt]) bt = t;
-            cur = best_idx[bt];
-            out[s] = cur;
-            st.plain_steps += 1;
-            st.rows_computed += N;
-            if (plain_left > 0) --plain_left;
-            if (plain_left == 0) {
-                P.refresh_all(T);
-                plain = false;
-                cand_avg = 0.0;
-                pruned_run = 0;
-            }
-            continue;
-        }
-        // Pruned step.
-        {
+        if (!plain) {
             const index_t b = cur / kB;
             P.tau[cur] = std::numeric_limits<float>::quiet_NaN();
             P.block_max(b);
             const std::uint16_t* ycol = P.Y.data() + b * 8 * kB + (cur % kB);
             for (int a = 0; a < k; ++a)
                 yc[a] = knn_detail::half_to_float(ycol[(a / 8) * P.cstride + (a % 8) * kB]);
+            eps_c = P.eps[cur];
         }
-        const float eps_c = P.eps[cur];
-        auto work = [&](int t) {
-            float bv = -std::numeric_limits<float>::infinity();
-            index_t bi = -1;
-            std::int64_t cand = 0;
-            const std::uint16_t* Y = P.Y.data();
-            float* tau = P.tau.data();
-            index_t list[kChunk * kB];
-            for (index_t b0 = bb[t]; b0 < bb[t + 1]; b0 += kChunk) {
-                const index_t b1 = std::min<index_t>(b0 + kChunk, bb[t + 1]);
-                // 1. the bound for a chunk of blocks: the candidates
-                int nc = 0;
-                for (index_t b = b0; b < b1; ++b) {
-                    std::uint32_t mask =
-                        kern.lb_mask(Y + b * 8 * kB, P.cstride, yc.data(), k, tau + b * kB, eps_c,
-                                     P.F, P.H);
-                    while (mask) {
-                        const index_t i = b * kB + lowest_bit(mask);
-                        mask &= mask - 1;
-                        list[nc++] = i;
-                    }
-                }
-                cand += nc;
-                // 2. their exact distances (in index order), the block maxima, the running best
-                int q = 0;
-                for (index_t b = b0; b < b1; ++b) {
-                    bool changed = false;
-                    for (; q < nc && list[q] < (b + 1) * kB; ++q) {
-                        const index_t i = list[q];
-                        const float m = md[i];
-                        const float v = kern.row(f, i, c.data(), m);
-                        if (v < m) {
-                            md[i] = v;
-                            tau[i] = P.tau_of(v, P.eps[i]);
-                            changed = true;
-                        }
-                    }
-                    if (changed) P.block_max(b);
-                    if (P.bmax[b] > bv) {
-                        bv = P.bmax[b];
-                        bi = P.barg[b];
-                    }
+        next_chunk.store(0, std::memory_order_relaxed);
+    };
+    // Every thread: its share of a pruned step, chunks of blocks handed out dynamically.
+    auto pruned_work = [&](int t) {
+        Best bt;
+        const std::uint16_t* Y = P.Y.data();
+        float* tau = P.tau.data();
+        index_t list[kChunk * kB];
+        for (;;) {
+            const index_t ch = next_chunk.fetch_add(1, std::memory_order_relaxed);
+            if (ch >= nchunks) break;
+            const index_t b0 = ch * kChunk, b1 = std::min(nb, b0 + kChunk);
+            // 1. the bound for a chunk of blocks: the candidates
+            int nc = 0;
+            for (index_t b = b0; b < b1; ++b) {
+                std::uint32_t mask = kern.lb_mask(Y + b * 8 * kB, P.cstride, yc.data(), k,
+                                                  tau + b * kB, eps_c, P.F, P.H);
+                while (mask) {
+                    list[nc++] = b * kB + lowest_bit(mask);
+                    mask &= mask - 1;
                 }
             }
-            bests[t].v = bv;
-            bests[t].i = bi;
-            bests[t].cand = cand;
-        };
-        if (TB == 1)
-            work(0);
-        else
-            run_parallel(TB, work);
-        int bt = 0;
-        std::int64_t cand = bests[0].cand;
-        for (int t = 1; t < TB; ++t) {
-            cand += bests[t].cand;
-            if (bests[t].v > bests[bt].v) bt = t;
+            bt.cand += nc;
+            // 2. their exact distances (in index order), the block maxima, the running best
+            int q = 0;
+            for (index_t b = b0; b < b1; ++b) {
+                bool changed = false;
+                for (; q < nc && list[q] < (b + 1) * kB; ++q) {
+                    const index_t i = list[q];
+                    const float m = md[i];
+                    const float v = kern.row(f, i, c.data(), m);
+                    if (v < m) {
+                        md[i] = v;
+                        tau[i] = P.tau_of(v, P.eps[i]);
+                        changed = true;
+                    }
+                }
+                if (changed) P.block_max(b);
+                if (better(P.bmax[b], P.barg[b], bt.v, bt.i)) {
+                    bt.v = P.bmax[b];
+                    bt.i = P.barg[b];
+                }
+            }
         }
-        cur = bests[bt].i;
-        out[s] = cur;
+        bests[t] = bt;
+    };
+    // Thread 0, after each step: the pick, the statistics, the mode of the next step.
+    auto finish = [&](index_t s) {
+        Best b = bests[0];
+        for (int t = 1; t < TM; ++t) {
+            b.cand += bests[t].cand;
+            if (better(bests[t].v, bests[t].i, b.v, b.i)) {
+                b.v = bests[t].v;
+                b.i = bests[t].i;
+            }
+        }
+        out[s] = cur = b.i;
+        if (plain) {
+            st.plain_steps += 1;
+            st.rows_computed += N;
+            if (plain_left > 0) --plain_left;
+            if (plain_left == 0) {
+                P.refresh_all(1);
+                plain = false;
+                cand_avg = 0.0;
+                pruned_run = 0;
+            }
+            return;
+        }
         st.pruned_steps += 1;
-        st.rows_computed += cand;
-        // When the bound stops pruning (on average more than 60% of the rows are candidates over
-        // the last ~8 steps), plain passes are cheaper: run a few (4, doubling each time the
-        // bound fails again soon after, at most 256), then try the bound again.
-        cand_avg = 0.875 * cand_avg + 0.125 * static_cast<double>(cand) / static_cast<double>(N);
+        st.rows_computed += b.cand;
+        // When the bound stops pruning (on average more than 60% of the rows are candidates
+        // over the last ~8 steps), plain passes are cheaper: run a few (4, doubling each time
+        // the bound fails again soon after, at most 256), then try the bound again.
+        cand_avg = 0.875 * cand_avg + 0.125 * static_cast<double>(b.cand) / static_cast<double>(N);
         ++pruned_run;
         if (pruned_run >= 4 && cand_avg > 0.6) {
             plain_left = backoff;
             backoff = std::min<index_t>(256, backoff * 2);
             plain = true;
-            continue;
+        } else if (pruned_run >= 64) {
+            backoff = 4;
         }
-        if (pruned_run >= 64) backoff = 4;
-    }
+    };
+    auto team = [&](int t) {
+        for (index_t s = 1; s < n; ++s) {
+            if (t == 0) prepare();
+            barrier.wait();
+            if (plain) {
+                Best bt;
+                kern.pass(f, pb[t], pb[t + 1], c.data(), md, &bt.v, &bt.i);
+                bests[t] = bt;  // ranges in index order: a later range never wins a tie
+            } else {
+                pruned_work(t);
+            }
+            barrier.wait();
+            if (t == 0) finish(s);
+        }
+    };
+    if (TM == 1)
+        team(0);
+    else
+        run_parallel(TM, team);
     if (stats) *stats = st;
 }
 

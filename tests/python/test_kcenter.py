@@ -324,7 +324,7 @@ def test_pruned_offset_data_and_degenerate_rows(rng: np.random.Generator) -> Non
     np.testing.assert_array_equal(_opts(f, 400, 0, prune=1, k=16)[0], greedy_numpy(f, 400, 0))
     same = np.ones((200, 32), np.float32)  # every row identical: picks in index order
     np.testing.assert_array_equal(_opts(same, 50, 9, prune=1, k=8)[0],
-                                  [9] + list(range(0, 9)) + list(range(10, 50)))
+                                  [9] + list(range(9)) + list(range(10, 50)))
 
 
 def test_unstructured_data_falls_back_to_plain_passes(rng: np.random.Generator) -> None:
