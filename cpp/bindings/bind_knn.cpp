@@ -122,6 +122,27 @@ void bind_knn(py::module_& m) {
         "whatever they are.");
 
     m.def(
+        "_knn_force_bf16",
+        [](const std::string& mode) {
+            int v;
+            if (mode == "auto") v = -1;
+            else if (mode == "on") v = 1;
+            else if (mode == "off") v = 0;
+            else throw fissure::InvalidArgument("mode: expected auto, on or off, got " + mode);
+            const int prev = fissure::detail::knn_force_bf16(v);
+            return std::string(prev < 0 ? "auto" : prev ? "on" : "off");
+        },
+        py::arg("mode"),
+        "Test hook: the bfloat16 first pass of wide kNN searches: 'on' wherever the CPU has "
+        "AVX512_BF16, 'off', or 'auto' (width >= 512, >= 64 queries, >= 256 rows); returns the "
+        "previous mode.");
+
+    m.def(
+        "_knn_bf16_available",
+        [] { return fissure::detail::knn_bf16_available(); },
+        "Whether this CPU (and the SIMD cap) allows the bfloat16 first pass.");
+
+    m.def(
         "knn_simd_level", [] { return fissure::simd_name(fissure::detail::knn_simd_level()); },
         "The SIMD path the kNN and k-center kernels use now.");
 

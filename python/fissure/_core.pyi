@@ -45,6 +45,14 @@ def _kcenter_greedy_opts(features: numpy.ndarray, n: typing.SupportsInt | typing
     """
     Test hook: kcenter_greedy with the pruning forced on (1) or off (0) or chosen (-1) and the projected width k (0: chosen); returns (indices, stats). The selection is the same whatever they are.
     """
+def _knn_bf16_available() -> bool:
+    """
+    Whether this CPU (and the SIMD cap) allows the bfloat16 first pass.
+    """
+def _knn_force_bf16(mode: str) -> str:
+    """
+    Test hook: the bfloat16 first pass of wide kNN searches: 'on' wherever the CPU has AVX512_BF16, 'off', or 'auto' (width >= 512, >= 64 queries, >= 256 rows); returns the previous mode.
+    """
 def _knn_force_simd(level: str) -> str:
     """
     Test hook: caps the kNN and k-center kernels at a SIMD level ('none' removes the cap); returns the previous cap.

@@ -46,6 +46,11 @@ namespace detail {
 SimdLevel knn_simd_level();
 /// Test hook: caps the level (-1 removes the cap); returns the previous cap.
 int knn_force_simd(int level);
+/// Test hook for the bfloat16 first pass of wide searches: 1 uses it wherever the CPU has it,
+/// 0 never, -1 chooses (width >= 512, >= 64 queries, >= 256 rows); returns the previous mode.
+int knn_force_bf16(int mode);
+/// Whether the bfloat16 first pass can run here (AVX512_BF16, and the SIMD cap allows AVX-512).
+bool knn_bf16_available();
 }  // namespace detail
 
 }  // namespace fissure
