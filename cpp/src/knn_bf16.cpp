@@ -48,22 +48,17 @@ struct RowInfo {
     double e = 0.0;   // >= |x~ - (x - mu)|: the bf16 row's distance to the exact centred row
 };
 
-RowInfo row_info(const float* x, const float* mu, const std::uint32_t* pairs, index_t d) {
-    double sq = 0.0, e2 = 0.0;
-    for (index_t j = 0; j < d; ++j) {
-        const std::uint32_t w = pairs[j / 2] >> ((j & 1) * 16);
-        const std::uint32_t bits = (w & 0xFFFFu) << 16;
-        float b;
-        std::memcpy(&b, &bits, 4);
-        const double bb = b;
-        sq += bb * bb;
-        const double r = bb - (static_cast<double>(x[j]) - static_cast<double>(mu[j]));
-        e2 += r * r;
-    }
+// From the float32 sums of KnnBf16Kernels::row_stats over n columns, each within gsum of its
+// exact value (non-negative terms): |x~| and |x~ - (x - mu)| <= |x~ - v| + |v - (x - mu)|, the
+// latter at most u |v| (v = x - mu rounded to float32).
+RowInfo row_info(const float* s, index_t n, double gsum) {
     RowInfo ri;
-    ri.sq = static_cast<float>(sq);
-    ri.n = std::sqrt(sq) * (1.0 + kSlack);
-    ri.e = std::sqrt(e2) * (1.0 + kSlack) + 1e-300;
+    const double up = (1.0 + gsum) * (1.0 + kSlack);
+    const double tiny = static_cast<double>(n) * 0x1p-148;
+    ri.sq = s[0];
+    ri.n = std::sqrt(static_cast<double>(s[0]) * up + tiny);
+    ri.e = std::sqrt(static_cast<double>(s[1]) * up + tiny) +
+           kU * std::sqrt(static_cast<double>(s[2]) * up + tiny) * (1.0 + 4.0 * kU) + 1e-300;
     return ri;
 }
 
@@ -101,42 +96,48 @@ bool knn_bf16_search(const FeatureMatrix& bank, const float* queries, index_t nq
     const KcenterKernels& kk = *kcenter_avx512();
     const index_t d = bank.cols, nb = bank.rows, d2 = (d + 1) / 2;
 
-    // The bank's mean, float32 (any vector would do: it only makes the centred rows short).
+    // The mean of (up to 1024) sampled bank rows, float32: any vector would do, it only makes
+    // the centred rows short.
     std::vector<float> mu(static_cast<std::size_t>(round_up(d, 32)), 0.f);
     {
+        const index_t ns = std::min<index_t>(nb, 1024);
         std::vector<double> acc(static_cast<std::size_t>(d), 0.0);
         std::vector<float> buf(static_cast<std::size_t>(d));
-        for (index_t i = 0; i < nb; ++i) {
-            const float* r = bank.f16 ? (fk.widen(static_cast<const std::uint16_t*>(bank.data) + i * d,
+        for (index_t r = 0; r < ns; ++r) {
+            const index_t i = r * nb / ns;
+            const float* x = bank.f16 ? (fk.widen(static_cast<const std::uint16_t*>(bank.data) + i * d,
                                                   buf.data(), d),
                                          buf.data())
                                       : static_cast<const float*>(bank.data) + i * d;
-            for (index_t j = 0; j < d; ++j) acc[j] += r[j];
+            for (index_t j = 0; j < d; ++j) acc[j] += x[j];
         }
-        for (index_t j = 0; j < d; ++j) mu[j] = static_cast<float>(acc[j] / static_cast<double>(nb));
+        for (index_t j = 0; j < d; ++j) mu[j] = static_cast<float>(acc[j] / static_cast<double>(ns));
     }
-    // Per-row bound data.
+    // Per-row bound data (float32 sums of d non-negative terms: at most d / 16 + 8 roundings
+    // along any path of the 16-lane sums and their reduction).
+    const double gsum = gamma32(static_cast<double>(d / 16 + 8));
     std::vector<RowInfo> binfo(static_cast<std::size_t>(nb)), qinfo(static_cast<std::size_t>(nq));
     parallel_for(0, nb, num_threads, 256, [&](index_t lo, index_t hi) {
         std::vector<float> buf(static_cast<std::size_t>(d));
         std::vector<std::uint32_t> pr(static_cast<std::size_t>(d2 + 16));
+        float st[3];
         for (index_t i = lo; i < hi; ++i) {
             const float* r = bank.f16 ? (fk.widen(static_cast<const std::uint16_t*>(bank.data) + i * d,
                                                   buf.data(), d),
                                          buf.data())
                                       : static_cast<const float*>(bank.data) + i * d;
-            bk->to_bf16(r, mu.data(), d, pr.data());
-            binfo[i] = row_info(r, mu.data(), pr.data(), d);
+            bk->row_stats(r, mu.data(), d, pr.data(), st);
+            binfo[i] = row_info(st, d, gsum);
         }
     });
     parallel_for(0, nq, num_threads, 256, [&](index_t lo, index_t hi) {
         std::vector<std::uint32_t> pr(static_cast<std::size_t>(d2 + 16));
+        float st[3];
         for (index_t i = lo; i < hi; ++i) {
-            bk->to_bf16(queries + i * d, mu.data(), d, pr.data());
-            qinfo[i] = row_info(queries + i * d, mu.data(), pr.data(), d);
+            bk->row_stats(queries + i * d, mu.data(), d, pr.data(), st);
+            qinfo[i] = row_info(st, d, gsum);
         }
     });
-
     // The same, contiguous float32 (the vector test; rounding inside its 0.1% allowance).
     std::vector<float> bsq(static_cast<std::size_t>(nb + 16)), bn(bsq.size()), be(bsq.size());
     for (index_t i = 0; i < nb; ++i) {
@@ -156,7 +157,7 @@ bool knn_bf16_search(const FeatureMatrix& bank, const float* queries, index_t nq
     const double etaS = static_cast<double>(d) * 0x1p-149;
     // The vector reject test: L >= A - Eloose with Eloose = cl S^2 + 2 (eq + eb) S + (eq + eb)^2
     // + tiny, S = nq~ + nb~ >= |q~ - b~| (see bounds()), inflated for its own float rounding.
-    const double cA = 2.0 * gdot + 3.0 * kU;
+    const double cA = 2.0 * gdot + 2.0 * gsum + 3.0 * kU;
     // (plus 4u: the scan's float32 A against the interval's double A)
     const float cl = static_cast<float>((cA * (1.0 + gS) + gS + 4.0 * kU) * 1.001);
     const float tiny = static_cast<float>((flush * 4.0 + etaS * 4.0) + 1e-37);
@@ -164,8 +165,9 @@ bool knn_bf16_search(const FeatureMatrix& bank, const float* queries, index_t nq
     // A pair's interval [lo, hi] for S, in double (rounding far below the slack).
     auto bounds = [&](float dot, const RowInfo& q, const RowInfo& b, double& L, double& U) {
         const double A = static_cast<double>(q.sq) + static_cast<double>(b.sq) - 2.0 * dot;
-        // |A - |q~ - b~|^2| <= eA: float32 squared norms (u each), the dot product's rounding
-        const double eA = kU * (q.n * q.n + b.n * b.n) + 2.0 * gdot * q.n * b.n + flush;
+        // |A - |q~ - b~|^2| <= eA: the float32 squared norms (gsum each), the dot product's
+        // rounding, the subnormals flushed
+        const double eA = gsum * (q.n * q.n + b.n * b.n) + 2.0 * gdot * q.n * b.n + flush;
         const double slo = std::sqrt(std::max(0.0, A - eA)), shi = std::sqrt(std::max(0.0, A + eA));
         // |q - b| = |(q - mu) - (b - mu)| is within eq + eb of |q~ - b~|
         const double eps = q.e + b.e;

@@ -70,6 +70,11 @@ struct KnnBf16Kernels {
     /// the difference in float32, rounded to nearest even, magnitudes below 2^-126 made 0, an odd
     /// tail padded with 0.
     void (*to_bf16)(const float* x, const float* mu, index_t n, std::uint32_t* out) = nullptr;
+    /// The bf16 row of to_bf16 and, in float32: s[0] = sum y~^2, s[1] = sum (y~ - v)^2,
+    /// s[2] = sum v^2, where v = x - mu rounded to float32 and y~ its bf16 (any summation
+    /// order).
+    void (*row_stats)(const float* x, const float* mu, index_t n, std::uint32_t* out,
+                      float* s) = nullptr;
     /// The cheap reject test on 16 pairs of one query: lane j survives (its bit set) unless
     /// (qsq + bsq[j]) - 2 c[j] - El[j] > thr, El[j] = S (cl S + 2.002 e) + 1.001 e^2 + tiny with
     /// S = qn + bn[j], e = qe + be[j]; lanes at or past n never survive.

@@ -20,6 +20,7 @@
 // intrinsics as "may be used uninitialized" (a false positive in the compiler's headers).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace fissure::knn_detail {
@@ -214,6 +215,35 @@ FK_BF16 void to_bf16_avx512(const float* x, const float* mu, index_t n, std::uin
     }
 }
 
+FK_BF16 void row_stats_avx512(const float* x, const float* mu, index_t n, std::uint32_t* out,
+                              float* s) {
+    const __m512 tiny = _mm512_set1_ps(0x1p-126f);
+    __m512 sq = _mm512_setzero_ps(), e2 = sq, vv = sq;
+    for (index_t i = 0; i < n; i += 32) {
+        const index_t m = n - i < 32 ? n - i : 32;
+        const __mmask16 m0 = static_cast<__mmask16>(m >= 16 ? 0xFFFF : (1u << m) - 1u);
+        const __mmask16 m1 = static_cast<__mmask16>(m >= 32 ? 0xFFFF : m > 16 ? (1u << (m - 16)) - 1u : 0u);
+        const __m512 v0 = _mm512_sub_ps(_mm512_maskz_loadu_ps(m0, x + i), _mm512_maskz_loadu_ps(m0, mu + i));
+        const __m512 v1 = _mm512_sub_ps(_mm512_maskz_loadu_ps(m1, x + i + 16),
+                                        _mm512_maskz_loadu_ps(m1, mu + i + 16));
+        const __m512 w0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_abs_ps(v0), tiny, _CMP_GE_OQ), v0);
+        const __m512 w1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_abs_ps(v1), tiny, _CMP_GE_OQ), v1);
+        const __m512i h = (__m512i)_mm512_cvtne2ps_pbh(w1, w0);
+        const index_t pairs = (m + 1) / 2;
+        _mm512_mask_storeu_epi32(out + i / 2, static_cast<__mmask16>(pairs >= 16 ? 0xFFFF : (1u << pairs) - 1u), h);
+        // back to float32: the bf16 values exactly (the high halves of the words)
+        const __m512 y0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(h)), 16));
+        const __m512 y1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(h, 1)), 16));
+        sq = _mm512_fmadd_ps(y0, y0, _mm512_fmadd_ps(y1, y1, sq));
+        const __m512 r0 = _mm512_sub_ps(y0, v0), r1 = _mm512_sub_ps(y1, v1);
+        e2 = _mm512_fmadd_ps(r0, r0, _mm512_fmadd_ps(r1, r1, e2));
+        vv = _mm512_fmadd_ps(v0, v0, _mm512_fmadd_ps(v1, v1, vv));
+    }
+    s[0] = _mm512_reduce_add_ps(sq);
+    s[1] = _mm512_reduce_add_ps(e2);
+    s[2] = _mm512_reduce_add_ps(vv);
+}
+
 FK_BF16 std::uint32_t survivors_avx512(const float* c, const float* bsq, const float* bn,
                                        const float* be, index_t n, float qsq, float qn, float qe,
                                        float cl, float tiny, float thr) {
@@ -239,7 +269,7 @@ const KnnBf16Kernels* knn_bf16_kernels() {
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     }();
-    static const KnnBf16Kernels k{micro_bf16, to_bf16_avx512, survivors_avx512};
+    static const KnnBf16Kernels k{micro_bf16, to_bf16_avx512, row_stats_avx512, survivors_avx512};
     return ok && detail::knn_simd_level() == SimdLevel::avx512 ? &k : nullptr;
 }
 
