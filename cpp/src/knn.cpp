@@ -13,6 +13,8 @@
 //       scan the C tile: dist = (|q|^2 + |b|^2) - 2 q.b, clamped at 0, into each query's
 //         sorted k-list (insertion; ties keep the lower id, the bank is walked in id order)
 // With few query blocks the bank is split too and the per-split lists are merged.
+// Wide searches on CPUs with AVX512_BF16 go through knn_bf16.cpp first (bf16 candidates,
+// float32 re-ranking); the queries it hands back take the path above.
 #include "fissure/knn.hpp"
 
 #include <algorithm>

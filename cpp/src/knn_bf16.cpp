@@ -23,7 +23,6 @@
 #include <limits>
 #include <vector>
 
-#include "fissure/coreset.hpp"
 #include "fissure/parallel.hpp"
 #include "knn_kernels.hpp"
 
