@@ -9,7 +9,10 @@ Table (median of --repeat interleaved runs, markdown):
     PYTHONPATH=python python benchmarks/bench_knn.py [--banks 10000,50000] [--dims 1536,152]
         [--queries 784,25000] [--k 1,9] [--threads 1,all] [--repeat 3] [--no-numpy]
 
-The bank is a float32 Gaussian (seeded); a float16 copy of it is timed as a separate row.
+The bank is a float32 Gaussian (seeded); a float16 copy of it is timed as a separate column,
+and so is fissure with its bfloat16 first pass off (the float32 path alone; the first pass runs
+from 512 columns and 64 queries on CPUs with AVX512_BF16). --repeat-large sets fewer runs for
+the largest products (timed without a warm-up run).
 Every configuration is checked before it is timed: fissure's ids must equal faiss's (or the
 numpy brute force's). numpy's BLAS uses its own thread pool (all cores): its rows are marked.
 """
@@ -48,6 +51,19 @@ def all_threads() -> int:
 
 def fissure_fn(bank: np.ndarray, q: np.ndarray, k: int, threads: int) -> Callable[[], object]:
     return lambda: fissure.knn_search(bank, q, k, num_threads=threads)
+
+
+def fissure_fp32_fn(bank: np.ndarray, q: np.ndarray, k: int, threads: int) -> Callable[[], object]:
+    """fissure with the bfloat16 first pass off: the float32 blocked path alone."""
+
+    def run() -> object:
+        prev = _core._knn_force_bf16("off")
+        try:
+            return fissure.knn_search(bank, q, k, num_threads=threads)
+        finally:
+            _core._knn_force_bf16(prev)
+
+    return run
 
 
 def faiss_fn(bank: np.ndarray, q: np.ndarray, k: int, threads: int) -> Callable[[], object]:
@@ -136,10 +152,11 @@ def bench_knn(benchmark, impl: str, threads: int, case: tuple) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _medians(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+def _medians(fns: dict[str, Callable[[], object]], repeat: int,
+             warm: bool = True) -> dict[str, float]:
     """Median wall time (s) of each function, interleaved round-robin after one warm-up."""
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for f in fns.values():
+    for f in fns.values() if warm else ():
         f()
     for _ in range(repeat):
         for key, f in fns.items():
@@ -170,14 +187,16 @@ def main() -> None:
     ap.add_argument("--threads", default="1,all", help="comma list of counts, 'all' = every core")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per configuration")
     ap.add_argument("--no-numpy", action="store_true", help="skip the numpy brute force")
+    ap.add_argument("--repeat-large", type=int, default=None,
+                    help="timed runs where queries x bank x d > 1e11 (default: --repeat)")
     args = ap.parse_args()
     threads = [all_threads() if t == "all" else int(t) for t in args.threads.split(",")]
 
     print(platform_line())
     print()
     print("| bank | queries | d | k | threads | faiss s | numpy s | fissure s | fissure f16 s "
-          "| faiss / fissure | numpy / fissure |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| fissure fp32 path s | faiss / fissure | numpy / fissure |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for nb in _ints(args.banks):
         for d in _ints(args.dims):
             for nq in _ints(args.queries):
@@ -188,6 +207,7 @@ def main() -> None:
                         fns: dict[str, Callable[[], object]] = {
                             "ours": fissure_fn(bank, q, k, n),
                             "f16": fissure_fn(bank16, q, k, n),
+                            "fp32": fissure_fp32_fn(bank, q, k, n),
                         }
                         if faiss is not None:
                             fns["faiss"] = faiss_fn(bank, q, k, n)
@@ -200,12 +220,15 @@ def main() -> None:
                             agree = float((Iref == Iours).mean())
                             if agree < 0.999:
                                 raise SystemExit(f"ids disagree ({agree:.4f}) at nb={nb} d={d}")
-                        t = _medians(fns, args.repeat)
+                        large = nq * nb * d > 1e11 and args.repeat_large is not None
+                        # (the id check above already ran ours and the reference once)
+                        t = _medians(fns, args.repeat_large if large else args.repeat,
+                                     warm=not large)
                         tf, tn = t.get("faiss"), t.get("numpy")
                         print(f"| {nb} | {nq} | {d} | {k} | {n} | {_cell(tf)} | "
                               f"{_cell(tn) + (' (BLAS: all)' if tn is not None else '')} | "
-                              f"{t['ours']:.3f} | {t['f16']:.3f} | {_ratio(tf, t['ours'])} | "
-                              f"{_ratio(tn, t['ours'])} |", flush=True)
+                              f"{t['ours']:.3f} | {t['f16']:.3f} | {t['fp32']:.3f} | "
+                              f"{_ratio(tf, t['ours'])} | {_ratio(tn, t['ours'])} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,55 @@ void bind_knn(py::module_& m) {
         "(n,) int64 greedy k-center selection over (N, d) float32/float16 features.");
 
     m.def(
+        "_kcenter_greedy_opts",
+        [](const py::array& features, index_t n, index_t start_index, int num_threads, int prune,
+           int k) {
+            const fissure::FeatureMatrix f = matrix_arg(features, "features", true);
+            if (n < 1 || n > f.rows)
+                throw fissure::InvalidArgument("n: expected 1 <= n <= " + std::to_string(f.rows) +
+                                               ", got " + std::to_string(n));
+            py::array_t<std::int64_t> out(static_cast<py::ssize_t>(n));
+            std::int64_t* o = out.mutable_data();
+            fissure::detail::KcenterStats st;
+            {
+                py::gil_scoped_release release;
+                fissure::detail::kcenter_greedy_opts(f, n, start_index, o, num_threads, prune, k,
+                                                     &st);
+            }
+            py::dict stats;
+            stats["plain_steps"] = st.plain_steps;
+            stats["pruned_steps"] = st.pruned_steps;
+            stats["rows_computed"] = st.rows_computed;
+            return py::make_tuple(out, stats);
+        },
+        py::arg("features").noconvert(), py::arg("n"), py::arg("start_index") = 0,
+        py::arg("num_threads") = -1, py::arg("prune") = -1, py::arg("k") = 0,
+        "Test hook: kcenter_greedy with the pruning forced on (1) or off (0) or chosen (-1) and "
+        "the projected width k (0: chosen); returns (indices, stats). The selection is the same "
+        "whatever they are.");
+
+    m.def(
+        "_knn_force_bf16",
+        [](const std::string& mode) {
+            int v;
+            if (mode == "auto") v = -1;
+            else if (mode == "on") v = 1;
+            else if (mode == "off") v = 0;
+            else throw fissure::InvalidArgument("mode: expected auto, on or off, got " + mode);
+            const int prev = fissure::detail::knn_force_bf16(v);
+            return std::string(prev < 0 ? "auto" : prev ? "on" : "off");
+        },
+        py::arg("mode"),
+        "Test hook: the bfloat16 first pass of wide kNN searches: 'on' wherever the CPU has "
+        "AVX512_BF16, 'off', or 'auto' (width >= 512, >= 64 queries, >= 256 rows); returns the "
+        "previous mode.");
+
+    m.def(
+        "_knn_bf16_available",
+        [] { return fissure::detail::knn_bf16_available(); },
+        "Whether this CPU (and the SIMD cap) allows the bfloat16 first pass.");
+
+    m.def(
         "knn_simd_level", [] { return fissure::simd_name(fissure::detail::knn_simd_level()); },
         "The SIMD path the kNN and k-center kernels use now.");
 

@@ -5,6 +5,11 @@
 // (lanes 0-7 and 8-15), and both fold them with the same tree, so every path selects the same
 // points. Compiled for the portable baseline; functions carry target attributes and run only
 // when dispatch picked them.
+//
+// The pruned pass (coreset.cpp) adds three kernels per ISA: the exact distance of one row with
+// an early exit (same arithmetic as the pass, so the same value), the projected lower bound of
+// a block of 16 points against the new centre (any rounding order: its error is bounded in the
+// caller's threshold), and the double-precision projection of a row.
 #include <cstdint>
 #include <limits>
 
@@ -19,6 +24,7 @@
 // intrinsics as "may be used uninitialized" (a false positive in the compiler's headers).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace fissure::knn_detail {
@@ -29,6 +35,9 @@ namespace {
 
 #define FC_AVX2 __attribute__((target("avx2,f16c")))
 #define FC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,f16c")))
+// FMA only where the rounding order is free (the lower bound, the projection).
+#define FC_AVX2F __attribute__((target("avx2,fma,f16c")))
+#define FC_AVX512F __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
 
 // Rows handled together (independent accumulator chains).
 constexpr int kRows = 4;
@@ -120,6 +129,75 @@ void kcenter_avx2_fn(const FeatureMatrix& m, index_t lo, index_t hi, const float
         kcenter_avx2_t<false>(m, lo, hi, c, min_d, best, best_idx);
 }
 
+// One row, the same arithmetic as kcenter_avx2_t; checks the partial sum every 64 columns.
+template <bool F16>
+FC_AVX2 float row_avx2_t(const FeatureMatrix& m, index_t i, const float* c, float bound) {
+    const index_t d = m.cols;
+    __m256 alo = _mm256_setzero_ps(), ahi = _mm256_setzero_ps();
+    for (index_t j = 0; j < d; j += 16) {
+        const index_t n = d - j < 16 ? d - j : 16;
+        __m256 xlo, xhi;
+        load16_avx2<F16>(m.data, i * d + j, n, c + j, xlo, xhi);
+        xlo = _mm256_sub_ps(xlo, _mm256_loadu_ps(c + j));
+        xhi = _mm256_sub_ps(xhi, _mm256_loadu_ps(c + j + 8));
+        alo = _mm256_add_ps(alo, _mm256_mul_ps(xlo, xlo));
+        ahi = _mm256_add_ps(ahi, _mm256_mul_ps(xhi, xhi));
+        if ((j & 63) == 48 && j + 16 < d) {
+            const float v = fold8(_mm256_add_ps(alo, ahi));
+            if (v >= bound) return v;
+        }
+    }
+    return fold8(_mm256_add_ps(alo, ahi));
+}
+
+float row_avx2_fn(const FeatureMatrix& m, index_t i, const float* c, float bound) {
+    return m.f16 ? row_avx2_t<true>(m, i, c, bound) : row_avx2_t<false>(m, i, c, bound);
+}
+
+FC_AVX2F inline __m256 load8h(const std::uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+FC_AVX2F std::uint32_t lb_avx2_fn(const std::uint16_t* yb, std::size_t cstride,
+                                  const float* yc, int k, const float* tau, float eps, float F,
+                                  float H) {
+    const __m256 e = _mm256_set1_ps(eps), f = _mm256_set1_ps(F), h = _mm256_set1_ps(H);
+    __m256 t0 = _mm256_add_ps(_mm256_loadu_ps(tau), e);
+    __m256 t1 = _mm256_add_ps(_mm256_loadu_ps(tau + 8), e);
+    t0 = _mm256_fmadd_ps(_mm256_mul_ps(t0, t0), f, h);
+    t1 = _mm256_fmadd_ps(_mm256_mul_ps(t1, t1), f, h);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (int i = 0; i < k; i += 8, yb += cstride) {
+        for (int j = 0; j < 8; ++j) {
+            const __m256 cj = _mm256_set1_ps(yc[i + j]);
+            const __m256 d0 = _mm256_sub_ps(load8h(yb + j * 16), cj);
+            const __m256 d1 = _mm256_sub_ps(load8h(yb + j * 16 + 8), cj);
+            a0 = _mm256_fmadd_ps(d0, d0, a0);
+            a1 = _mm256_fmadd_ps(d1, d1, a1);
+        }
+        const unsigned m0 =
+            static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a0, t0, _CMP_LT_OQ)));
+        const unsigned m1 =
+            static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a1, t1, _CMP_LT_OQ)));
+        const unsigned m = m0 | (m1 << 8);
+        if (m == 0 || i + 8 == k) return m;
+    }
+    return 0;
+}
+
+FC_AVX2F void project_avx2_fn(const double* qt, const double* v, index_t d, int k, double* y) {
+    // k is a multiple of 8 and at most 32
+    __m256d acc[8];
+    const int na = k / 4;
+    for (int a = 0; a < na; ++a) acc[a] = _mm256_setzero_pd();
+    for (index_t j = 0; j < d; ++j) {
+        const __m256d vj = _mm256_set1_pd(v[j]);
+        const double* q = qt + j * k;
+        for (int a = 0; a < na; ++a) acc[a] = _mm256_fmadd_pd(vj, _mm256_loadu_pd(q + 4 * a), acc[a]);
+    }
+    for (int a = 0; a < na; ++a) _mm256_storeu_pd(y + 4 * a, acc[a]);
+}
+
 // ------------------------------------------------------------------------------------------
 // AVX-512: the 16 lanes in one register; tails by masked loads (masked-off lanes are 0 and
 // the padded centre is 0 there, so they add +0).
@@ -198,6 +276,73 @@ FC_AVX512 void kcenter_avx512_t(const FeatureMatrix& m, index_t lo, index_t hi, 
     *best_idx = bi;
 }
 
+// One row, the same arithmetic as kcenter_avx512_t; checks the partial sum every 64 columns.
+template <bool F16>
+FC_AVX512 float row_avx512_t(const FeatureMatrix& m, index_t i, const float* c, float bound) {
+    const index_t d = m.cols;
+    const index_t full = d / 16 * 16;
+    const __mmask16 tail = static_cast<__mmask16>((1u << (d - full)) - 1u);
+    __m512 acc = _mm512_setzero_ps();
+    const index_t base = i * d;
+    for (index_t j = 0; j < full; j += 16) {
+        const __m512 x =
+            _mm512_sub_ps(load16_avx512<F16>(m.data, base + j, 0xFFFF), _mm512_loadu_ps(c + j));
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(x, x));
+        if ((j & 63) == 48 && j + 16 < d) {
+            const float v = fold16(acc);
+            if (v >= bound) return v;
+        }
+    }
+    if (tail) {
+        const __m512 x =
+            _mm512_sub_ps(load16_avx512<F16>(m.data, base + full, tail), _mm512_loadu_ps(c + full));
+        acc = _mm512_add_ps(acc, _mm512_mul_ps(x, x));
+    }
+    return fold16(acc);
+}
+
+float row_avx512_fn(const FeatureMatrix& m, index_t i, const float* c, float bound) {
+    return m.f16 ? row_avx512_t<true>(m, i, c, bound) : row_avx512_t<false>(m, i, c, bound);
+}
+
+FC_AVX512F inline __m512 load16h(const std::uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+FC_AVX512F std::uint32_t lb_avx512_fn(const std::uint16_t* yb, std::size_t cstride,
+                                      const float* yc, int k, const float* tau, float eps, float F,
+                                      float H) {
+    __m512 t = _mm512_add_ps(_mm512_loadu_ps(tau), _mm512_set1_ps(eps));
+    t = _mm512_fmadd_ps(_mm512_mul_ps(t, t), _mm512_set1_ps(F), _mm512_set1_ps(H));
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    for (int i = 0; i < k; i += 8, yb += cstride) {
+        for (int j = 0; j < 8; j += 2) {
+            const __m512 d0 = _mm512_sub_ps(load16h(yb + j * 16), _mm512_set1_ps(yc[i + j]));
+            const __m512 d1 =
+                _mm512_sub_ps(load16h(yb + j * 16 + 16), _mm512_set1_ps(yc[i + j + 1]));
+            a0 = _mm512_fmadd_ps(d0, d0, a0);
+            a1 = _mm512_fmadd_ps(d1, d1, a1);
+        }
+        // the partial sums only grow: stop once no lane can be a candidate
+        const __mmask16 m = _mm512_cmp_ps_mask(_mm512_add_ps(a0, a1), t, _CMP_LT_OQ);
+        if (m == 0 || i + 8 == k) return m;
+    }
+    return 0;
+}
+
+FC_AVX512F void project_avx512_fn(const double* qt, const double* v, index_t d, int k, double* y) {
+    // k is a multiple of 8 and at most 32
+    __m512d acc[4];
+    const int na = k / 8;
+    for (int a = 0; a < na; ++a) acc[a] = _mm512_setzero_pd();
+    for (index_t j = 0; j < d; ++j) {
+        const __m512d vj = _mm512_set1_pd(v[j]);
+        const double* q = qt + j * k;
+        for (int a = 0; a < na; ++a) acc[a] = _mm512_fmadd_pd(vj, _mm512_loadu_pd(q + 8 * a), acc[a]);
+    }
+    for (int a = 0; a < na; ++a) _mm512_storeu_pd(y + 8 * a, acc[a]);
+}
+
 void kcenter_avx512_fn(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
                        float* min_d, float* best, index_t* best_idx) {
     // float32 rows that are not 64-byte aligned (numpy's buffers usually sit at 16 mod 64)
@@ -214,13 +359,20 @@ void kcenter_avx512_fn(const FeatureMatrix& m, index_t lo, index_t hi, const flo
 
 }  // namespace
 
-KcenterFn kcenter_avx2() { return kcenter_avx2_fn; }
-KcenterFn kcenter_avx512() { return kcenter_avx512_fn; }
+const KcenterKernels* kcenter_avx2() {
+    static const KcenterKernels k{kcenter_avx2_fn, row_avx2_fn, lb_avx2_fn, project_avx2_fn};
+    return &k;
+}
+const KcenterKernels* kcenter_avx512() {
+    static const KcenterKernels k{kcenter_avx512_fn, row_avx512_fn, lb_avx512_fn,
+                                  project_avx512_fn};
+    return &k;
+}
 
 #else
 
-KcenterFn kcenter_avx2() { return nullptr; }
-KcenterFn kcenter_avx512() { return nullptr; }
+const KcenterKernels* kcenter_avx2() { return nullptr; }
+const KcenterKernels* kcenter_avx512() { return nullptr; }
 
 #endif
 

@@ -13,6 +13,8 @@
 //       scan the C tile: dist = (|q|^2 + |b|^2) - 2 q.b, clamped at 0, into each query's
 //         sorted k-list (insertion; ties keep the lower id, the bank is walked in id order)
 // With few query blocks the bank is split too and the per-split lists are merged.
+// Wide searches on CPUs with AVX512_BF16 go through knn_bf16.cpp first (bf16 candidates,
+// float32 re-ranking); the queries it hands back take the path above.
 #include "fissure/knn.hpp"
 
 #include <algorithm>
@@ -266,6 +268,12 @@ void check_feature_rows(const FeatureMatrix& m, const char* name, float* norms, 
     }
 }
 
+namespace {
+std::atomic<int> g_force_bf16{-1};
+void search_fp32(const FeatureMatrix& bank, const float* queries, index_t nq, index_t k, float* D,
+                 std::int64_t* I, int num_threads, const float* bnorm, const float* qnorm);
+}  // namespace
+
 void knn_search(const FeatureMatrix& bank, const float* queries, index_t nq, index_t k, float* D,
                 std::int64_t* I, int num_threads) {
     if (k < 1) fail("k: expected k >= 1, got " + std::to_string(k));
@@ -283,8 +291,47 @@ void knn_search(const FeatureMatrix& bank, const float* queries, index_t nq, ind
     check_feature_rows(bank, "bank", bnorm.data(), num_threads);
     check_feature_rows(FeatureMatrix{queries, nq, d, false}, "queries", qnorm.data(), num_threads);
 
+    // Wide features, enough queries: the bfloat16 first pass and float32 re-ranking
+    // (knn_bf16.cpp), where the CPU has AVX512_BF16.
+    const int force = g_force_bf16.load(std::memory_order_relaxed);
+    const bool wide = force == 1 || (force < 0 && d >= 512 && nq >= 64 && nb >= 256);
+    if (wide && k < nb) {
+        std::vector<index_t> over;
+        if (knn_bf16_search(bank, queries, nq, k, D, I, num_threads, over)) {
+            if (over.empty()) return;
+            // the queries whose candidates overflowed: the float32 path
+            const index_t no = static_cast<index_t>(over.size());
+            std::vector<float> q2(static_cast<std::size_t>(no * d)), n2(static_cast<std::size_t>(no));
+            for (index_t i = 0; i < no; ++i) {
+                std::copy_n(queries + over[i] * d, d, q2.begin() + i * d);
+                n2[i] = qnorm[over[i]];
+            }
+            std::vector<float> D2(static_cast<std::size_t>(no * k), FLT_MAX);
+            std::vector<std::int64_t> I2(static_cast<std::size_t>(no * k), -1);
+            search_fp32(bank, q2.data(), no, k, D2.data(), I2.data(), num_threads, bnorm.data(),
+                        n2.data());
+            for (index_t i = 0; i < no; ++i) {
+                std::copy_n(D2.begin() + i * k, k, D + over[i] * k);
+                std::copy_n(I2.begin() + i * k, k, I + over[i] * k);
+            }
+            return;
+        }
+    }
+    search_fp32(bank, queries, nq, k, D, I, num_threads, bnorm.data(), qnorm.data());
+}
+
+namespace detail {
+int knn_force_bf16(int mode) { return g_force_bf16.exchange(mode < 0 ? -1 : (mode > 0 ? 1 : 0)); }
+bool knn_bf16_available() { return knn_bf16_kernels() != nullptr; }
+}  // namespace detail
+
+namespace {
+
+void search_fp32(const FeatureMatrix& bank, const float* queries, index_t nq, index_t k, float* D,
+                 std::int64_t* I, int num_threads, const float* bnorm, const float* qnorm) {
+    const index_t d = bank.cols, nb = bank.rows;
     const KnnKernels& kern = kernels();
-    Problem P{&bank, queries, nq, d, k, qnorm.data(), bnorm.data(), &kern};
+    Problem P{&bank, queries, nq, d, k, qnorm, bnorm, &kern};
 
     // Work split: query blocks (balanced over the threads), and bank splits when there are
     // fewer query blocks than threads.
@@ -338,5 +385,7 @@ void knn_search(const FeatureMatrix& bank, const float* queries, index_t nq, ind
         }
     }
 }
+
+}  // namespace
 
 }  // namespace fissure

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "fissure/common.hpp"
 #include "fissure/knn.hpp"
@@ -38,12 +39,65 @@ struct KnnKernels {
 using KcenterFn = void (*)(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
                            float* min_d, float* best, index_t* best_idx);
 
+/// The pruned greedy k-center's per-ISA kernels (coreset.cpp explains the scheme).
+struct KcenterKernels {
+    /// The plain pass above.
+    KcenterFn pass = nullptr;
+    /// sqdist(row i, c) in the fixed order of coreset.hpp; may stop early and return a partial
+    /// sum once that partial sum is >= bound (partial sums never exceed the full sum, so the
+    /// result is < bound exactly when the full sum is).
+    float (*row)(const FeatureMatrix& m, index_t i, const float* c, float bound) = nullptr;
+    /// One block of 16 points: projected coordinates (binary16) in chunks of 8, chunk c at
+    /// yb + c * cstride laid out [8][16]; centre yc[k] (k a multiple of 8):
+    /// L[l] = sum_i (y[i][l] - yc[i])^2 in float32 (any rounding order); returns the mask of
+    /// lanes with L[l] < F * (tau[l] + eps)^2 + H (lanes whose tau is NaN are never set). May
+    /// stop after a chunk once no lane's partial sum is below its threshold.
+    std::uint32_t (*lb_mask)(const std::uint16_t* yb, std::size_t cstride, const float* yc,
+                             int k, const float* tau, float eps, float F, float H) = nullptr;
+    /// y[0..k) = sum_j v[j] * qt[j][0..k), in double (qt is d x k, row-major).
+    void (*project)(const double* qt, const double* v, index_t d, int k, double* y) = nullptr;
+};
+
+/// The bfloat16 first pass of the large-width kNN (knn_bf16.cpp). Pairs: one uint32 holds the
+/// bf16 of two consecutive dimensions (2p in the low half, 2p + 1 in the high half).
+struct KnnBf16Kernels {
+    /// c[r][j] (+)= sum_p (q[r][2p] b[j][2p] + q[r][2p+1] b[j][2p+1]) for r < kMR and
+    /// j < 16 * npanels (npanels 1 or 2), from qp laid out [kp][kMR] and bp laid out
+    /// [panel][kp][16] (panels kp * 16 apart), accumulated in float32 with vdpbf16ps.
+    void (*micro)(const std::uint32_t* qp, const std::uint32_t* bp, index_t kp, float* c,
+                  index_t ldc, int npanels, bool accumulate) = nullptr;
+    /// out[p] = pair (bf16(x[2p] - mu[2p]), bf16(x[2p+1] - mu[2p+1])) for p < ceil(n / 2):
+    /// the difference in float32, rounded to nearest even, magnitudes below 2^-126 made 0, an odd
+    /// tail padded with 0.
+    void (*to_bf16)(const float* x, const float* mu, index_t n, std::uint32_t* out) = nullptr;
+    /// The bf16 row of to_bf16 and, in float32: s[0] = sum y~^2, s[1] = sum (y~ - v)^2,
+    /// s[2] = sum v^2, where v = x - mu rounded to float32 and y~ its bf16 (any summation
+    /// order).
+    void (*row_stats)(const float* x, const float* mu, index_t n, std::uint32_t* out,
+                      float* s) = nullptr;
+    /// The cheap reject test on 16 pairs of one query: lane j survives (its bit set) unless
+    /// (qsq + bsq[j]) - 2 c[j] - El[j] > thr, El[j] = S (cl S + 2.002 e) + 1.001 e^2 + tiny with
+    /// S = qn + bn[j], e = qe + be[j]; lanes at or past n never survive.
+    std::uint32_t (*survivors)(const float* c, const float* bsq, const float* bn, const float* be,
+                               index_t n, float qsq, float qn, float qe, float cl, float tiny,
+                               float thr) = nullptr;
+};
+
+/// nullptr unless built for x86 and the CPU has AVX512_BF16 (and the AVX-512 level is allowed).
+const KnnBf16Kernels* knn_bf16_kernels();
+
+/// The two-pass search (knn_bf16.cpp) over checked rows; false (nothing written) when the CPU
+/// lacks the kernels. Queries whose candidates overflowed are listed in `overflow`: their D/I
+/// rows are left for the float32 path.
+bool knn_bf16_search(const FeatureMatrix& bank, const float* queries, index_t nq, index_t k,
+                     float* D, std::int64_t* I, int num_threads, std::vector<index_t>& overflow);
+
 const KnnKernels& knn_generic_kernels();
 const KnnKernels* knn_avx2_kernels();    // nullptr when not built for x86
 const KnnKernels* knn_avx512_kernels();  // nullptr when not built for x86
-KcenterFn kcenter_generic();
-KcenterFn kcenter_avx2();    // nullptr when not built for x86
-KcenterFn kcenter_avx512();  // nullptr when not built for x86
+const KcenterKernels& kcenter_generic();
+const KcenterKernels* kcenter_avx2();    // nullptr when not built for x86
+const KcenterKernels* kcenter_avx512();  // nullptr when not built for x86
 
 /// IEEE binary16 -> float32, exact (subnormals, infinities and NaN included).
 inline float half_to_float(std::uint16_t h) {

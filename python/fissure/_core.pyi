@@ -41,6 +41,18 @@ def _float_to_half(x: numpy.typing.NDArray[numpy.float32]) -> numpy.typing.NDArr
     """
     Test hook: binary16 bits of each float32 (flattened), rounded to nearest even.
     """
+def _kcenter_greedy_opts(features: numpy.ndarray, n: typing.SupportsInt | typing.SupportsIndex, start_index: typing.SupportsInt | typing.SupportsIndex = 0, num_threads: typing.SupportsInt | typing.SupportsIndex = -1, prune: typing.SupportsInt | typing.SupportsIndex = -1, k: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[numpy.typing.NDArray[numpy.int64], dict]:
+    """
+    Test hook: kcenter_greedy with the pruning forced on (1) or off (0) or chosen (-1) and the projected width k (0: chosen); returns (indices, stats). The selection is the same whatever they are.
+    """
+def _knn_bf16_available() -> bool:
+    """
+    Whether this CPU (and the SIMD cap) allows the bfloat16 first pass.
+    """
+def _knn_force_bf16(mode: str) -> str:
+    """
+    Test hook: the bfloat16 first pass of wide kNN searches: 'on' wherever the CPU has AVX512_BF16, 'off', or 'auto' (width >= 512, >= 64 queries, >= 256 rows); returns the previous mode.
+    """
 def _knn_force_simd(level: str) -> str:
     """
     Test hook: caps the kNN and k-center kernels at a SIMD level ('none' removes the cap); returns the previous cap.

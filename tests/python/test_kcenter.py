@@ -227,3 +227,124 @@ def test_buffer_alignment_does_not_change_selection(simd: str, rng: np.random.Ge
     assert g.ctypes.data % 64 == offset
     np.testing.assert_array_equal(fissure.kcenter_greedy(g, 90, start_index=2),
                                   greedy_numpy(f, 90, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# The pruned pass: rows whose minimum provably cannot change are skipped (a projected lower
+# bound with rounding allowances). Forced on and off through the test hook, on data where the
+# skipping is heavy and the margins are thin, against the plain numpy loop.
+# ---------------------------------------------------------------------------------------------
+
+
+def _opts(f: np.ndarray, n: int, start: int, *, prune: int, k: int = 0,
+          threads: int = -1) -> tuple[np.ndarray, dict]:
+    return _core._kcenter_greedy_opts(np.ascontiguousarray(f), n, start, threads, prune, k)
+
+
+def _all_levels(fn) -> None:  # type: ignore[no-untyped-def]
+    for level in _levels():
+        prev = _core._knn_force_simd(level)
+        try:
+            fn(level)
+        finally:
+            _core._knn_force_simd(prev)
+
+
+def _clusters(rng: np.random.Generator, n: int, d: int, centres: int, spread: float,
+              dup: float = 0.0) -> np.ndarray:
+    c = rng.standard_normal((centres, d)) * 10
+    f = c[rng.integers(0, centres, n)] + rng.standard_normal((n, d)) * spread
+    if dup:  # exact duplicates of earlier rows
+        m = int(n * dup)
+        f[rng.integers(0, n, m)] = f[rng.integers(0, n, m)]
+    return f.astype(np.float32)
+
+
+@pytest.mark.parametrize(("d", "k"), [(16, 8), (40, 8), (64, 16), (96, 24), (160, 32)])
+def test_pruned_equals_plain_on_clusters(rng: np.random.Generator, d: int, k: int) -> None:
+    # Tight clusters: after the first picks nearly every row is skipped.
+    f = _clusters(rng, 2500, d, 30, 0.5, dup=0.05)
+    n = 400
+    ref = greedy_numpy(f, n, 7)
+
+    def check(level: str) -> None:
+        got, st = _opts(f, n, 7, prune=1, k=k)
+        np.testing.assert_array_equal(got, ref, err_msg=level)
+        assert st["pruned_steps"] > 0
+        # the skipping is real: far fewer exact distances than the plain loop's n * N
+        assert st["rows_computed"] < 0.25 * n * len(f), st
+        plain, st0 = _opts(f, n, 7, prune=0)
+        np.testing.assert_array_equal(plain, ref)
+        assert st0["pruned_steps"] == 0 and st0["rows_computed"] == (n - 1) * len(f)
+
+    _all_levels(check)
+
+
+def test_pruned_float16_and_threads(rng: np.random.Generator) -> None:
+    f = _clusters(rng, 3000, 64, 40, 1.0).astype(np.float16)
+    ref = greedy_numpy(f, 300, 11)
+    for threads in (1, 2, 3):
+        got, st = _opts(f, 300, 11, prune=1, k=16, threads=threads)
+        np.testing.assert_array_equal(got, ref)
+        assert st["rows_computed"] < 0.5 * 300 * len(f)
+    np.testing.assert_array_equal(fissure.kcenter_greedy(f, 300, start_index=11), ref)
+
+
+def test_pruned_integer_grid_ties(rng: np.random.Generator) -> None:
+    # Integer coordinates in 0..255 (sums below 2^24: every distance is exact): distances to the
+    # new centre often equal a row's minimum or fall below it by 1, the thinnest margins there
+    # are; plus exact duplicates and ties for the argmax. Selecting every row exercises the
+    # end, where only duplicates remain.
+    f = rng.integers(0, 256, (700, 16)).astype(np.float32)
+    f[350:] = f[rng.integers(0, 350, 350)]  # half the rows duplicate the other half
+    ref = greedy_numpy(f, 700, 3)
+    _all_levels(lambda level: np.testing.assert_array_equal(
+        _opts(f, 700, 3, prune=1, k=8)[0], ref, err_msg=level))
+    g = rng.integers(0, 3, (900, 24)).astype(np.float32)  # {0,1,2}^24: ties everywhere
+    np.testing.assert_array_equal(_opts(g, 500, 0, prune=1, k=8)[0], greedy_numpy(g, 500, 0))
+
+
+@pytest.mark.parametrize("scale", [1e-21, 1e-12, 1.0, 1e9, 1e17])
+def test_pruned_at_extreme_scales(rng: np.random.Generator, scale: float) -> None:
+    # Tiny values: squared differences underflow to subnormals (the bounds' absolute terms);
+    # huge ones: squared norms near the 4e37 limit (the projection's scale, binary16 range).
+    f = (_clusters(rng, 1500, 32, 20, 0.3).astype(np.float64) * (scale / 30)).astype(np.float32)
+    assert np.isfinite(f).all() and (f != 0).any()
+    ref = greedy_numpy(f, 300, 5)
+    _all_levels(lambda level: np.testing.assert_array_equal(
+        _opts(f, 300, 5, prune=1, k=8)[0], ref, err_msg=f"{level} scale {scale}"))
+
+
+def test_pruned_offset_data_and_degenerate_rows(rng: np.random.Generator) -> None:
+    # A large common offset (distances tiny next to the norms), constant columns, and a
+    # block of identical rows: the basis is built from a degenerate sample.
+    f = _clusters(rng, 1200, 48, 12, 0.05) + np.float32(1000.0)
+    f[:, :10] = 3.0
+    f[100:400] = f[100]
+    np.testing.assert_array_equal(_opts(f, 400, 0, prune=1, k=16)[0], greedy_numpy(f, 400, 0))
+    same = np.ones((200, 32), np.float32)  # every row identical: picks in index order
+    np.testing.assert_array_equal(_opts(same, 50, 9, prune=1, k=8)[0],
+                                  [9] + list(range(9)) + list(range(10, 50)))
+
+
+def test_unstructured_data_falls_back_to_plain_passes(rng: np.random.Generator) -> None:
+    # Uniform noise in 128 dimensions: the bound cannot prune, the pass switches to plain
+    # streaming and back; the selection is unchanged.
+    f = rng.random((2000, 128), dtype=np.float32)
+    got, st = _opts(f, 120, 1, prune=1, k=16)
+    assert st["plain_steps"] > 1
+    np.testing.assert_array_equal(got, greedy_numpy(f, 120, 1))
+
+
+@pytest.mark.parametrize("k", [8, 16])
+def test_pruned_when_the_bound_is_tight(rng: np.random.Generator, k: int) -> None:
+    # Rows inside a k-dimensional coordinate subspace: the projection keeps (nearly) the whole
+    # distance, so the bound sits at the true distance and only the rounding allowances
+    # separate "skip" from "update". Integer coordinates make many distances equal to a row's
+    # minimum or 1 below it; duplicates add exact ties.
+    f = np.zeros((1500, 2 * k), np.float32)
+    f[:, :k] = rng.integers(0, 700, (1500, k))  # squared distances < 2^24: exact
+    f[1000:] = f[rng.integers(0, 1000, 500)]
+    ref = greedy_numpy(f, 1200, 2)
+    _all_levels(lambda level: np.testing.assert_array_equal(
+        _opts(f, 1200, 2, prune=1, k=k)[0], ref, err_msg=level))

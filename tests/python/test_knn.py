@@ -207,3 +207,130 @@ def test_huge_values_and_threads() -> None:
         fissure.knn_search(bank, Q)
     with pytest.raises(ValueError, match="num_threads"):
         fissure.knn_search(BANK, Q, num_threads=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Wide features: the bfloat16 first pass (candidates with proven error intervals) and the
+# float32 re-ranking by direct differences. Forced on for small inputs; the answer must be the
+# exact top k of float32 distances, as the float64 brute force says.
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bf16_on() -> Iterator[None]:
+    if not _core._knn_bf16_available():
+        pytest.skip("this CPU has no AVX512_BF16")
+    prev = _core._knn_force_bf16("on")
+    try:
+        yield
+    finally:
+        _core._knn_force_bf16(prev)
+
+
+def direct64(bank: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """float64 squared distances by direct differences (exact for float32 inputs up to 1e-16)."""
+    b = bank.astype(np.float64)
+    return np.stack([((b - r) ** 2).sum(1) for r in q.astype(np.float64)])
+
+
+def assert_exact_top_k(D: np.ndarray, I: np.ndarray, dd: np.ndarray, k: int,
+                       rtol: float = 2e-6, datol: float = 1e-30) -> None:
+    """I holds k distinct rows whose true distances are the k smallest (rows whose distance is
+    within float32 rounding of the k-th may trade places; exact ties go to the lower id), and D
+    is their distance within float32 rounding."""
+    assert D.dtype == np.float32 and I.dtype == np.int64
+    true = np.sort(dd, axis=1)[:, :k]
+    got = np.take_along_axis(dd, I, 1)
+    assert all(len(set(r.tolist())) == k for r in I)
+    np.testing.assert_allclose(got, true, rtol=rtol, atol=1e-30)
+    np.testing.assert_allclose(D, got, rtol=1e-5, atol=datol)
+    exact = np.argsort(dd, axis=1, kind="stable")[:, :k]
+    # where the float64 distances are separated by more than rounding, the ids are the same
+    gap = np.diff(np.sort(dd, axis=1)[:, : k + 1], axis=1)
+    clear = (gap > rtol * true[:, -1:]).all(1)
+    np.testing.assert_array_equal(I[clear], exact[clear])
+
+
+@pytest.mark.parametrize(("nb", "nq", "d", "k"),
+                         [(1500, 80, 600, 1), (700, 130, 1536, 9), (300, 70, 37, 5),
+                          (2000, 64, 513, 30), (400, 6, 1024, 399)])
+def test_bf16_pass_is_exact(bf16_on: None, rng: np.random.Generator, nb: int, nq: int, d: int,
+                            k: int) -> None:
+    bank = rng.standard_normal((nb, d)).astype(np.float32)
+    q = rng.standard_normal((nq, d)).astype(np.float32)
+    q[:5] = bank[[3, 3, 10, 99, 200]]  # queries equal to bank rows: distance exactly 0
+    D, I = fissure.knn_search(bank, q, k)
+    assert_exact_top_k(D, I, direct64(bank, q), k)
+    assert (D[:5, 0] == 0).all() and list(I[:5, 0]) == [3, 3, 10, 99, 200]
+    # the same ids as the float32 path, threads and float16 banks as everywhere
+    _core._knn_force_bf16("off")
+    D32, I32 = fissure.knn_search(bank, q, k)
+    _core._knn_force_bf16("on")
+    np.testing.assert_allclose(D, D32, rtol=1e-5, atol=1e-5 * 4 * d)
+    assert (I == I32).mean() > 0.99
+    D1, I1 = fissure.knn_search(bank, q, k, num_threads=1)
+    np.testing.assert_array_equal(I1, I)
+    np.testing.assert_array_equal(D1, D)
+
+
+def test_bf16_pass_float16_bank_and_ties(bf16_on: None, rng: np.random.Generator) -> None:
+    bank16 = rng.standard_normal((900, 700)).astype(np.float16)
+    q = rng.standard_normal((66, 700)).astype(np.float32)
+    D16, I16 = fissure.knn_search(bank16, q, 7)
+    D32, I32 = fissure.knn_search(bank16.astype(np.float32), q, 7)
+    np.testing.assert_array_equal(I16, I32)
+    np.testing.assert_array_equal(D16, D32)
+    assert_exact_top_k(D16, I16, direct64(bank16, q), 7)
+    # Small integers: every distance exact and most of them tied; every row twice.
+    bank = rng.integers(-2, 3, (1200, 512)).astype(np.float32)
+    bank[600:] = bank[:600]
+    q = rng.integers(-2, 3, (70, 512)).astype(np.float32)
+    D, I = fissure.knn_search(bank, q, 12)
+    dd = direct64(bank, q)
+    np.testing.assert_array_equal(I, np.argsort(dd, axis=1, kind="stable")[:, :12])
+    np.testing.assert_array_equal(D, np.sort(dd, axis=1)[:, :12].astype(np.float32))
+
+
+def test_bf16_pass_crowded_candidates_fall_back(bf16_on: None, rng: np.random.Generator) -> None:
+    # 5000 copies of one row (every query ties them all: its candidates overflow and it takes
+    # the float32 path, whose distances are the norm expansion's) and queries far from
+    # everything (all distances equal to bf16's precision).
+    bank = np.repeat(rng.standard_normal((1, 640)).astype(np.float32), 5100, axis=0)
+    bank[5000:] = rng.standard_normal((100, 640)).astype(np.float32)
+    q = (rng.standard_normal((70, 640)) * 0.01 + 50).astype(np.float32)
+    q[:10] = bank[0] + rng.standard_normal((10, 640)).astype(np.float32) * 0.1
+    D, I = fissure.knn_search(bank, q, 5)
+    dd = direct64(bank, q)
+    np.testing.assert_array_equal(I[:10], np.tile(np.arange(5), (10, 1)))  # ties: lowest ids
+    assert_exact_top_k(D, I, dd, 5, rtol=1e-5, datol=1e-5 * 4 * 640 * 50**2)
+
+
+@pytest.mark.parametrize("scale", [1e-18, 1e-12, 1e3, 1e16])
+def test_bf16_pass_at_extreme_scales(bf16_on: None, rng: np.random.Generator,
+                                     scale: float) -> None:
+    # 1e-18: squared differences near the float32 subnormal range (bf16 flushing, the
+    # intervals' absolute terms); 1e16 at 600 columns: squared norms near the 4e37 limit.
+    bank = (rng.standard_normal((800, 600)) * scale).astype(np.float32)
+    q = (rng.standard_normal((64, 600)) * scale).astype(np.float32)
+    q[0] = bank[17]
+    D, I = fissure.knn_search(bank, q, 4)
+    assert_exact_top_k(D, I, direct64(bank, q), 4, rtol=1e-5)
+    assert D[0, 0] == 0 and I[0, 0] == 17
+
+
+def test_bf16_pass_auto_rule(rng: np.random.Generator) -> None:
+    # 'auto': wide (>= 512 columns) with >= 64 queries takes the bf16 pass where the CPU has it
+    # (exact distances by direct differences: a query equal to a row gets 0 exactly); the
+    # float32 path returns the norm expansion (a few ulps of 2|b|^2, clamped at 0).
+    prev = _core._knn_force_bf16("auto")
+    try:
+        bank = (rng.standard_normal((600, 512)) * 30).astype(np.float32)
+        D, I = fissure.knn_search(bank, bank[:64], 1)
+        np.testing.assert_array_equal(I[:, 0], np.arange(64))
+        if _core._knn_bf16_available() and _core.knn_simd_level() == "avx512":
+            assert (D == 0).all()
+        D2, I2 = fissure.knn_search(bank, bank[:63], 1)  # 63 queries: the float32 path
+        np.testing.assert_array_equal(I2[:, 0], np.arange(63))
+        assert (D2 >= 0).all()
+    finally:
+        _core._knn_force_bf16(prev)

@@ -25,4 +25,23 @@ namespace fissure {
 void kcenter_greedy(const FeatureMatrix& features, index_t n, index_t start, std::int64_t* out,
                     int num_threads = -1);
 
+namespace detail {
+
+/// What one kcenter_greedy call did (tests and benchmarks).
+struct KcenterStats {
+    std::int64_t plain_steps = 0;    ///< steps that computed every row's distance
+    std::int64_t pruned_steps = 0;   ///< steps that went through the projected lower bound
+    std::int64_t rows_computed = 0;  ///< exact row distances started (pruned steps: candidates)
+    std::int64_t blocks_bounded = 0; ///< blocks of 16 rows whose lower bounds were computed
+};
+
+/// kcenter_greedy with its choices exposed (tests, benchmarks). `prune`: 1 forces the pruned
+/// pass wherever the width allows a projection, 0 forbids it, -1 chooses. `k`: projected
+/// width (8, 16, 24 or 32; 0 chooses). The selection is the same whatever they are.
+void kcenter_greedy_opts(const FeatureMatrix& features, index_t n, index_t start,
+                         std::int64_t* out, int num_threads, int prune, int k,
+                         KcenterStats* stats);
+
+}  // namespace detail
+
 }  // namespace fissure
