@@ -45,16 +45,23 @@ def heatmap_overlay(
     t = float(threshold)
     if not np.isfinite(t):
         raise ValueError(f"heatmap_overlay: threshold must be finite, got {threshold!r}")
-    amap = np.nan_to_num(amap.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
-    top = float(amap.max()) if amap.size else 0.0
-    span = max(2.0 * abs(t), 2.0 * (top - t), 1e-12)
-    v = np.clip((amap - t) / span + 0.5, 0.0, 1.0)
-    heat = cv2.applyColorMap((v * 255.0 + 0.5).astype(np.uint8), cv2.COLORMAP_JET)
-    out = cv2.addWeighted(heat, float(alpha), img, 1.0 - float(alpha), 0.0)
-    m = (amap > t) if mask is None else np.asarray(mask, bool)
+    # one float32 working copy, transformed in place (a 12 MP map is 48 MB per temporary)
+    v = np.nan_to_num(amap.astype(np.float32, copy=True), copy=False, nan=0.0, posinf=0.0,
+                      neginf=0.0)
+    m = (v > t) if mask is None else np.asarray(mask, bool)
     if m.shape != img.shape[:2]:
         raise ValueError(f"heatmap_overlay: mask shape {m.shape} differs from the image's "
                          f"{img.shape[:2]}")
+    top = float(v.max()) if v.size else 0.0
+    span = max(2.0 * abs(t), 2.0 * (top - t), 1e-12)
+    v -= t
+    v *= 255.0 / span
+    v += 0.5 * 255.0 + 0.5
+    np.clip(v, 0.0, 255.0, out=v)
+    heat = cv2.applyColorMap(v.astype(np.uint8), cv2.COLORMAP_JET)
+    del v
+    out = cv2.addWeighted(heat, float(alpha), img, 1.0 - float(alpha), 0.0)
+    del heat
     if m.any():
         contours, _ = cv2.findContours(m.view(np.uint8) if m.dtype == bool else m.astype(np.uint8),
                                        cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
