@@ -200,3 +200,21 @@ def test_parameter_errors(fitted, kw, match) -> None:
     _, bb = fitted
     with pytest.raises(ValueError, match=match):
         PatchCore(bb, **kw)
+
+
+@pytest.mark.parametrize("input_size", [None, (64, 80)])
+def test_thresholds_are_the_held_out_image_as_predict_scores_it(fitted, input_size) -> None:
+    # One tile per image (tile=None) and holdout 0.2: the 5th image is held out of the bank.
+    # Its predicted map maximum and image score are then exactly the unmargined thresholds,
+    # also when input_size resizes the tile (the calibration map is upsampled to the tile's
+    # own size, as predict does, not to 8x the patch grid). Held-out embeddings are kept in
+    # float16, hence the tolerance.
+    _, bb = fitted
+    imgs = [texture(100, 124, s) for s in range(20, 25)]
+    pc = PatchCore(bb, tile=None, input_size=input_size, coreset_ratio=0.5, holdout=0.2,
+                   threshold_margin=0.0, backend="onnxruntime", precision=None).fit(imgs)
+    assert pc.stats["holdout_tiles"] == 1
+    res = pc.predict(imgs[4])
+    assert res.anomaly_map.shape == (100, 124)
+    assert pc.threshold == pytest.approx(float(res.anomaly_map.max()), rel=2e-3)
+    assert pc.image_threshold == pytest.approx(res.score, rel=2e-3)
