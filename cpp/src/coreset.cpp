@@ -416,19 +416,6 @@ constexpr index_t kB = 16;
 // tight: the bound streams the projections, the candidates read scattered rows).
 constexpr index_t kChunk = 32;
 
-inline int lowest_bit(std::uint32_t m) {
-#if defined(__GNUC__) || defined(__clang__)
-    return __builtin_ctz(m);
-#else
-    int l = 0;
-    while (!(m & 1u)) {
-        m >>= 1;
-        ++l;
-    }
-    return l;
-#endif
-}
-
 
 struct Pruned {
     const FeatureMatrix& f;
@@ -741,7 +728,7 @@ void kcenter_greedy_opts(const FeatureMatrix& f, index_t n, index_t start, std::
                 std::uint32_t mask = kern.lb_mask(Y + b * 8 * kB, P.cstride, yc.data(), k,
                                                   tau + b * kB, eps_c, P.F, P.H);
                 while (mask) {
-                    list[nc++] = b * kB + lowest_bit(mask);
+                    list[nc++] = b * kB + knn_detail::lowest_bit(mask);
                     mask &= mask - 1;
                 }
             }

@@ -61,19 +61,6 @@ RowInfo row_info(const float* s, index_t n, double gsum) {
     return ri;
 }
 
-inline int lowest_bit(std::uint32_t m) {
-#if defined(__GNUC__) || defined(__clang__)
-    return __builtin_ctz(m);
-#else
-    int l = 0;
-    while (!(m & 1u)) {
-        m >>= 1;
-        ++l;
-    }
-    return l;
-#endif
-}
-
 struct Cand {
     double lo;
     std::int64_t id;

@@ -126,4 +126,18 @@ inline float half_to_float(std::uint16_t h) {
 
 inline index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
 
+/// Index of the lowest set bit of a non-zero mask.
+inline int lowest_bit(std::uint32_t m) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctz(m);
+#else
+    int l = 0;
+    while (!(m & 1u)) {
+        m >>= 1;
+        ++l;
+    }
+    return l;
+#endif
+}
+
 }  // namespace fissure::knn_detail
