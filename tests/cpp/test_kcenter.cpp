@@ -14,26 +14,15 @@
 #include "fissure/coreset.hpp"
 #include "fissure/knn.hpp"
 #include "fissure/preprocess.hpp"  // float_to_half
+#include "knn_levels.hpp"
 
 using fissure::FeatureMatrix;
 using fissure::index_t;
 
 namespace {
 
-std::vector<int> levels() {
-    std::vector<int> out{static_cast<int>(fissure::SimdLevel::scalar)};
-    const auto cpu = static_cast<int>(fissure::simd_level());
-    if (cpu >= static_cast<int>(fissure::SimdLevel::avx2) && cpu < 10)
-        out.push_back(static_cast<int>(fissure::SimdLevel::avx2));
-    if (cpu >= static_cast<int>(fissure::SimdLevel::avx512) && cpu < 10)
-        out.push_back(static_cast<int>(fissure::SimdLevel::avx512));
-    return out;
-}
-
-struct LevelGuard {
-    explicit LevelGuard(int level) { fissure::detail::knn_force_simd(level); }
-    ~LevelGuard() { fissure::detail::knn_force_simd(-1); }
-};
+using knn_test::levels;
+using knn_test::LevelGuard;
 
 // The documented order: lane j % 16 sums its squares in sequence, then a fixed tree.
 float fixed_sqdist(const float* x, const float* c, index_t d) {

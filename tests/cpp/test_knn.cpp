@@ -14,26 +14,15 @@
 #include "check.hpp"
 #include "fissure/coreset.hpp"
 #include "fissure/knn.hpp"
+#include "knn_levels.hpp"
 
 using fissure::FeatureMatrix;
 using fissure::index_t;
 
 namespace {
 
-std::vector<int> levels() {
-    std::vector<int> out{static_cast<int>(fissure::SimdLevel::scalar)};
-    const auto cpu = static_cast<int>(fissure::simd_level());
-    if (cpu >= static_cast<int>(fissure::SimdLevel::avx2) && cpu < 10)
-        out.push_back(static_cast<int>(fissure::SimdLevel::avx2));
-    if (cpu >= static_cast<int>(fissure::SimdLevel::avx512) && cpu < 10)
-        out.push_back(static_cast<int>(fissure::SimdLevel::avx512));
-    return out;
-}
-
-struct LevelGuard {
-    explicit LevelGuard(int level) { fissure::detail::knn_force_simd(level); }
-    ~LevelGuard() { fissure::detail::knn_force_simd(-1); }
-};
+using knn_test::levels;
+using knn_test::LevelGuard;
 
 std::vector<float> gaussian(index_t n, unsigned seed) {
     std::mt19937 gen(seed);
