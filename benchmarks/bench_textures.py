@@ -60,7 +60,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _machine import cpu_model  # noqa: E402
+from _machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTURES = ("brick", "grass", "gravel")

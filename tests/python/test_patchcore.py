@@ -13,9 +13,8 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("safetensors")
 cv2 = pytest.importorskip("cv2")
-from onnx import TensorProto, helper  # noqa: E402
-
-from fissure.anomaly import PatchCore, knn_search  # noqa: E402
+from fissure.anomaly import PatchCore
+from onnx import TensorProto, helper
 
 
 def pool_backbone(path) -> str:

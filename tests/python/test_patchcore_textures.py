@@ -30,9 +30,9 @@ cv2 = pytest.importorskip("cv2")
 pytest.importorskip("onnxruntime")
 skdata = pytest.importorskip("skimage.data")
 
-from fissure.anomaly import PatchCore, auroc, pixel_auroc  # noqa: E402
-from fissure.anomaly.synthetic import plant_defects  # noqa: E402
-from fissure.demo import evaluate  # noqa: E402
+from fissure.anomaly import PatchCore, auroc, pixel_auroc
+from fissure.anomaly.synthetic import plant_defects
+from fissure.demo import evaluate
 
 SCALE = 4
 N_DEFECTS = 8
