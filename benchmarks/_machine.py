@@ -1,10 +1,11 @@
-"""The machine line the benchmark tables record, and the process-memory readings the peak-RSS
-measurements share."""
+"""The machine line the benchmark tables record, the process-memory readings the peak-RSS
+measurements share, and the marked blocks the scripts write into the docs."""
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import os
 import platform
 
 
@@ -36,3 +37,23 @@ def trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except OSError:  # pragma: no cover - not glibc
         pass
+
+
+def write_marked_block(path: str, tag: str, text: str, title: str) -> None:
+    """Puts ``text`` between ``<!-- BEGIN tag -->`` and ``<!-- END tag -->`` in the markdown
+    file ``path`` (replacing what is there), or appends a ``title`` section holding the
+    marked block when the markers are not there yet. Written atomically."""
+    begin, end = f"<!-- BEGIN {tag} -->", f"<!-- END {tag} -->"
+    with open(path) as f:
+        doc = f.read()
+    block = f"{begin}\n{text}\n{end}"
+    if begin in doc and end in doc[doc.index(begin):]:
+        i = doc.index(begin)
+        j = doc.index(end, i) + len(end)
+        doc = doc[:i] + block + doc[j:]
+    else:
+        doc = doc.rstrip("\n") + f"\n\n{title}\n\n{block}\n"
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(doc)
+    os.replace(tmp, path)

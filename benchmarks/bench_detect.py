@@ -62,7 +62,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _machine import status_kb, trim_heap  # noqa: E402
+from _machine import status_kb, trim_heap, write_marked_block  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLICE, OVERLAP = 640, 0.2
@@ -408,17 +408,8 @@ def goals(rows: list[dict]) -> str:
 
 
 def write_docs(text: str) -> None:
-    path = os.path.join(ROOT, "docs", "benchmarks.md")
-    begin, end = "<!-- BEGIN DETECT -->", "<!-- END DETECT -->"
-    with open(path) as f:
-        doc = f.read()
-    block = f"{begin}\n{text}\n{end}"
-    if begin in doc and end in doc:
-        doc = doc[:doc.index(begin)] + block + doc[doc.index(end) + len(end):]
-    else:
-        doc = doc.rstrip("\n") + "\n\n## Tiled detection\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(doc)
+    write_marked_block(os.path.join(ROOT, "docs", "benchmarks.md"), "DETECT", text,
+                       "## Tiled detection")
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _machine import cpu_model, status_kb, trim_heap
+from _machine import cpu_model, status_kb, trim_heap, write_marked_block
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TYPES = ("mono", "poly")
@@ -303,18 +303,8 @@ def write_docs(text: str, *, sweep: bool = False) -> None:
     """The default run goes to the end of docs/benchmarks.md, a sweep into
     docs/patchcore_elpv.md (between its markers)."""
     path = os.path.join(ROOT, "docs", "patchcore_elpv.md" if sweep else "benchmarks.md")
-    tag = "ELPV SWEEP" if sweep else "ELPV"
-    begin, end = f"<!-- BEGIN {tag} -->", f"<!-- END {tag} -->"
-    with open(path) as f:
-        doc = f.read()
-    block = f"{begin}\n{text}\n{end}"
-    if begin in doc and end in doc:
-        doc = doc[:doc.index(begin)] + block + doc[doc.index(end) + len(end):]
-    else:
-        title = "## The options explored" if sweep else "## PatchCore on ELPV"
-        doc = doc.rstrip("\n") + f"\n\n{title}\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(doc)
+    write_marked_block(path, "ELPV SWEEP" if sweep else "ELPV", text,
+                       "## The options explored" if sweep else "## PatchCore on ELPV")
 
 
 # ---------------------------------------------------------------------------- main

@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import sys
 import time
@@ -60,7 +59,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _machine import cpu_model
+from _machine import cpu_model, write_marked_block
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTURES = ("brick", "grass", "gravel")
@@ -70,7 +69,6 @@ LABELS = {
     "whole": "whole image at 640 px",
 }
 KIND_ORDER = ("scratch", "crack", "pit", "stain")
-BEGIN, END = "<!-- BEGIN TEXTURES -->", "<!-- END TEXTURES -->"
 SECTION = "## PatchCore on textures (synthetic defects)"
 
 
@@ -258,15 +256,7 @@ def seed_summary(rows: list[dict]) -> str:
 
 
 def write_docs(block: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text()
-    body = f"{BEGIN}\n{block}\n{END}"
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: body, text,
-                      flags=re.DOTALL)
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{body}\n"
-    path.write_text(text)
+    write_marked_block(str(ROOT / "docs" / "benchmarks.md"), "TEXTURES", block, SECTION)
 
 
 def main(argv: list[str] | None = None) -> int:
