@@ -133,9 +133,9 @@ void bind_knn(py::module_& m) {
             return std::string(prev < 0 ? "auto" : prev ? "on" : "off");
         },
         py::arg("mode"),
-        "Test hook: the bfloat16 first pass of wide kNN searches: 'on' wherever the CPU has "
-        "AVX512_BF16, 'off', or 'auto' (width >= 512, >= 64 queries, >= 256 rows); returns the "
-        "previous mode.");
+        "Test hook: the bfloat16 first pass of kNN searches: 'on' wherever the CPU has "
+        "AVX512_BF16, 'off', or 'auto' (rows x width >= 50,000 x (k + 1), width >= 8, >= 64 "
+        "queries, >= 256 rows); returns the previous mode.");
 
     m.def(
         "_knn_bf16_available",

@@ -13,8 +13,9 @@
 //       scan the C tile: dist = (|q|^2 + |b|^2) - 2 q.b, clamped at 0, into each query's
 //         sorted k-list (insertion; ties keep the lower id, the bank is walked in id order)
 // With few query blocks the bank is split too and the per-split lists are merged.
-// Wide searches on CPUs with AVX512_BF16 go through knn_bf16.cpp first (bf16 candidates,
-// float32 re-ranking); the queries it hands back take the path above.
+// Searches with enough work per query (see bf16_pays) on CPUs with AVX512_BF16 go through
+// knn_bf16.cpp first (bf16 candidates, float32 re-ranking); the queries it hands back take
+// the path above.
 #include "fissure/knn.hpp"
 
 #include <algorithm>
@@ -270,6 +271,16 @@ void check_feature_rows(const FeatureMatrix& m, const char* name, float* norms, 
 
 namespace {
 std::atomic<int> g_force_bf16{-1};
+
+// Whether the bfloat16 first pass is worth its fixed costs (per-call row statistics, the
+// float32 re-ranking of each query's candidates, which grows with k) over the float32 route.
+// Measured on an AVX512_BF16 core (docs/patchcore_core.md): it gains 1.2-2x once
+// nb * d >= 50,000 * (k + 1), from 8 columns up (152-d PatchCore banks of 1k-50k rows
+// included); below that, and for 1-7 columns or fewer than 64 queries, it loses.
+bool bf16_pays(index_t nb, index_t d, index_t nq, index_t k) {
+    return d >= 8 && nq >= 64 && nb >= 256 &&
+           static_cast<double>(nb) * static_cast<double>(d) >= 50000.0 * static_cast<double>(k + 1);
+}
 void search_fp32(const FeatureMatrix& bank, const float* queries, index_t nq, index_t k, float* D,
                  std::int64_t* I, int num_threads, const float* bnorm, const float* qnorm);
 }  // namespace
@@ -291,11 +302,11 @@ void knn_search(const FeatureMatrix& bank, const float* queries, index_t nq, ind
     check_feature_rows(bank, "bank", bnorm.data(), num_threads);
     check_feature_rows(FeatureMatrix{queries, nq, d, false}, "queries", qnorm.data(), num_threads);
 
-    // Wide features, enough queries: the bfloat16 first pass and float32 re-ranking
-    // (knn_bf16.cpp), where the CPU has AVX512_BF16.
+    // Enough work per query: the bfloat16 first pass and float32 re-ranking (knn_bf16.cpp),
+    // where the CPU has AVX512_BF16.
     const int force = g_force_bf16.load(std::memory_order_relaxed);
-    const bool wide = force == 1 || (force < 0 && d >= 512 && nq >= 64 && nb >= 256);
-    if (wide && k < nb) {
+    const bool use_bf16 = force == 1 || (force < 0 && bf16_pays(nb, d, nq, k));
+    if (use_bf16 && k < nb) {
         std::vector<index_t> over;
         if (knn_bf16_search(bank, queries, nq, k, D, I, num_threads, over)) {
             if (over.empty()) return;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The exact kNN for wide features (knn.hpp), in two passes:
+// The exact kNN's bfloat16 route (knn.hpp; knn.cpp chooses it), in two passes:
 //
 // 1. bfloat16 candidates. Queries and bank rows are centred on the bank's mean (distances do not
 //    change) and rounded to bfloat16; the blocked GEMM of knn.cpp runs on them with vdpbf16ps

@@ -51,7 +51,7 @@ def _knn_bf16_available() -> bool:
     """
 def _knn_force_bf16(mode: str) -> str:
     """
-    Test hook: the bfloat16 first pass of wide kNN searches: 'on' wherever the CPU has AVX512_BF16, 'off', or 'auto' (width >= 512, >= 64 queries, >= 256 rows); returns the previous mode.
+    Test hook: the bfloat16 first pass of kNN searches: 'on' wherever the CPU has AVX512_BF16, 'off', or 'auto' (rows x width >= 50,000 x (k + 1), width >= 8, >= 64 queries, >= 256 rows); returns the previous mode.
     """
 def _knn_force_simd(level: str) -> str:
     """

@@ -319,18 +319,32 @@ def test_bf16_pass_at_extreme_scales(bf16_on: None, rng: np.random.Generator,
 
 
 def test_bf16_pass_auto_rule(rng: np.random.Generator) -> None:
-    # 'auto': wide (>= 512 columns) with >= 64 queries takes the bf16 pass where the CPU has it
-    # (exact distances by direct differences: a query equal to a row gets 0 exactly); the
-    # float32 path returns the norm expansion (a few ulps of 2|b|^2, clamped at 0).
+    # 'auto': nb * d >= 50,000 * (k + 1), d >= 8, >= 64 queries and >= 256 rows take the bf16
+    # pass where the CPU has it (exact distances by direct differences: a query equal to a row
+    # gets 0 exactly); the float32 path returns the norm expansion (a few ulps of 2|b|^2,
+    # clamped at 0, so some of these self-distances are not 0).
+    bf16 = _core._knn_bf16_available() and _core.knn_simd_level() == "avx512"
     prev = _core._knn_force_bf16("auto")
+
+    def route(nb: int, d: int, nq: int, k: int) -> str:
+        bank = (rng.standard_normal((nb, d)) * 30).astype(np.float32)
+        D, I = fissure.knn_search(bank, bank[:nq], k)
+        np.testing.assert_array_equal(I[:, 0], np.arange(nq))
+        assert (D[:, 0] >= 0).all()
+        return "bf16" if (D[:, 0] == 0).all() else "fp32"
+
     try:
-        bank = (rng.standard_normal((600, 512)) * 30).astype(np.float32)
-        D, I = fissure.knn_search(bank, bank[:64], 1)
-        np.testing.assert_array_equal(I[:, 0], np.arange(64))
-        if _core._knn_bf16_available() and _core.knn_simd_level() == "avx512":
-            assert (D == 0).all()
-        D2, I2 = fissure.knn_search(bank, bank[:63], 1)  # 63 queries: the float32 path
-        np.testing.assert_array_equal(I2[:, 0], np.arange(63))
-        assert (D2 >= 0).all()
+        cases = [
+            ((600, 512, 64, 1), "bf16"),    # 307k >= 100k
+            ((600, 512, 63, 1), "fp32"),    # 63 queries
+            ((2000, 152, 64, 1), "bf16"),   # PatchCore's width: 304k >= 100k
+            ((2000, 152, 64, 9), "fp32"),   # 304k < 500k
+            ((3300, 152, 64, 9), "bf16"),   # 502k >= 500k
+            ((20000, 8, 64, 1), "bf16"),    # 160k, 8 columns
+            ((20000, 7, 64, 1), "fp32"),    # 7 columns
+            ((255, 1536, 64, 1), "fp32"),   # 255 rows
+        ]
+        for (nb, d, nq, k), want in cases:
+            assert route(nb, d, nq, k) == (want if bf16 else "fp32"), (nb, d, nq, k)
     finally:
         _core._knn_force_bf16(prev)

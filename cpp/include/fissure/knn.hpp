@@ -36,10 +36,11 @@ void check_feature_rows(const FeatureMatrix& m, const char* name, float* norms, 
 /// For each of the nq float32 queries (row-major, nq x bank.cols), the k nearest bank rows:
 /// D (nq x k) squared L2 distances ascending, I (nq x k) row ids; ties go to the lower id;
 /// where the bank has fewer than k rows the tail is I = -1, D = FLT_MAX (as faiss).
-/// Distances are |q|^2 + |b|^2 - 2 q.b in float32, clamped at 0 (faiss's BLAS path); wide
-/// searches (>= 512 columns, >= 64 queries, >= 256 rows) on CPUs with AVX512_BF16 find
-/// candidates with a bfloat16 pass and proven error intervals, then return the exact top k of
-/// the float32 direct-difference distances (the greedy k-center's fixed order).
+/// Distances are |q|^2 + |b|^2 - 2 q.b in float32, clamped at 0 (faiss's BLAS path); searches
+/// with enough work per query (rows x columns >= 50,000 x (k + 1), >= 8 columns, >= 64
+/// queries, >= 256 rows) on CPUs with AVX512_BF16 find candidates with a bfloat16 pass and
+/// proven error intervals, then return the exact top k of the float32 direct-difference
+/// distances (the greedy k-center's fixed order).
 /// Throws InvalidArgument on k < 1, an empty bank, or NaN/inf/overflowing rows.
 void knn_search(const FeatureMatrix& bank, const float* queries, index_t nq, index_t k,
                 float* D, std::int64_t* I, int num_threads = -1);
@@ -49,8 +50,8 @@ namespace detail {
 SimdLevel knn_simd_level();
 /// Test hook: caps the level (-1 removes the cap); returns the previous cap.
 int knn_force_simd(int level);
-/// Test hook for the bfloat16 first pass of wide searches: 1 uses it wherever the CPU has it,
-/// 0 never, -1 chooses (width >= 512, >= 64 queries, >= 256 rows); returns the previous mode.
+/// Test hook for the bfloat16 first pass: 1 uses it wherever the CPU has it, 0 never, -1
+/// chooses (the rule of knn_search above); returns the previous mode.
 int knn_force_bf16(int mode);
 /// Whether the bfloat16 first pass can run here (AVX512_BF16, and the SIMD cap allows AVX-512).
 bool knn_bf16_available();
