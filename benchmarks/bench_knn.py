@@ -10,8 +10,8 @@ Table (median of --repeat interleaved runs, markdown):
         [--queries 784,25000] [--k 1,9] [--threads 1,all] [--repeat 3] [--no-numpy]
 
 The bank is a float32 Gaussian (seeded); a float16 copy of it is timed as a separate column,
-and so is fissure with its bfloat16 first pass off (the float32 path alone; the first pass runs
-from 512 columns and 64 queries on CPUs with AVX512_BF16). --repeat-large sets fewer runs for
+and so is fissure with its bfloat16 first pass off (the float32 path alone; on CPUs with AVX512_BF16
+the first pass runs where nb * d >= 50,000 * (k + 1), d >= 8, nq >= 64). --repeat-large sets fewer runs for
 the largest products (timed without a warm-up run).
 Every configuration is checked before it is timed: fissure's ids must equal faiss's (or the
 numpy brute force's). numpy's BLAS uses its own thread pool (all cores): its rows are marked.
