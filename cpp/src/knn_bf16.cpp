@@ -162,7 +162,12 @@ bool knn_bf16_search(const FeatureMatrix& bank, const float* queries, index_t nq
         U = (ehi * ehi * (1.0 + gS) + etaS) * (1.0 + kSlack);
     };
 
-    const std::size_t cap = static_cast<std::size_t>(std::max<index_t>(4096, 64 * k));
+    // A query keeps at most `cap` candidates. When the list fills, those whose lower bound
+    // the threshold has passed since are dropped (T only decreases: re-ranking would skip
+    // them); if half the cap is still live the query is crowded (its distances agree to bf16's
+    // precision) and goes to the float32 route. Compaction frees at least cap / 2 slots, so it
+    // runs at most once per cap / 2 pushes.
+    const std::size_t cap = static_cast<std::size_t>(std::max<index_t>(512, 64 * k));
     // One surviving pair: its interval; the k smallest upper bounds; the candidates.
     auto consider = [&](QueryState& st, const RowInfo& q, const RowInfo& b, float dot,
                         index_t id) {
@@ -177,10 +182,16 @@ bool knn_bf16_search(const FeatureMatrix& bank, const float* queries, index_t nq
             st.U[p] = U;
         }
         if (L <= st.U[k - 1]) {
-            if (st.cand.size() >= cap) {  // handed to the float32 path
-                st.overflow = true;
-                std::vector<Cand>().swap(st.cand);
-                return;
+            if (st.cand.size() >= cap) {
+                const double T = st.U[k - 1];
+                st.cand.erase(std::remove_if(st.cand.begin(), st.cand.end(),
+                                             [T](const Cand& c) { return c.lo > T; }),
+                              st.cand.end());
+                if (st.cand.size() >= cap / 2) {  // crowded: handed to the float32 path
+                    st.overflow = true;
+                    std::vector<Cand>().swap(st.cand);
+                    return;
+                }
             }
             st.cand.push_back({L, id});
         }
@@ -212,8 +223,9 @@ bool knn_bf16_search(const FeatureMatrix& bank, const float* queries, index_t nq
             ctile.assign(static_cast<std::size_t>(groups * kMR * kNC2), 0.f);
             std::vector<QueryState> qs(static_cast<std::size_t>(mq));
             for (auto& s : qs) s.U.assign(static_cast<std::size_t>(k), INFINITY);
+            index_t crowded = 0;  // queries of the block handed to the float32 path
 
-            for (index_t b0 = 0; b0 < nb; b0 += kNC2) {
+            for (index_t b0 = 0; b0 < nb && crowded < mq; b0 += kNC2) {
                 const index_t nbr = std::min(kNC2, nb - b0);
                 const index_t npan = (nbr + kNP - 1) / kNP;
                 for (index_t p0 = 0; p0 < d2; p0 += kKP) {
@@ -266,6 +278,7 @@ bool knn_bf16_search(const FeatureMatrix& bank, const float* queries, index_t nq
                             live &= live - 1;
                             consider(st, q, binfo[b0 + j], crow[j], b0 + j);
                         }
+                        if (st.overflow) ++crowded;
                     }
                 }
             }

@@ -83,7 +83,7 @@ TEST(bf16_integer_ties_are_exact) {
 TEST(bf16_crowded_queries_fall_back) {
     if (!fissure::detail::knn_bf16_available()) return;
     Bf16Guard g;
-    // 4200 copies of one integer row (more than the 4096 candidates a query may keep) and 100
+    // 4200 copies of one integer row (more than the 512 candidates a query may keep) and 100
     // other rows; queries on the other rows (no crowding) and near the copies (crowded).
     const index_t nb = 4300, nq = 20, d = 512, k = 3;
     auto one = integers(d, -3, 3, 3);

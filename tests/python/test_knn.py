@@ -305,6 +305,34 @@ def test_bf16_pass_crowded_candidates_fall_back(bf16_on: None, rng: np.random.Ge
     assert_exact_top_k(D, I, dd, 5, rtol=1e-5, datol=1e-5 * 4 * 640 * 50**2)
 
 
+def test_bf16_pass_drops_passed_candidates(bf16_on: None, rng: np.random.Generator) -> None:
+    # Rows on a line towards the query, nearer with every id: each row beats the ones before
+    # and becomes a candidate, so a query collects 6,000 candidates of which only the last
+    # few stay live. Its list fills, the dead entries are dropped and it stays on the bf16
+    # pass: direct differences, so the small distances to the nearest rows (0.25, 1.0 next to
+    # |q|^2 ~ 1.5e6) come out to float32 rounding of themselves; the float32 path's norm
+    # expansion carries a few ulps of 2|q|^2 (~0.25 each) instead.
+    d, nb = 152, 6000
+    q = (rng.standard_normal((1, d)) * 100).astype(np.float32)
+    v = rng.standard_normal(d)
+    v /= np.linalg.norm(v)
+    steps = np.arange(nb, 0, -1, dtype=np.float64)[:, None] - 1.0   # nb-1, ..., 1, 0
+    bank = (q.astype(np.float64) + steps * 0.5 * v).astype(np.float32)
+    bank[-1] = q[0]
+    queries = np.repeat(q, 64, axis=0)
+    D, I = fissure.knn_search(bank, queries, 3)
+    dd = direct64(bank, queries)
+    assert_exact_top_k(D, I, dd, 3)
+    np.testing.assert_array_equal(I, np.tile([nb - 1, nb - 2, nb - 3], (64, 1)))
+    true = np.sort(dd, axis=1)[:, :3]
+    assert (D[:, 0] == 0).all()
+    np.testing.assert_allclose(D, true, rtol=1e-5)
+    # the float32 path on the same data misses that (so the check above tells the paths apart)
+    _core._knn_force_bf16("off")
+    D32, _ = fissure.knn_search(bank, queries, 3)
+    assert not np.allclose(D32[:, 1:], true[:, 1:], rtol=1e-2)
+
+
 @pytest.mark.parametrize("scale", [1e-18, 1e-12, 1e3, 1e16])
 def test_bf16_pass_at_extreme_scales(bf16_on: None, rng: np.random.Generator,
                                      scale: float) -> None:
