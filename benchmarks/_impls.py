@@ -54,7 +54,7 @@ def _fissure_nms(threads: int) -> Impl:
     def run(a: Any) -> Any:
         import fissure
 
-        return fissure.nms(a[0], a[1], a[2], threshold=0.5, metric="iou", num_threads=threads)
+        return fissure.nms(a[0], a[1], a[2], match_threshold=0.5, match_metric="iou", num_threads=threads)
 
     return Impl(
         f"fissure-nms-t{threads}",
@@ -68,7 +68,7 @@ def _fissure_gnmm(threads: int) -> Impl:
         import fissure
 
         return fissure.greedy_nmm(
-            a[0], a[1], a[2], threshold=0.5, metric="ios", num_threads=threads
+            a[0], a[1], a[2], match_threshold=0.5, match_metric="ios", num_threads=threads
         )
 
     return Impl(
@@ -250,7 +250,7 @@ def _fissure_masks(threads: int) -> Impl:
         import fissure
 
         return fissure.greedy_nmm(
-            a[0], a[1], a[2], threshold=0.5, metric="ios", masks=a[3], num_threads=threads
+            a[0], a[1], a[2], match_threshold=0.5, match_metric="ios", masks=a[3], num_threads=threads
         )
 
     return Impl(

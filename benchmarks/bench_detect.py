@@ -189,14 +189,14 @@ def _tile_components(sess: Any, tile: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def make_fissure(threads: int, backend: str, batch_size: int | None = None,
                  ) -> Callable[[np.ndarray], Any]:
-    from fissure.detect import TiledDetector
+    from fissure import TiledDetector
     from fissure.preprocess import PreprocessConfig
 
     cfg = PreprocessConfig(input_size=(SLICE, SLICE), mode="none", rgb=False,
                            mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    det = TiledDetector(str(model_path()), backend=backend, device="cpu", slice_size=SLICE,
+    det = TiledDetector(str(model_path()), backend=backend, device="cpu", tile_size=SLICE,
                         overlap_ratio=OVERLAP, decoder="probability_map",
-                        decoder_options={"threshold": THRESH}, confidence_threshold=BOX_THRESH,
+                        decoder_options={"threshold": THRESH}, conf_threshold=BOX_THRESH,
                         preprocess=cfg, num_threads=threads, batch_size=batch_size,
                         precision="f32" if backend == "openvino" else None)
 

@@ -228,7 +228,7 @@ def evaluate(ds: Elpv, cell_type: str, s: Setting, *, threads: int = -1,
     test_imgs = ds.load(test)
     score0, nn0 = s.scores[0]
     ratio = s.ratio(len(train))
-    pc = PatchCore(tile=None, input_size=s.input_size, coreset_ratio=ratio, score=score0,
+    pc = PatchCore(tile_size=None, input_size=s.input_size, coreset_ratio=ratio, score=score0,
                    num_neighbors=nn0, holdout=s.holdout, seed=s.seed, num_threads=threads)
     t0 = time.perf_counter()
     with random_bank(s.seed) if s.sampler == "random" else contextlib.nullcontext():
@@ -238,7 +238,7 @@ def evaluate(ds: Elpv, cell_type: str, s: Setting, *, threads: int = -1,
     backend = f"{pc.model.name} {pc.model.device}"
     rows = []
     for score, nn in s.scores:
-        pc.score_mode, pc.num_neighbors = score, nn
+        pc.scoring, pc.num_neighbors = score, nn
         scores, times, flagged = [], [], []
         for img in test_imgs:
             t = time.perf_counter()
@@ -379,7 +379,7 @@ if pytest is not None:
 
         ds = elpv_index()
         train, test, _ = split(ds, cell_type, max_train=40)
-        pc = PatchCore(tile=None, input_size=RECOMMENDED.input_size,
+        pc = PatchCore(tile_size=None, input_size=RECOMMENDED.input_size,
                        coreset_ratio=RECOMMENDED.coreset_ratio).fit(ds.load(train))
         img = ds.load(test[:1])[0]
         pc.predict(img)

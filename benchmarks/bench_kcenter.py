@@ -76,7 +76,7 @@ def patchcore_fit_features(rows: int) -> np.ndarray:
     lab = np.genfromtxt(os.path.join(root, "labels.csv"), dtype=["|S19", "<f8", "|S4"],
                         names=["path", "p", "t"])
     paths = [os.path.join(root, p.decode()) for p, pr in zip(lab["path"], lab["p"]) if pr == 0]
-    pc = PatchCore(tile=None)
+    pc = PatchCore(tile_size=None)
     out: list[np.ndarray] = []
     total = 0
     for p in paths:

@@ -34,8 +34,8 @@ def make_image() -> np.ndarray:
     return rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
 
 
-def tiles_for(slice_size: int) -> np.ndarray:
-    t = slice_grid(H, W, slice_size, slice_size, 0.2, 0.2)
+def tiles_for(tile_size: int) -> np.ndarray:
+    t = slice_grid(H, W, tile_size, tile_size, 0.2, 0.2)
     return t[:96]
 
 
@@ -60,9 +60,9 @@ def run_table(repeat: int, threads: list[int]) -> None:
     image = make_image()
     print("| case | implementation | threads | median ms | vs cv2+numpy |")
     print("|---|---|---|---|---|")
-    for slice_size, label in [(640, "96 tiles 640 -> 640 (no resize)"),
+    for tile_size, label in [(640, "96 tiles 640 -> 640 (no resize)"),
                               (800, "96 tiles 800 -> 640 (linear resize)")]:
-        tiles = tiles_for(slice_size)
+        tiles = tiles_for(tile_size)
         cfg = PreprocessConfig(input_size=(640, 640))
         out = np.empty((len(tiles), 3, 640, 640), np.float32)
         ref = cv2_numpy(image, tiles, cfg, np.empty_like(out)).copy()

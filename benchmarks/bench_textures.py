@@ -18,9 +18,9 @@ Methods (bundled EfficientNet-Lite0 backbone, default PatchCore settings otherwi
 training images, ``holdout=0.25`` so that the whole-image model keeps one of its four training
 images to calibrate its thresholds):
 
-* ``tiled``: ``PatchCore(tile=512)``, SAHI's grid with overlap 0.25 at native resolution
+* ``tiled``: ``PatchCore(tile_size=512)``, SAHI's grid with overlap 0.25 at native resolution
   (15 tiles per 1024x2048 image), k-center coreset ``--coreset`` (default 1%, the demo's);
-* ``whole``: ``PatchCore(tile=None, input_size=(h, w))`` with the long side 640 (320x640), as
+* ``whole``: ``PatchCore(tile_size=None, input_size=(h, w))`` with the long side 640 (320x640), as
   a model that sees the whole picture at 640 px; it keeps every training patch
   (``coreset_ratio=1.0``: 9,600 patches, no thinning handicap). Its map is upsampled to the
   full resolution, so its mask is compared with the same ground truth.
@@ -124,11 +124,11 @@ def make_model(method: str, h: int, w: int, *, coreset: float, seed: int, thread
 
     kw: dict[str, Any] = {} if margin is None else {"threshold_margin": margin}
     if method == "tiled":
-        return PatchCore(tile=512, coreset_ratio=coreset, holdout=0.25, seed=seed,
+        return PatchCore(tile_size=512, coreset_ratio=coreset, holdout=0.25, seed=seed,
                          num_threads=threads, **kw)
     if method == "whole":
         f = 640.0 / max(h, w)
-        return PatchCore(tile=None, input_size=(round(h * f), round(w * f)), coreset_ratio=1.0,
+        return PatchCore(tile_size=None, input_size=(round(h * f), round(w * f)), coreset_ratio=1.0,
                          holdout=0.25, seed=seed, num_threads=threads, **kw)
     raise ValueError(method)
 
@@ -186,7 +186,7 @@ def run_method(method: str, case: Case, *, coreset: float = 0.01, seed: int = 0,
         "texture": case.texture, "method": method, "seed": seed,
         "image": f"{w}x{h}", "tiles": len(pc._tiles(h, w)),
         "input": (f"{pc.input_size[1]}x{pc.input_size[0]}" if pc.input_size
-                  else f"{pc.tile[1]}x{pc.tile[0]}" if pc.tile else f"{w}x{h}"),
+                  else f"{pc.tile_size[1]}x{pc.tile_size[0]}" if pc.tile_size else f"{w}x{h}"),
         "backend": f"{pc.model.name} {pc.model.device}",
         "pixel_auroc": px,
         "image_auroc": auroc(np.asarray(scores), np.asarray(is_defect)),

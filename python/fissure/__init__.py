@@ -6,20 +6,22 @@ The public API is pure Python over the private compiled module ``fissure._core``
 from __future__ import annotations
 
 from ._version import __version__
+
+try:
+    from . import _core  # noqa: F401  (the compiled core; everything below needs it)
+except ImportError as _exc:  # pragma: no cover - depends on how fissure was installed
+    import os as _os
+
+    _here = _os.path.dirname(__file__)
+    raise ImportError(
+        "fissure's compiled core (fissure._core) is not built or does not load here "
+        f"({_exc}). Install the package with `pip install .` (builds the core), or for a "
+        "source checkout run `tools/dev_build.sh` and then `PYTHONPATH=python ...`; "
+        f"package folder: {_here}"
+    ) from _exc
+
 from .anomaly import AnomalyResult, PatchCore, kcenter_greedy, knn_search, random_projection
-from .decoders import (
-    Decoded,
-    DecoderSpec,
-    decode_detr,
-    decode_end_to_end,
-    decode_probability_map,
-    decode_yolo,
-    decode_yolo_seg,
-    decode_yolov5,
-    decode_yolov5_seg,
-    select_decoder,
-)
-from .detections import Detections
+from .detection import Detections, DetectStats, TiledDetector, select_decoder
 from .info import info
 from .masks import BoxMasks, regions_from_boxes
 from .merge import MergeResult, greedy_nmm, nmm, nms
@@ -38,21 +40,13 @@ from .tiling import auto_slice_params, slice_grid
 __all__ = [
     "AnomalyResult",
     "BoxMasks",
-    "Decoded",
-    "DecoderSpec",
+    "DetectStats",
     "Detections",
     "MergeResult",
     "PatchCore",
     "PreprocessConfig",
     "__version__",
     "auto_slice_params",
-    "decode_detr",
-    "decode_end_to_end",
-    "decode_probability_map",
-    "decode_yolo",
-    "decode_yolo_seg",
-    "decode_yolov5",
-    "decode_yolov5_seg",
     "dilate_disc",
     "disc_kernel",
     "draw_specular",
@@ -72,4 +66,5 @@ __all__ = [
     "slice_grid",
     "specular_mask",
     "suppress_glare",
+    "TiledDetector",
 ]

@@ -10,6 +10,8 @@ import numpy as np
 
 __all__ = [
     "as_boxes",
+    "as_int",
+    "describe",
     "as_class_ids",
     "as_scores",
     "check_num_threads",
@@ -17,7 +19,8 @@ __all__ = [
 ]
 
 
-def _describe(a: Any) -> str:
+def describe(a: Any) -> str:
+    """What came, for error messages: an array's shape and dtype, or the type's name."""
     if isinstance(a, np.ndarray):
         return f"array of shape {a.shape} and dtype {a.dtype}"
     return f"{type(a).__name__}"
@@ -26,7 +29,7 @@ def _describe(a: Any) -> str:
 def as_boxes(boxes: Any, name: str = "boxes", *, allow_degenerate: bool = True) -> np.ndarray:
     """(N, 4) xyxy boxes as a C-contiguous float32 array; finite, x2 >= x1, y2 >= y1."""
     if isinstance(boxes, (str, bytes)) or boxes is None:
-        raise TypeError(f"{name}: expected an (N, 4) array of xyxy boxes, got {_describe(boxes)}")
+        raise TypeError(f"{name}: expected an (N, 4) array of xyxy boxes, got {describe(boxes)}")
     arr = np.asarray(boxes)
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
@@ -89,6 +92,20 @@ def as_class_ids(class_ids: Any, n: int, name: str = "class_ids") -> np.ndarray:
             raise ValueError(f"{name}: expected class ids within int64, got {arr[np.abs(arr) >= 2.0**63][0]}")
         return np.ascontiguousarray(arr, dtype=np.int64)
     raise TypeError(f"{name}: expected integer class ids, got dtype {arr.dtype}")
+
+
+def as_int(value: Any, name: str, lo: int | None = None, hi: int | None = None) -> int:
+    """An int (not a bool) within [lo, hi] where given: TypeError / ValueError otherwise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {value!r} ({type(value).__name__})")
+    v = int(value)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        if lo is not None and hi is not None:
+            want = f"an int in {lo}..{hi}"
+        else:
+            want = f"an int >= {lo}" if lo is not None else f"an int <= {hi}"
+        raise ValueError(f"{name}: expected {want}, got {v}")
+    return v
 
 
 def check_threshold(value: Any, name: str = "threshold") -> float:

@@ -1,4 +1,21 @@
-"""Reading images and writing results atomically."""
+"""Images in, results out: the one image intake of fissure (:func:`as_image`), reading image
+files, and writing results atomically.
+
+The image policy (``docs/images.md``), the same for every function that takes an image:
+
+- a path (``str`` or ``os.PathLike``) is read with :func:`read_image` (same rules below);
+- ``(H, W, 3)`` uint8 is BGR, taken as is (no copy);
+- ``(H, W)`` or ``(H, W, 1)`` uint8 is grayscale, repeated into three channels (functions
+  whose result only depends on the pixel values, such as :func:`fissure.specular_mask`, read
+  it in place and give the same result as for the repeated image);
+- ``(H, W, 4)`` uint8 is BGRA: the alpha channel is dropped, not composited;
+- uint16 of those shapes is scaled to 8 bits with ``>> 8``;
+- anything else (float, bool, signed, other channel counts, empty) raises TypeError or
+  ValueError naming what was expected, with a conversion hint for floats.
+
+Row strides are free (crops and flipped views are read in place); a view whose pixels or
+channels are not adjacent bytes (``img[:, ::2]``, Fortran order) is copied once.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +31,16 @@ from typing import Any, Union
 import numpy as np
 
 from ._optional import require_cv2
+from ._validate import describe
 
-__all__ = ["expand_inputs", "read_image", "sha256_file", "write_image_atomic", "write_json_atomic"]
+__all__ = [
+    "as_image",
+    "expand_inputs",
+    "read_image",
+    "sha256_file",
+    "write_image_atomic",
+    "write_json_atomic",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -61,6 +86,47 @@ def read_image(path: PathLike) -> np.ndarray:
     elif img.shape[2] == 1:
         img = cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
     return np.ascontiguousarray(img)
+
+
+def as_image(image: Any, name: str = "image", *, gray: bool = False) -> np.ndarray:
+    """An image (array or path) under the one policy of this module's docstring.
+
+    Returns an (H, W, 3) uint8 BGR array whose pixels are adjacent bytes within a row (a view
+    where possible). With ``gray=True`` a grayscale input comes back as (H, W) instead (for
+    callers that read gray directly and give the same result as for the repeated image).
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    if image is None or isinstance(image, bytes) or not hasattr(image, "__array__"):
+        raise TypeError(f"{name}: expected an (H, W, 3) uint8 BGR array, an (H, W) gray one or "
+                        f"a path, got {describe(image)}")
+    a = image if isinstance(image, np.ndarray) else np.asarray(image)
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        hint = ""
+        if np.issubdtype(a.dtype, np.floating):
+            hint = ("; scale floats to 0..255 and convert, e.g. "
+                    "np.clip(img * 255, 0, 255).round().astype(np.uint8) for floats in [0, 1]")
+        raise TypeError(f"{name}: expected dtype uint8 (or uint16), got {a.dtype}{hint}")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    elif a.ndim == 3 and a.shape[2] == 4:
+        a = a[:, :, :3]
+    if a.ndim == 2:
+        if a.shape[0] and a.shape[1] and not gray:
+            a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"{name}: expected shape (H, W, 3), (H, W), (H, W, 1) or (H, W, 4), "
+                         f"got {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{name}: expected a non-empty image, got shape {a.shape}")
+    if a.ndim == 3:
+        if a.strides[2] != 1 or (a.shape[1] > 1 and a.strides[1] != 3):
+            a = np.ascontiguousarray(a)
+    elif a.shape[1] > 1 and a.strides[1] != 1:
+        a = np.ascontiguousarray(a)
+    return a
 
 
 def sha256_file(path: PathLike) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import _core
 from ._optional import require_cv2
-from ._validate import as_boxes, check_num_threads
+from ._validate import as_boxes, as_int, check_num_threads, describe
 
 __all__ = ["BoxMasks", "regions_from_boxes"]
 
@@ -44,16 +44,10 @@ def regions_from_boxes(boxes: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _describe(a: Any) -> str:
-    if isinstance(a, np.ndarray):
-        return f"array of shape {a.shape} and dtype {a.dtype}"
-    return type(a).__name__
-
-
 def _as_image_shape(value: Any, name: str = "image_shape") -> tuple[int, int]:
     """(height, width) from a 2- or 3-tuple (an image's ``.shape`` works); both positive."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
-        raise TypeError(f"{name}: expected (height, width), got {_describe(value)}")
+        raise TypeError(f"{name}: expected (height, width), got {describe(value)}")
     if len(value) not in (2, 3):
         raise ValueError(f"{name}: expected (height, width), got {tuple(value)}")
     out = []
@@ -64,12 +58,6 @@ def _as_image_shape(value: Any, name: str = "image_shape") -> tuple[int, int]:
     if out[0] <= 0 or out[1] <= 0:
         raise ValueError(f"{name}: expected positive (height, width), got {tuple(out)}")
     return out[0], out[1]
-
-
-def _as_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {value!r}")
-    return int(value)
 
 
 def _as_regions(regions: Any, name: str = "regions") -> np.ndarray:
@@ -108,7 +96,7 @@ def _as_planes(masks: Any, name: str, *, allow_float: bool) -> np.ndarray:
     """(N, H, W) C-contiguous bool/uint8 (and float32 when allowed) planes."""
     if not isinstance(masks, np.ndarray):
         if isinstance(masks, (str, bytes)) or masks is None:
-            raise TypeError(f"{name}: expected an (N, H, W) array, got {_describe(masks)}")
+            raise TypeError(f"{name}: expected an (N, H, W) array, got {describe(masks)}")
         masks = np.asarray(masks)
     dt = masks.dtype
     if dt == np.bool_ or dt == np.uint8:
@@ -152,7 +140,7 @@ def _normalise_counts(counts: Any, i: int) -> Union[bytes, np.ndarray]:
         if not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 1:
             raise TypeError(
                 f"rles[{i}]['counts']: expected a 1-D list of integer run lengths, got "
-                f"{_describe(arr)}"
+                f"{describe(arr)}"
             )
         return np.ascontiguousarray(arr, dtype=np.int64)
     raise TypeError(
@@ -365,7 +353,7 @@ class BoxMasks:
         tile_origin: Any = (0, 0),
         image_shape: Optional[tuple[int, int]] = None,
         *,
-        threshold: float = 0.5,
+        mask_threshold: float = 0.5,
         box_coords: str = "tile",
         num_threads: int = -1,
     ) -> BoxMasks:
@@ -376,7 +364,7 @@ class BoxMasks:
 
         Args:
             masks: (N, th, tw) masks at tile resolution (already resized to the tile): bool or
-                uint8 (nonzero is set), or float probabilities (set where ``> threshold``;
+                uint8 (nonzero is set), or float probabilities (set where ``> mask_threshold``;
                 float16/float64 are converted to float32 first).
             boxes: (N, 4) xyxy boxes, in tile coordinates (``box_coords="tile"``) or image
                 coordinates (``"image"``).
@@ -384,7 +372,7 @@ class BoxMasks:
                 per mask (several tiles of one batch in one call).
             image_shape: when given, regions are also clipped to the image and the result
                 carries it.
-            threshold: cut-off for float masks.
+            mask_threshold: cut-off for float masks.
 
         A region is the box's region clipped to the tile (and the image).
         """
@@ -404,8 +392,8 @@ class BoxMasks:
         org64 = org.astype(np.int64)
         if box_coords not in ("tile", "image"):
             raise ValueError(f"box_coords: expected 'tile' or 'image', got {box_coords!r}")
-        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-            raise TypeError(f"threshold: expected a number, got {threshold!r}")
+        if isinstance(mask_threshold, bool) or not isinstance(mask_threshold, numbers.Real):
+            raise TypeError(f"mask_threshold: expected a number, got {mask_threshold!r}")
         reg = regions_from_boxes(b).astype(np.int64)
         if box_coords == "image":
             reg[:, :2] -= org64
@@ -421,7 +409,7 @@ class BoxMasks:
         if n and (org64.min() < _I32.min or org64.max() > _I32.max):
             raise ValueError("tile_origin: values leave the int32 range")
         shifts = np.ascontiguousarray(org64, dtype=np.int32)
-        out = _core.crop_dense(planes, src, shifts, float(threshold), num_threads=nt)
+        out = _core.crop_dense(planes, src, shifts, float(mask_threshold), num_threads=nt)
         return cls._trusted(out, shape)
 
     @classmethod
@@ -450,7 +438,7 @@ class BoxMasks:
         if isinstance(crops, np.ndarray) and crops.ndim == 3:
             crops = list(crops)
         if isinstance(crops, (str, bytes)) or not isinstance(crops, Sequence):
-            raise TypeError(f"crops: expected a sequence of 2-D bitmaps, got {_describe(crops)}")
+            raise TypeError(f"crops: expected a sequence of 2-D bitmaps, got {describe(crops)}")
         n = reg.shape[0]
         if len(crops) != n:
             raise ValueError(f"crops: expected {n} bitmaps to match the regions, got {len(crops)}")
@@ -487,7 +475,7 @@ class BoxMasks:
         """Writes ``value`` into a 2-D ``canvas`` (any dtype) where mask ``i`` is set, clipping
         to the canvas; returns the canvas."""
         if not isinstance(canvas, np.ndarray) or canvas.ndim < 2:
-            raise TypeError(f"canvas: expected an (H, W) numpy array, got {_describe(canvas)}")
+            raise TypeError(f"canvas: expected an (H, W) numpy array, got {describe(canvas)}")
         bm = self.mask(i)
         x0, y0, w, h = (int(v) for v in self.regions[i % len(self)])
         H, W = canvas.shape[:2]
@@ -585,7 +573,7 @@ class BoxMasks:
 
         Moved masks may leave their old image, so the result has no image_shape unless one is
         given; then masks are clipped to it (as for tile -> image: ``shift(x, y, (H, W))``)."""
-        dx, dy = _as_int(dx, "dx"), _as_int(dy, "dy")
+        dx, dy = as_int(dx, "dx"), as_int(dy, "dy")
         r = self.regions.astype(np.int64)
         r[:, 0] += dx
         r[:, 1] += dy
@@ -622,7 +610,7 @@ class BoxMasks:
         else:
             if isinstance(key, (str, bytes)) or key is None or isinstance(key, (bool, np.bool_)):
                 raise TypeError(
-                    f"BoxMasks indices must be int, slice or arrays, got {_describe(key)}"
+                    f"BoxMasks indices must be int, slice or arrays, got {describe(key)}"
                 )
             arr = np.asarray(key)
             if arr.dtype == np.bool_:
@@ -640,7 +628,7 @@ class BoxMasks:
             else:
                 raise TypeError(
                     "BoxMasks indices must be int, slice, or 1-D int/bool arrays, "
-                    f"got {_describe(arr)}"
+                    f"got {describe(arr)}"
                 )
         return self._trusted(
             _core.gather(*self._args(), np.ascontiguousarray(index)), self.image_shape
@@ -885,7 +873,7 @@ class BoxMasks:
         ):
             raise TypeError(
                 "polygons_per_mask: expected a list of polygon lists, "
-                f"got {_describe(polygons_per_mask)}"
+                f"got {describe(polygons_per_mask)}"
             )
         n = len(polygons_per_mask)
         regions = np.zeros((n, 4), np.int32)
@@ -895,7 +883,7 @@ class BoxMasks:
                 polys = [polys]
             if isinstance(polys, (str, bytes)) or not isinstance(polys, (Sequence, np.ndarray)):
                 raise TypeError(
-                    f"polygons_per_mask[{i}]: expected a list of polygons, got {_describe(polys)}"
+                    f"polygons_per_mask[{i}]: expected a list of polygons, got {describe(polys)}"
                 )
             pts = []
             for k, p in enumerate(polys):

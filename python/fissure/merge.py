@@ -28,24 +28,25 @@ SAHI's rules, reproduced exactly:
   (on a tie, the later-merged one's).
 
 Knobs for other conventions: ``order`` (an explicit processing order), ``match="gt"``
-(match only when ``metric > threshold``, the float32 metric compared with the float64
+(match only when ``metric > match_threshold``, the float32 metric compared with the float64
 threshold as supervision's NMS and torchvision do; the re-check then uses ``>`` too) and
 ``mask_metric`` (pixel IoU / IoS of the box-local masks instead of the boxes). See
 ``docs/merge.md`` for the details and the SAHI behaviours reproduced.
 
 Set the environment variable ``FISSURE_BACKEND=python`` to run the pure-numpy reference
-implementation (``fissure._reference``, quadratic) instead of the C++ core.
+implementation (``fissure._reference.merge``, quadratic; the same signatures) instead of the
+C++ core.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 
 from ._validate import as_boxes, as_class_ids, as_scores, check_num_threads, check_threshold
+from . import _reference
 from .masks import BoxMasks
 
 __all__ = ["MergeResult", "greedy_nmm", "nmm", "nms"]
@@ -53,7 +54,6 @@ __all__ = ["MergeResult", "greedy_nmm", "nmm", "nms"]
 _METRICS = ("iou", "ios")
 _MATCHES = ("ge", "gt")
 _RECHECKS = ("sahi", "strict", "keep", "off")
-_BACKENDS = ("cpp", "python")
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,8 +167,8 @@ def _prepare(
     scores: Any,
     class_ids: Any,
     *,
-    threshold: Any,
-    metric: Any,
+    match_threshold: Any,
+    match_metric: Any,
     class_agnostic: Any,
     masks: Any,
     mask_metric: Any,
@@ -182,8 +182,8 @@ def _prepare(
     n = int(b.shape[0])
     s = as_scores(scores, n)
     c = None if class_ids is None else as_class_ids(class_ids, n)
-    thr = check_threshold(threshold)
-    met = _choice(metric, "metric", _METRICS, lower=True)
+    thr = check_threshold(match_threshold, "match_threshold")
+    met = _choice(match_metric, "match_metric", _METRICS, lower=True)
     agn = _flag(class_agnostic, "class_agnostic")
     mm = _flag(mask_metric, "mask_metric")
     mat = _choice(match, "match", _MATCHES)
@@ -198,13 +198,6 @@ def _prepare(
         raise ValueError("mask_metric=True: expected masks, got None")
     o = _as_order(order, n)
     return _Args(b, s, c, thr, met, agn, masks, mm, mat, o, rc, nt)
-
-
-def _backend() -> str:
-    name = os.environ.get("FISSURE_BACKEND", "cpp").strip().lower() or "cpp"
-    if name not in _BACKENDS:
-        raise ValueError(f"FISSURE_BACKEND: expected one of {_BACKENDS}, got {name!r}")
-    return name
 
 
 def _mask_arrays(a: _Args) -> tuple[Any, Any, Any]:
@@ -254,8 +247,8 @@ def nms(
     scores: Any,
     class_ids: Any = None,
     *,
-    threshold: float = 0.5,
-    metric: str = "iou",
+    match_threshold: float = 0.5,
+    match_metric: str = "iou",
     class_agnostic: bool = False,
     masks: Optional[BoxMasks] = None,
     mask_metric: bool = False,
@@ -290,31 +283,19 @@ def nms(
         >>> fissure.nms(b, np.array([0.9, 0.8, 0.7], np.float32)).tolist()
         [0, 2]
     """
-    a = _prepare(
-        boxes,
-        scores,
-        class_ids,
-        threshold=threshold,
-        metric=metric,
-        class_agnostic=class_agnostic,
-        masks=masks,
-        mask_metric=mask_metric,
-        match=match,
-        order=order,
-        num_threads=num_threads,
-    )
-    if _backend() == "python":
-        from . import _reference
-
-        return _reference._nms(a)
-    return _core_call("nms", a)
+    kw = dict(match_threshold=match_threshold, match_metric=match_metric,
+              class_agnostic=class_agnostic, masks=masks, mask_metric=mask_metric, match=match,
+              order=order, num_threads=num_threads)
+    if _reference.active():
+        return _reference.merge.nms(boxes, scores, class_ids, **kw)
+    return _core_call("nms", _prepare(boxes, scores, class_ids, **kw))
 
 
-def _merge(fn_name: str, a: _Args) -> MergeResult:
-    if _backend() == "python":
-        from . import _reference
-
-        return getattr(_reference, "_" + fn_name)(a)
+def _merge(fn_name: str, args: dict[str, Any]) -> MergeResult:
+    """greedy_nmm / nmm with their arguments (the public functions' ``locals()``)."""
+    if _reference.active():
+        return getattr(_reference.merge, fn_name)(**args)
+    a = _prepare(**args)
     return _result(_core_call(fn_name, a), a.masks)
 
 
@@ -323,8 +304,8 @@ _MERGE_ARGS_DOC = """
         boxes: ``(N, 4)`` xyxy boxes (converted to float32; finite, ``x2 >= x1``, ``y2 >= y1``).
         scores: ``(N,)`` scores (float32).
         class_ids: ``(N,)`` integer classes, or None for a single class.
-        threshold: overlap threshold in ``[0, 1]``; 0 matches every pair.
-        metric: ``"ios"`` (intersection over the smaller area) or ``"iou"``.
+        match_threshold: overlap threshold in ``[0, 1]``; 0 matches every pair.
+        match_metric: ``"ios"`` (intersection over the smaller area) or ``"iou"``.
         class_agnostic: merge across classes (the merged class is the higher score's).
         masks: box-local masks, one per box: merged by raster OR into ``MergeResult.masks``.
         recheck: ``"sahi"`` (SAHI 0.12.8: candidates failing the re-check against the growing
@@ -349,8 +330,8 @@ def greedy_nmm(
     scores: Any,
     class_ids: Any = None,
     *,
-    threshold: float = 0.5,
-    metric: str = "ios",
+    match_threshold: float = 0.5,
+    match_metric: str = "ios",
     class_agnostic: bool = False,
     masks: Optional[BoxMasks] = None,
     recheck: str = "sahi",
@@ -359,21 +340,7 @@ def greedy_nmm(
     mask_metric: bool = False,
     num_threads: int = -1,
 ) -> MergeResult:
-    a = _prepare(
-        boxes,
-        scores,
-        class_ids,
-        threshold=threshold,
-        metric=metric,
-        class_agnostic=class_agnostic,
-        masks=masks,
-        mask_metric=mask_metric,
-        match=match,
-        order=order,
-        num_threads=num_threads,
-        recheck=recheck,
-    )
-    return _merge("greedy_nmm", a)
+    return _merge("greedy_nmm", locals())
 
 
 def nmm(
@@ -381,8 +348,8 @@ def nmm(
     scores: Any,
     class_ids: Any = None,
     *,
-    threshold: float = 0.5,
-    metric: str = "ios",
+    match_threshold: float = 0.5,
+    match_metric: str = "ios",
     class_agnostic: bool = False,
     masks: Optional[BoxMasks] = None,
     recheck: str = "sahi",
@@ -391,21 +358,7 @@ def nmm(
     mask_metric: bool = False,
     num_threads: int = -1,
 ) -> MergeResult:
-    a = _prepare(
-        boxes,
-        scores,
-        class_ids,
-        threshold=threshold,
-        metric=metric,
-        class_agnostic=class_agnostic,
-        masks=masks,
-        mask_metric=mask_metric,
-        match=match,
-        order=order,
-        num_threads=num_threads,
-        recheck=recheck,
-    )
-    return _merge("nmm", a)
+    return _merge("nmm", locals())
 
 
 greedy_nmm.__doc__ = (

@@ -24,19 +24,14 @@ from typing import Any, Literal, Optional
 import numpy as np
 
 from . import _core
-from ._validate import check_num_threads
+from .io import as_image
+from ._validate import check_num_threads, describe
 
 __all__ = ["PreprocessConfig", "letterbox_params", "preprocess_tiles"]
 
 _MODES = ("resize", "letterbox", "none")
 _INTERPOLATIONS = ("linear", "nearest")
 _DTYPES = ("float32", "float16")
-
-
-def _describe(a: Any) -> str:
-    if isinstance(a, np.ndarray):
-        return f"array of shape {a.shape} and dtype {a.dtype}"
-    return type(a).__name__
 
 
 def _positive_int(v: Any, name: str, hi: int = 65535) -> int:
@@ -146,25 +141,9 @@ def letterbox_params(tile_h: int, tile_w: int, input_h: int, input_w: int) -> tu
     return float(r), int(px), int(py)
 
 
-def _as_image(image: Any) -> np.ndarray:
-    if image is None or isinstance(image, (str, bytes)):
-        raise TypeError(f"image: expected an (H, W, 3) uint8 array, got {_describe(image)}")
-    a = image if isinstance(image, np.ndarray) else np.asarray(image)
-    if a.dtype != np.uint8:
-        raise TypeError(f"image: expected dtype uint8 (8-bit BGR), got {a.dtype}")
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise ValueError(f"image: expected shape (H, W, 3), got {a.shape}")
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"image: expected a non-empty image, got shape {a.shape}")
-    # Any row stride is read in place; pixels must be 3 adjacent bytes.
-    if a.strides[2] != 1 or (a.shape[1] > 1 and a.strides[1] != 3):
-        a = np.ascontiguousarray(a)
-    return a
-
-
 def _as_tiles(tiles: Any, height: int, width: int) -> np.ndarray:
     if tiles is None or isinstance(tiles, (str, bytes)):
-        raise TypeError(f"tiles: expected a (T, 4) int64 array of xyxy tiles, got {_describe(tiles)}")
+        raise TypeError(f"tiles: expected a (T, 4) int64 array of xyxy tiles, got {describe(tiles)}")
     t = np.asarray(tiles)
     if t.ndim == 1 and t.size == 0:
         t = t.reshape(0, 4)
@@ -219,7 +198,7 @@ def preprocess_tiles(
     if not isinstance(cfg, PreprocessConfig):
         raise TypeError(f"config: expected a PreprocessConfig, got {type(cfg).__name__}")
     n = check_num_threads(num_threads)
-    img = _as_image(image)
+    img = as_image(image)
     t = _as_tiles(tiles, img.shape[0], img.shape[1])
     h, w = cfg.input_size
     if cfg.mode == "none" and t.size:
@@ -235,7 +214,7 @@ def preprocess_tiles(
         out = np.empty(shape, dtype)
     else:
         if not isinstance(out, np.ndarray):
-            raise TypeError(f"out: expected a {shape} {dtype} array, got {_describe(out)}")
+            raise TypeError(f"out: expected a {shape} {dtype} array, got {describe(out)}")
         if out.dtype != dtype:
             raise TypeError(f"out: expected dtype {dtype} (config.dtype), got {out.dtype}")
         if out.shape != shape:

@@ -27,7 +27,8 @@ import numpy as np
 
 from . import _core
 from ._validate import check_num_threads
-from .preprocess import PreprocessConfig, _as_image, _as_tiles
+from .io import as_image
+from .preprocess import PreprocessConfig, _as_tiles
 
 __all__ = [
     "BatchCost",
@@ -153,7 +154,7 @@ class BatchFeeder:
             raise TypeError(f"config: expected a PreprocessConfig, got {type(cfg).__name__}")
         bs = _positive_int(batch_size, "batch_size")
         n = check_num_threads(num_threads)
-        img = _as_image(image)
+        img = as_image(image)
         t = _as_tiles(tiles, img.shape[0], img.shape[1])
         if t.shape[0] == 0:
             raise ValueError("tiles: expected at least one tile")

@@ -21,7 +21,8 @@ Uses in the pipelines:
   to an anomaly model;
 * :func:`draw_specular`: the mask drawn over the image, for people who would rather look.
 
-Set ``FISSURE_BACKEND=python`` to run the pure-numpy twins (slow; the tests' oracle) instead
+Set ``FISSURE_BACKEND=python`` to run the pure-numpy twins (``fissure._reference.specular``;
+slow; the tests' oracle) instead
 of the C++ core. See ``docs/specular.md``.
 """
 
@@ -34,9 +35,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import _core
+from . import _core, _reference
 from ._optional import require_cv2
-from ._validate import as_boxes, check_num_threads
+from .io import as_image
+from ._validate import as_boxes, as_int, check_num_threads, describe
 from .masks import BoxMasks
 
 __all__ = [
@@ -53,81 +55,25 @@ __all__ = [
 #: Largest dilation radius.
 MAX_DILATE = 254
 
-_BACKENDS = ("cpp", "python")
-
-
-def _backend() -> str:
-    name = os.environ.get("FISSURE_BACKEND", "cpp").strip().lower() or "cpp"
-    if name not in _BACKENDS:
-        raise ValueError(f"FISSURE_BACKEND: expected one of {_BACKENDS}, got {name!r}")
-    return name
-
-
 # ---------------------------------------------------------------------------------------------
 # Input checks
 # ---------------------------------------------------------------------------------------------
 
 
-def _describe(a: Any) -> str:
-    if isinstance(a, np.ndarray):
-        return f"array of shape {a.shape} and dtype {a.dtype}"
-    return type(a).__name__
-
-
-def _as_int(value: Any, name: str, lo: int, hi: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an int in {lo}..{hi}, got {value!r} "
-                        f"({type(value).__name__})")
-    v = int(value)
-    if not lo <= v <= hi:
-        raise ValueError(f"{name}: expected an int in {lo}..{hi}, got {v}")
-    return v
-
-
 def _as_image(image: Any, name: str = "image") -> np.ndarray:
-    """An (H, W, 3) or (H, W) uint8 array whose pixels are contiguous within a row.
-
-    Row strides are free (crops and flipped views are read in place); a view whose pixels or
-    channels are not adjacent bytes (``img[:, ::2]``, Fortran order) is copied once."""
-    if image is None or isinstance(image, (str, bytes)):
-        raise TypeError(f"{name}: expected an (H, W, 3) or (H, W) uint8 array, got "
-                        f"{_describe(image)}")
-    a = image if isinstance(image, np.ndarray) else np.asarray(image)
-    if a.dtype != np.uint8:
-        hint = ""
-        if np.issubdtype(a.dtype, np.floating):
-            hint = "; scale floats to 0..255 and convert, e.g. (img * 255).round().astype(np.uint8)"
-        elif a.dtype == np.uint16:
-            hint = "; convert to 8 bits first, e.g. (img >> 8).astype(np.uint8)"
-        raise TypeError(f"{name}: expected dtype uint8 (8-bit BGR or gray), got {a.dtype}{hint}")
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim == 3:
-        if a.shape[2] != 3:
-            msg = f"{name}: expected 3 channels (BGR or RGB), got shape {a.shape}"
-            if a.shape[2] == 4:
-                msg += "; drop the alpha channel with image[..., :3]"
-            raise ValueError(msg)
-    elif a.ndim != 2:
-        raise ValueError(f"{name}: expected shape (H, W, 3) or (H, W), got {a.shape}")
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"{name}: expected a non-empty image, got shape {a.shape}")
-    if a.ndim == 3:
-        # V and S are symmetric in the channels: a channel-reversed view (img[..., ::-1]) holds
-        # the same pixels; reading it forwards avoids a copy.
-        if a.strides[2] == -1:
-            a = a[:, :, ::-1]
-        if a.strides[2] != 1 or (a.shape[1] > 1 and a.strides[1] != 3):
-            a = np.ascontiguousarray(a)
-    elif a.shape[1] > 1 and a.strides[1] != 1:
-        a = np.ascontiguousarray(a)
-    return a
+    """:func:`fissure.io.as_image` with gray read in place (V = gray, S = 0 equals the
+    repeated image's mask)."""
+    # V and S are symmetric in the channels: a channel-reversed view (img[..., ::-1]) holds
+    # the same pixels; reading it forwards avoids a copy.
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.strides[2] < 0:
+        image = image[:, :, ::-1]
+    return as_image(image, name, gray=True)
 
 
 def _as_mask(mask: Any, name: str = "mask", shape: Optional[tuple[int, int]] = None) -> np.ndarray:
     """An (H, W) bool or uint8 array (nonzero = set) with contiguous rows."""
     if mask is None or isinstance(mask, (str, bytes)):
-        raise TypeError(f"{name}: expected an (H, W) bool array, got {_describe(mask)}")
+        raise TypeError(f"{name}: expected an (H, W) bool array, got {describe(mask)}")
     m = mask if isinstance(mask, np.ndarray) else np.asarray(mask)
     if m.dtype != np.bool_ and m.dtype != np.uint8:
         raise TypeError(f"{name}: expected dtype bool or uint8 (nonzero = set), got {m.dtype}; "
@@ -145,7 +91,7 @@ def _as_out(out: Any, shape: tuple[int, int], name: str = "out") -> Optional[np.
     if out is None:
         return None
     if not isinstance(out, np.ndarray):
-        raise TypeError(f"{name}: expected an (H, W) bool array, got {_describe(out)}")
+        raise TypeError(f"{name}: expected an (H, W) bool array, got {describe(out)}")
     if out.dtype != np.bool_ and out.dtype != np.uint8:
         raise TypeError(f"{name}: expected dtype bool or uint8, got {out.dtype}")
     if out.shape != shape:
@@ -160,6 +106,22 @@ def _as_out(out: Any, shape: tuple[int, int], name: str = "out") -> Optional[np.
 # ---------------------------------------------------------------------------------------------
 # Masks
 # ---------------------------------------------------------------------------------------------
+
+
+def _mask_args(image: Any, v_min: Any, s_max: Any, dilate: Any, rgb: Any, num_threads: Any,
+               out: Any) -> tuple[np.ndarray, int, int, int, int, Optional[np.ndarray]]:
+    """specular_mask's arguments checked (shared with its twin)."""
+    img = _as_image(image)
+    vm = as_int(v_min, "v_min", 0, 255)
+    sm = as_int(s_max, "s_max", 0, 255)
+    r = as_int(dilate, "dilate", 0, MAX_DILATE)
+    if not isinstance(rgb, (bool, np.bool_)):
+        raise TypeError(f"rgb: expected a bool, got {rgb!r}")
+    nt = check_num_threads(num_threads)
+    o = _as_out(out, img.shape[:2])
+    if o is not None and np.may_share_memory(o, img):
+        raise ValueError("out: must not share memory with the image")
+    return img, vm, sm, r, nt, o
 
 
 def specular_mask(
@@ -201,24 +163,10 @@ def specular_mask(
         >>> specular_mask(img).tolist()
         [[True, False], [False, False]]
     """
-    img = _as_image(image)
-    vm = _as_int(v_min, "v_min", 0, 255)
-    sm = _as_int(s_max, "s_max", 0, 255)
-    r = _as_int(dilate, "dilate", 0, MAX_DILATE)
-    if not isinstance(rgb, (bool, np.bool_)):
-        raise TypeError(f"rgb: expected a bool, got {rgb!r}")
-    nt = check_num_threads(num_threads)
-    o = _as_out(out, img.shape[:2])
-    if o is not None and np.may_share_memory(o, img):
-        raise ValueError("out: must not share memory with the image")
-    if _backend() == "python":
-        res = _ref_specular_mask(img, vm, sm)
-        if r:
-            res = _ref_dilate_disc(res, r)
-        if o is None:
-            return res
-        o[...] = res
-        return o
+    if _reference.active():
+        return _reference.specular.specular_mask(image, v_min=v_min, s_max=s_max, dilate=dilate,
+                                                 rgb=rgb, num_threads=num_threads, out=out)
+    img, vm, sm, r, nt, o = _mask_args(image, v_min, s_max, dilate, rgb, num_threads, out)
     return _core.specular_mask(img, vm, sm, r, o, nt)
 
 
@@ -228,10 +176,22 @@ def disc_kernel(radius: int) -> np.ndarray:
     Note that OpenCV's "ellipse" of radius 1 is a plus sign and every radius rounds its row
     half-widths with ``round(r * sqrt(1 - (dy / r)**2))``; this is that exact shape.
     """
-    r = _as_int(radius, "radius", 0, MAX_DILATE)
+    r = as_int(radius, "radius", 0, MAX_DILATE)
     half = np.asarray(_core.disc_half_widths(r))
     cols = np.arange(-r, r + 1)
     return (np.abs(cols)[None, :] <= half[:, None]).astype(np.uint8)
+
+
+def _dilate_args(mask: Any, radius: Any, num_threads: Any,
+                 out: Any) -> tuple[np.ndarray, int, int, Optional[np.ndarray]]:
+    """dilate_disc's arguments checked (shared with its twin)."""
+    m = _as_mask(mask)
+    r = as_int(radius, "radius", 0, MAX_DILATE)
+    nt = check_num_threads(num_threads)
+    o = _as_out(out, m.shape)
+    if o is not None and np.may_share_memory(o, m):
+        raise ValueError("out: must not share memory with the mask")
+    return m, r, nt, o
 
 
 def dilate_disc(
@@ -247,24 +207,32 @@ def dilate_disc(
     (pixels outside the image never set anything). O(H * W * radius / vector width); rows
     without a set pixel nearby cost almost nothing.
     """
-    m = _as_mask(mask)
-    r = _as_int(radius, "radius", 0, MAX_DILATE)
-    nt = check_num_threads(num_threads)
-    o = _as_out(out, m.shape)
-    if o is not None and np.may_share_memory(o, m):
-        raise ValueError("out: must not share memory with the mask")
-    if _backend() == "python":
-        res = _ref_dilate_disc(m != 0, r)
-        if o is None:
-            return res
-        o[...] = res
-        return o
+    if _reference.active():
+        return _reference.specular.dilate_disc(mask, radius, num_threads=num_threads, out=out)
+    m, r, nt, o = _dilate_args(mask, radius, num_threads, out)
     return _core.dilate_disc(m, r, o, nt)
 
 
 # ---------------------------------------------------------------------------------------------
 # Uses
 # ---------------------------------------------------------------------------------------------
+
+
+def _fraction_args(mask: Any, boxes: Any, masks: Any,
+                   num_threads: Any) -> tuple[np.ndarray, Optional[np.ndarray], int]:
+    """glare_fraction's arguments checked (shared with its twin); boxes None with masks."""
+    m = _as_mask(mask)
+    nt = check_num_threads(num_threads)
+    if (boxes is None) == (masks is None):
+        raise ValueError("glare_fraction: give exactly one of boxes or masks")
+    if masks is not None:
+        if not isinstance(masks, BoxMasks):
+            raise TypeError(f"masks: expected a fissure.BoxMasks, got {describe(masks)}")
+        if masks.image_shape is not None and tuple(masks.image_shape) != m.shape:
+            raise ValueError(f"masks: image_shape {tuple(masks.image_shape)} does not match the "
+                             f"glare mask's shape {m.shape}")
+        return m, None, nt
+    return m, as_boxes(boxes), nt
 
 
 def glare_fraction(
@@ -293,22 +261,12 @@ def glare_fraction(
 
             keep = glare_fraction(specular_mask(img), boxes) <= 0.5
     """
-    m = _as_mask(mask)
-    nt = check_num_threads(num_threads)
-    if (boxes is None) == (masks is None):
-        raise ValueError("glare_fraction: give exactly one of boxes or masks")
+    if _reference.active():
+        return _reference.specular.glare_fraction(mask, boxes, masks=masks,
+                                                  num_threads=num_threads)
+    m, b, nt = _fraction_args(mask, boxes, masks, num_threads)
     if masks is not None:
-        if not isinstance(masks, BoxMasks):
-            raise TypeError(f"masks: expected a fissure.BoxMasks, got {_describe(masks)}")
-        if masks.image_shape is not None and tuple(masks.image_shape) != m.shape:
-            raise ValueError(f"masks: image_shape {tuple(masks.image_shape)} does not match the "
-                             f"glare mask's shape {m.shape}")
-        if _backend() == "python":
-            return _ref_glare_fraction_masks(m, masks)
         return _core.glare_fraction_masks(m, *masks._args(), num_threads=nt)
-    b = as_boxes(boxes)
-    if _backend() == "python":
-        return _ref_glare_fraction_boxes(m, b)
     return _core.glare_fraction_boxes(m, b, num_threads=nt)
 
 
@@ -325,7 +283,7 @@ def suppress_glare(anomaly_map: Any, mask: Any, value: float = 0.0) -> np.ndarra
         A new array of the map's shape and dtype.
     """
     if anomaly_map is None or isinstance(anomaly_map, (str, bytes)):
-        raise TypeError(f"anomaly_map: expected an (H, W) array, got {_describe(anomaly_map)}")
+        raise TypeError(f"anomaly_map: expected an (H, W) array, got {describe(anomaly_map)}")
     a = np.asarray(anomaly_map)
     if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
         raise TypeError(f"anomaly_map: expected a numeric array, got dtype {a.dtype}")
@@ -417,76 +375,4 @@ def draw_specular(
     sel = m != 0
     px = out[sel].astype(np.float32)
     out[sel] = np.clip(np.rint(px * (1.0 - a) + c.astype(np.float32) * a), 0, 255).astype(np.uint8)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure-numpy twins (FISSURE_BACKEND=python; the tests' oracle)
-# ---------------------------------------------------------------------------------------------
-
-
-def _ref_threshold_table(v_min: int, s_max: int) -> np.ndarray:
-    """T[v]: diff < T[v] iff OpenCV's S(v, diff) < s_max (and v > v_min); from the formula."""
-    v = np.arange(256, dtype=np.int64)
-    sdiv = np.zeros(256, dtype=np.int64)
-    sdiv[1:] = np.floor((255 << 12) / v[1:] + 0.5).astype(np.int64)
-    d = np.arange(256, dtype=np.int64)
-    s = (d[None, :] * sdiv[:, None] + 2048) >> 12  # S for (v, diff)
-    ok = (s < s_max) & (d[None, :] <= v[:, None])
-    t = ok.sum(axis=1)  # ok is a prefix in diff: S grows with diff
-    t[: v_min + 1] = 0
-    return t.astype(np.uint8)
-
-
-def _ref_specular_mask(img: np.ndarray, v_min: int, s_max: int) -> np.ndarray:
-    t = _ref_threshold_table(v_min, s_max)
-    if img.ndim == 2:
-        return t[img] > 0  # diff = 0
-    v = img.max(axis=2)
-    d = v - img.min(axis=2)
-    return d < t[v]
-
-
-def _ref_dilate_disc(mask: np.ndarray, r: int) -> np.ndarray:
-    m = mask != 0
-    if r == 0:
-        return m.copy()
-    h, w = m.shape
-    pad = np.zeros((h + 2 * r, w + 2 * r), dtype=bool)
-    pad[r:r + h, r:r + w] = m
-    out = np.zeros_like(m)
-    k = disc_kernel(r)
-    for dy, dx in zip(*np.nonzero(k)):
-        out |= pad[dy:dy + h, dx:dx + w]
-    return out
-
-
-def _ref_glare_fraction_boxes(mask: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    h, w = mask.shape
-    out = np.zeros(len(boxes), dtype=np.float32)
-    b = boxes.astype(np.float64)
-    for i, (x1, y1, x2, y2) in enumerate(b):
-        x0, y0 = int(np.clip(np.floor(x1), 0, w)), int(np.clip(np.floor(y1), 0, h))
-        xe, ye = int(np.clip(np.ceil(x2), 0, w)), int(np.clip(np.ceil(y2), 0, h))
-        area = max(xe - x0, 0) * max(ye - y0, 0)
-        if area:
-            out[i] = np.count_nonzero(mask[y0:ye, x0:xe]) / area
-    return out
-
-
-def _ref_glare_fraction_masks(mask: np.ndarray, masks: BoxMasks) -> np.ndarray:
-    h, w = mask.shape
-    out = np.zeros(len(masks), dtype=np.float32)
-    for i in range(len(masks)):
-        bm = masks.mask(i) != 0
-        x0, y0, mw, mh = (int(v) for v in masks.regions[i])
-        total = int(bm.sum())
-        if not total:
-            continue
-        canvas = np.zeros((mh, mw), dtype=bool)
-        cx0, cy0 = max(x0, 0), max(y0, 0)
-        cx1, cy1 = min(x0 + mw, w), min(y0 + mh, h)
-        if cx1 > cx0 and cy1 > cy0:
-            canvas[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = mask[cy0:cy1, cx0:cx1] != 0
-        out[i] = np.count_nonzero(bm & canvas) / total
     return out

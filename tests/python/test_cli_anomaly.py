@@ -75,13 +75,13 @@ def test_fit_writes_the_bank_the_api_fits(fitted) -> None:
     assert fitted["rc"] == 1, fitted["err"]  # one unreadable file, skipped
     assert "skipped" in fitted["err"] and "broken.png" in fitted["err"]
     assert "Traceback" not in fitted["err"]
-    ref = PatchCore(tile=None, coreset_ratio=0.25, threshold_margin=0.3, backend="onnxruntime",
+    ref = PatchCore(tile_size=None, coreset_ratio=0.25, threshold_margin=0.3, backend="onnxruntime",
                     num_threads=2)
     ref.fit(fitted["arrays"])
     got = api(fitted["bank"])
     assert got.bank is not None and ref.bank is not None
     np.testing.assert_array_equal(got.bank, ref.bank)
-    assert (got.threshold, got.image_threshold, got.tile) == (ref.threshold, ref.image_threshold, None)
+    assert (got.threshold, got.image_threshold, got.tile_size) == (ref.threshold, ref.image_threshold, None)
     assert (got.specular, got.specular_dilate) == (None, ref.specular_dilate)
     line = fitted["out"]
     assert line.count("\n") == 1 and "6 image(s)" in line
@@ -99,22 +99,22 @@ def test_fit_options_reach_patchcore(tmp_path) -> None:
         cv2.imwrite(str(tmp_path / f"n{s}.png"), a)
     bank = tmp_path / "sub" / "bank.safetensors"
     rc, out, err = run_cli(["anomaly", "fit", *(str(tmp_path / f"n{s}.png") for s in range(3)),
-                            "--out", str(bank), "--tile", "64", "--overlap", "0.5",
+                            "--out", str(bank), "--tile-size", "64", "--overlap-ratio", "0.5",
                             "--input-size", "96", "--coreset-ratio", "0.5",
-                            "--bank-dtype", "float16", "--score", "max", "--neighbors", "3",
-                            "--threshold-margin", "0.5", "--specular", "suppress",
+                            "--bank-dtype", "float16", "--scoring", "max", "--neighbors", "3",
+                            "--threshold-margin", "0.5", "--specular", "mask",
                             "--specular-dilate", "2", *FAST])
     assert rc == 0, err
-    ref = PatchCore(tile=64, overlap_ratio=0.5, input_size=96, coreset_ratio=0.5,
-                    bank_dtype="float16", score="max", num_neighbors=3, threshold_margin=0.5,
+    ref = PatchCore(tile_size=64, overlap_ratio=0.5, input_size=96, coreset_ratio=0.5,
+                    bank_dtype="float16", scoring="max", num_neighbors=3, threshold_margin=0.5,
                     backend="onnxruntime", num_threads=2).fit(arrays)
     got = api(bank)
     assert got.bank is not None and got.bank.dtype == np.float16
     np.testing.assert_array_equal(got.bank, ref.bank)
-    assert (got.tile, got.overlap_ratio, got.input_size) == ((64, 64), 0.5, (96, 96))
-    assert (got.score_mode, got.num_neighbors) == ("max", 3)
+    assert (got.tile_size, got.overlap_ratio, got.input_size) == ((64, 64), 0.5, (96, 96))
+    assert (got.scoring, got.num_neighbors) == ("max", 3)
     assert (got.threshold, got.image_threshold) == (ref.threshold, ref.image_threshold)
-    assert (got.specular, got.specular_dilate) == ("suppress", 2)
+    assert (got.specular, got.specular_dilate) == ("mask", 2)
     assert "3 image(s)" in out and "(float16)" in out
     glint = texture(128, 128, 50)
     glint[30:50, 70:90] = 255
@@ -228,7 +228,7 @@ def test_predict_specular_suppress_and_bad_images(fitted, tests_dir, tmp_path) -
     out = tmp_path / "out"
     rc, line, err = run_cli(["anomaly", "predict", str(fitted["bank"]), str(t / "bright.png"),
                              str(broken), str(tmp_path / "missing.png"), "--out", str(out),
-                             "--specular", "suppress", "--specular-dilate", "3", *FAST])
+                             "--specular", "mask", "--specular-dilate", "3", *FAST])
     assert rc == 1
     assert "broken.png" in err and "missing.png" in err and "Traceback" not in err
     assert "1 image(s)" in line and "2 failed" in line
@@ -237,7 +237,7 @@ def test_predict_specular_suppress_and_bad_images(fitted, tests_dir, tmp_path) -
     assert not (out / "broken.json").exists()
     pc = api(fitted["bank"])
     plain = pc.predict(images["bright"]).score
-    pc.specular, pc.specular_dilate = "suppress", 3
+    pc.specular, pc.specular_dilate = "mask", 3
     ref = pc.predict(images["bright"])
     doc = json.loads((out / "bright.json").read_text())
     assert doc["score"] == pytest.approx(ref.score, rel=1e-6)
@@ -301,7 +301,7 @@ def test_input_and_option_errors(fitted, tmp_path) -> None:
         main(["anomaly", "predict", bank, str(bad[0]), "--out", str(tmp_path), "--threshold", "nan"])
     assert e.value.code == 2 and "finite number" in cap.getvalue()
     with pytest.raises(SystemExit) as e, contextlib.redirect_stderr(io.StringIO()):
-        main(["anomaly", "fit", str(bad[0]), "--out", "x", "--tile", "64", "--no-tile"])
+        main(["anomaly", "fit", str(bad[0]), "--out", "x", "--tile-size", "64", "--no-tile"])
     assert e.value.code == 2
 
 

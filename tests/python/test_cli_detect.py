@@ -26,7 +26,7 @@ def test_detect_command_writes_json_and_overlays(tmp_path, capsys) -> None:
     (imgs / "broken.png").write_bytes(b"\x89PNG not really")
     out = tmp_path / "out"
     rc = main(["detect", str(model), str(imgs), "--out", str(out), "--backend", "onnxruntime",
-               "--slice-size", "256", "--conf", "0.5", "--classes", "blob", "--quiet"])
+               "--tile-size", "256", "--conf-threshold", "0.5", "--classes", "blob", "--quiet"])
     captured = capsys.readouterr()
     assert rc == 1  # one input could not be read
     assert "skipped" in captured.err and "broken.png" in captured.err

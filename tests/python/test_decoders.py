@@ -5,7 +5,7 @@ from __future__ import annotations
 import fissure
 import numpy as np
 import pytest
-from fissure.decoders import (
+from fissure.detection.decoders import (
     decode_end_to_end,
     decode_probability_map,
     decode_yolo,
@@ -113,8 +113,8 @@ def test_probability_map_matches_cv2(mode, seed):
         tiles = np.array([[i * 50, 7, i * 50 + w, 7 + h] for i in range(b)], np.int64)
     else:
         tiles = _tiles(rng, b)
-    got = decode_probability_map(maps[:, None], tiles, (h, w), mode, threshold=0.3,
-                                 box_threshold=0.5, min_area=3)
+    got = decode_probability_map(maps[:, None], tiles, (h, w), mode, mask_threshold=0.3,
+                                 conf_threshold=0.5, min_area=3)
     rb, rs, rt, _comps = _ref_probmap(maps, tiles, (h, w), mode, 0.3, 0.5, 3)
     assert len(got) == len(rs)
     assert got.boxes.dtype == np.float32 and got.class_ids.dtype == np.int64
@@ -135,7 +135,7 @@ def test_probability_map_masks_exact_for_mode_none():
     h, w = 48, 60
     maps = _blobs(rng, 2, h, w, n_blobs=8)
     tiles = np.array([[100, 200, 100 + w, 200 + h], [0, 0, w, h]], np.int64)
-    got = decode_probability_map(maps, tiles, (h, w), "none", threshold=0.3, box_threshold=0.0)
+    got = decode_probability_map(maps, tiles, (h, w), "none", mask_threshold=0.3, conf_threshold=0.0)
     for t in range(2):
         n, labels = cv2.connectedComponents((maps[t] > 0.3).astype(np.uint8), connectivity=8)
         assert (got.tile_index == t).sum() == n - 1
@@ -157,7 +157,7 @@ def test_probability_map_masks_letterbox_cover_component():
     rng = np.random.default_rng(3)
     maps = _blobs(rng, 1, 64, 64, n_blobs=3)
     tiles = np.array([[10, 20, 42, 36]], np.int64)  # 32 x 16 tile -> r = 2, pad_y = 16
-    got = decode_probability_map(maps, tiles, (64, 64), "letterbox", box_threshold=0.0)
+    got = decode_probability_map(maps, tiles, (64, 64), "letterbox", conf_threshold=0.0)
     assert got.masks is not None
     for i in range(len(got)):
         x0, y0, rw, rh = got.masks.regions[i]
@@ -170,20 +170,20 @@ def test_probability_map_options():
     maps[0, 0, 1:3, 1:3] = 0.9  # area 4, mean 0.9
     maps[0, 0, 6, 6] = 0.4  # area 1, mean 0.4
     tiles = np.array([[0, 0, 10, 10]])
-    d = decode_probability_map(maps, tiles, 10, "none", threshold=0.3, box_threshold=0.0)
+    d = decode_probability_map(maps, tiles, 10, "none", mask_threshold=0.3, conf_threshold=0.0)
     assert len(d) == 2
     np.testing.assert_array_equal(d.boxes, [[1, 1, 3, 3], [6, 6, 7, 7]])
     np.testing.assert_allclose(d.scores, [0.9, 0.4], rtol=1e-6)
-    assert len(decode_probability_map(maps, tiles, 10, "none", box_threshold=0.5)) == 1
+    assert len(decode_probability_map(maps, tiles, 10, "none", conf_threshold=0.5)) == 1
     assert len(decode_probability_map(maps, tiles, 10, "none", min_area=2,
-                                      box_threshold=0.0)) == 1
+                                      conf_threshold=0.0)) == 1
     # inclusive box threshold
     assert len(decode_probability_map(maps, tiles, 10, "none",
-                                      box_threshold=float(np.float32(0.9)))) == 1
+                                      conf_threshold=float(np.float32(0.9)))) == 1
     # strict binarisation: p == threshold is background
-    assert len(decode_probability_map(maps, tiles, 10, "none", threshold=0.4,
-                                      box_threshold=0.0)) == 1
-    d = decode_probability_map(maps, tiles, 10, "none", box_threshold=0.0, masks=False)
+    assert len(decode_probability_map(maps, tiles, 10, "none", mask_threshold=0.4,
+                                      conf_threshold=0.0)) == 1
+    d = decode_probability_map(maps, tiles, 10, "none", conf_threshold=0.0, masks=False)
     assert d.masks is None
     empty = decode_probability_map(np.zeros((2, 5, 5), np.float32),
                                    np.array([[0, 0, 5, 5]] * 2), 5, "none")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fissure.decoders import (
+from fissure.detection.decoders import (
     decode_detr,
     decode_end_to_end,
     decode_probability_map,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fissure.decoders import (
+from fissure.detection.decoders import (
     decode_end_to_end,
     decode_probability_map,
     decode_yolo,
@@ -215,7 +215,7 @@ def test_onnx_detection_kinds_through_select():
         assert spec.kind == kind
         got = spec.decode(res, tiles, input_size=64, mode="none", conf_threshold=0.25)
         ref = direct(value, tiles, 64, "none", **(
-            {"box_threshold": 0.25} if kind == "probability_map" else {"conf_threshold": 0.25}))
+            {"conf_threshold": 0.25} if kind == "probability_map" else {"conf_threshold": 0.25}))
         assert len(got) == len(ref) == 1
         np.testing.assert_array_equal(got.boxes, ref.boxes)
         np.testing.assert_array_equal(got.scores, ref.scores)

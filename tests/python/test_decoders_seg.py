@@ -7,7 +7,7 @@ from __future__ import annotations
 import fissure
 import numpy as np
 import pytest
-from fissure.decoders import decode_detr, decode_yolo_seg, decode_yolov5_seg
+from fissure.detection.decoders import decode_detr, decode_yolo_seg, decode_yolov5_seg
 
 cv2 = pytest.importorskip("cv2")
 from test_decoders import _to_image, _transform  # noqa: E402  (the box decoders' reference geometry)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fissure.backends import TensorSpec
-from fissure.decoders import DecoderSpec, decode_yolo, select_decoder
+from fissure.detection.decoders import DecoderSpec, decode_yolo, select_decoder
 
 
 def T(name, *shape):
@@ -150,7 +150,7 @@ def test_spec_decode_options_and_errors():
         spec.decode([], tiles, input_size=64, mode="none", conf_threshold=0.5)
     with pytest.raises(TypeError, match="dict of name -> array"):
         spec.decode(out, tiles, input_size=64, mode="none", conf_threshold=0.5)
-    # the probability-map kind maps conf_threshold to box_threshold and takes its own options
+    # the probability-map kind maps conf_threshold to its conf_threshold and takes its own options
     pm = select_decoder([T("maps", 1, 1, 8, 8)])
     maps = np.zeros((1, 1, 8, 8), np.float32)
     maps[0, 0, 1:3, 1:3] = 0.6
@@ -158,5 +158,5 @@ def test_spec_decode_options_and_errors():
     kw = {"input_size": 8, "mode": "none"}
     assert len(pm.decode({"maps": maps}, tiles8, conf_threshold=0.5, **kw)) == 1
     assert len(pm.decode({"maps": maps}, tiles8, conf_threshold=0.7, **kw)) == 0
-    assert len(pm.decode({"maps": maps}, tiles8, conf_threshold=0.5, threshold=0.6, **kw)) == 0
+    assert len(pm.decode({"maps": maps}, tiles8, conf_threshold=0.5, mask_threshold=0.6, **kw)) == 0
     assert pm.decode({"maps": maps}, tiles8, conf_threshold=0.5, masks=False, **kw).masks is None

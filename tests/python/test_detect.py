@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import fissure
-from fissure.detect import TiledDetector, as_bgr8
+from fissure import TiledDetector
+from fissure.io import as_image
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -95,7 +96,7 @@ def sort_rows(a: np.ndarray) -> np.ndarray:
     return a[np.lexsort(a.T[::-1])]
 
 
-def sahi_pipeline(model: bytes, image: np.ndarray, slice_size: int, overlap: float,
+def sahi_pipeline(model: bytes, image: np.ndarray, tile_size: int, overlap: float,
                   thr: float = 0.3, box_thr: float = 0.5) -> np.ndarray:
     """SAHI slicing + ONNX Runtime per tile + cv2 components + SAHI GreedyNMMPostprocess."""
     cv2 = pytest.importorskip("cv2")
@@ -107,7 +108,7 @@ def sahi_pipeline(model: bytes, image: np.ndarray, slice_size: int, overlap: flo
     h, w = image.shape[:2]
     preds = []
     for x0, y0, x1, y1 in slicing.get_slice_bboxes(
-            h, w, slice_size, slice_size, overlap_height_ratio=overlap, overlap_width_ratio=overlap):
+            h, w, tile_size, tile_size, overlap_height_ratio=overlap, overlap_width_ratio=overlap):
         tile = image[y0:y1, x0:x1, ::-1].astype(np.float32) * np.float32(1 / 255)
         (pm,) = sess.run(None, {"images": tile.transpose(2, 0, 1)[None].copy()})
         p = pm[0, 0]
@@ -129,9 +130,9 @@ def sahi_pipeline(model: bytes, image: np.ndarray, slice_size: int, overlap: flo
 def test_planted_blobs_found_exactly(backend: str) -> None:
     pytest.importorskip(backend)
     img, gt = planted(1000, 1500, 60, seed=1)
-    with TiledDetector(blob_model(), backend=backend, slice_size=256, overlap_ratio=0.25,
-                       confidence_threshold=0.5, precision="f32" if backend == "openvino" else None,
-                       decoder_options={"threshold": 0.3}) as det:
+    with TiledDetector(blob_model(), backend=backend, tile_size=256, overlap_ratio=0.25,
+                       conf_threshold=0.5, precision="f32" if backend == "openvino" else None,
+                       decoder_options={"mask_threshold": 0.3}) as det:
         d = det(img)
         assert det.decoder.kind == "probability_map"
         st = det.stats
@@ -151,8 +152,8 @@ def test_equals_sahi_pipeline(batch_size: int | None) -> None:
     # squares up to 90 px with a 64 px overlap: some are cut by every tile that sees them
     img, gt = planted(900, 1300, 40, seed=2, size=(10, 90))
     ref = sahi_pipeline(blob_model(), img, 320, 0.2)
-    with TiledDetector(blob_model(), backend="onnxruntime", slice_size=320, overlap_ratio=0.2,
-                       confidence_threshold=0.5, batch_size=batch_size) as det:
+    with TiledDetector(blob_model(), backend="onnxruntime", tile_size=320, overlap_ratio=0.2,
+                       conf_threshold=0.5, batch_size=batch_size) as det:
         d = det(img)
     np.testing.assert_array_equal(sort_rows(d.boxes), sort_rows(ref))
     np.testing.assert_array_equal(d.class_ids, np.zeros(len(d), np.int64))
@@ -160,8 +161,8 @@ def test_equals_sahi_pipeline(batch_size: int | None) -> None:
 
 def test_static_batch_model_pads_the_last_batch() -> None:
     img, gt = planted(700, 700, 20, seed=3)
-    with TiledDetector(blob_model((4, 3, 200, 200)), backend="onnxruntime", slice_size=200,
-                       overlap_ratio=0.3, confidence_threshold=0.5) as det:
+    with TiledDetector(blob_model((4, 3, 200, 200)), backend="onnxruntime", tile_size=200,
+                       overlap_ratio=0.3, conf_threshold=0.5) as det:
         d = det(img)
         assert det.stats.batch_size == 4
         assert det.stats.tiles % 4 != 0  # the last batch is partial
@@ -182,7 +183,7 @@ def test_yolo_decoder_constant_box_per_tile_merged_as_sahi() -> None:
     out[0, 4:, 5] = [0.7, 0.1]
     img = np.zeros((500, 700, 3), np.uint8)
     with TiledDetector(yolo_constant_model(out, (256, 256)), backend="onnxruntime",
-                       slice_size=256, overlap_ratio=0.25) as det:
+                       tile_size=256, overlap_ratio=0.25) as det:
         d = det(img)
         assert det.decoder.kind == "yolo"
     preds = []
@@ -206,7 +207,7 @@ def test_full_image_pass_adds_the_whole_image_prediction() -> None:
     # one huge square: larger than a tile, so tiles only see parts of it; the full pass sees it
     img = np.zeros((600, 600, 3), np.uint8)
     img[100:500, 100:500] = 255
-    kw = dict(backend="onnxruntime", slice_size=200, overlap_ratio=0.2, confidence_threshold=0.5,
+    kw = dict(backend="onnxruntime", tile_size=200, overlap_ratio=0.2, conf_threshold=0.5,
               merge="none")
     with TiledDetector(blob_model(), **kw) as det:
         tiles_only = det(img)
@@ -219,18 +220,18 @@ def test_full_image_pass_adds_the_whole_image_prediction() -> None:
     assert any(np.allclose(b, [99, 99, 501, 501], atol=3) for b in extra)
 
 
-@pytest.mark.parametrize("mode", ["drop", "flag"])
+@pytest.mark.parametrize("mode", ["mask", "flag"])
 def test_specular_drop_and_flag(mode: str) -> None:
     img, gt = planted(600, 800, 12, seed=4)  # white squares: V = 255, S = 0, all glare
     # recolour half the squares a saturated colour: not glare, still bright for the model
     for x0, y0, x1, y1 in gt[::2].astype(int):
         img[y0:y1, x0:x1] = (255, 255, 120)
-    with TiledDetector(blob_model(), backend="onnxruntime", slice_size=256,
-                       confidence_threshold=0.3, specular=mode) as det:
+    with TiledDetector(blob_model(), backend="onnxruntime", tile_size=256,
+                       conf_threshold=0.3, specular=mode) as det:
         d = det(img)
     glare = fissure.specular_mask(img)
     frac = fissure.glare_fraction(glare, masks=None, boxes=gt)
-    if mode == "drop":
+    if mode == "mask":
         np.testing.assert_array_equal(sort_rows(d.boxes), sort_rows(gt[frac < 0.5]))
     else:
         np.testing.assert_array_equal(sort_rows(d.boxes), sort_rows(gt))
@@ -241,8 +242,8 @@ def test_specular_drop_and_flag(mode: str) -> None:
 
 def test_images_smaller_than_a_tile_and_conversions() -> None:
     img, gt = planted(150, 220, 4, seed=5, size=(6, 20))
-    with TiledDetector(blob_model(), backend="onnxruntime", slice_size=256,
-                       confidence_threshold=0.5) as det:
+    with TiledDetector(blob_model(), backend="onnxruntime", tile_size=256,
+                       conf_threshold=0.5) as det:
         ref = det(img)
         assert det.stats.tiles == 1
         # one 150 x 220 tile letterboxed up into 256 x 256 (r = 256 / 220): boxes come back
@@ -265,14 +266,14 @@ def test_images_smaller_than_a_tile_and_conversions() -> None:
             det("/nonexistent/image.png")
 
 
-def test_as_bgr8_conversions() -> None:
+def test_as_image_conversions() -> None:
     g = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    np.testing.assert_array_equal(as_bgr8(g), np.repeat(g[:, :, None], 3, 2))
-    np.testing.assert_array_equal(as_bgr8(g[:, :, None]), np.repeat(g[:, :, None], 3, 2))
+    np.testing.assert_array_equal(as_image(g), np.repeat(g[:, :, None], 3, 2))
+    np.testing.assert_array_equal(as_image(g[:, :, None]), np.repeat(g[:, :, None], 3, 2))
     w = np.full((2, 2), 65535, np.uint16)
-    assert as_bgr8(w).max() == 255 and as_bgr8(w).dtype == np.uint8
+    assert as_image(w).max() == 255 and as_image(w).dtype == np.uint8
     x = np.zeros((2, 2, 3), np.uint8)
-    assert as_bgr8(x) is x
+    assert as_image(x) is x
 
 
 def test_model_errors(tmp_path) -> None:
@@ -293,8 +294,8 @@ def test_model_errors(tmp_path) -> None:
         TiledDetector(m.SerializeToString(), backend="onnxruntime")
     with pytest.raises(ValueError, match="merge"):
         TiledDetector(blob_model(), backend="onnxruntime", merge="wbf")
-    with pytest.raises(ValueError, match="slice_size"):
-        TiledDetector(blob_model(), backend="onnxruntime", slice_size=0)
+    with pytest.raises(ValueError, match="tile_size"):
+        TiledDetector(blob_model(), backend="onnxruntime", tile_size=0)
     with pytest.raises(ValueError, match="overlap_ratio"):
         TiledDetector(blob_model(), backend="onnxruntime", overlap_ratio=1.0)
     with pytest.raises(ValueError, match="specular"):
@@ -308,13 +309,13 @@ def test_model_errors(tmp_path) -> None:
 
 def test_batch_size_is_measured_and_bounded_by_the_budget() -> None:
     img, _ = planted(800, 800, 5, seed=6)
-    with TiledDetector(blob_model(), backend="onnxruntime", slice_size=200) as det:
+    with TiledDetector(blob_model(), backend="onnxruntime", tile_size=200) as det:
         det(img)
         cost = det.batch_cost
         assert cost is not None and cost.per_tile_bytes >= 2 * 3 * 200 * 200 * 4
         assert 1 <= det.stats.batch_size <= 4
     # a budget below the measured fixed cost still runs, one tile at a time
-    with TiledDetector(blob_model(), backend="onnxruntime", slice_size=200,
+    with TiledDetector(blob_model(), backend="onnxruntime", tile_size=200,
                        vram_budget_mb=1) as det:
         d = det(img)
         assert det.stats.batch_size == 1
@@ -325,8 +326,8 @@ def test_detector_is_thread_safe() -> None:
     import threading
 
     img, gt = planted(700, 900, 25, seed=7)
-    with TiledDetector(blob_model(), backend="onnxruntime", slice_size=256,
-                       confidence_threshold=0.5) as det:
+    with TiledDetector(blob_model(), backend="onnxruntime", tile_size=256,
+                       conf_threshold=0.5) as det:
         ref = sort_rows(det(img).boxes)
         out: list = [None] * 4
 

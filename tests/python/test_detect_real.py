@@ -28,7 +28,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("onnxruntime")
 
-from fissure.detect import TiledDetector
+from fissure import TiledDetector
 from fissure.preprocess import PreprocessConfig
 
 MODEL_REL = "models/ch_PP-OCRv4_det_infer.onnx"
@@ -102,9 +102,9 @@ def dbnet_config(mode: str = "none") -> PreprocessConfig:
 
 def detector(model: Path, backend: str, **kw: object) -> TiledDetector:
     args: dict = {
-        "backend": backend, "device": "cpu", "slice_size": 640, "overlap_ratio": 0.2,
-        "decoder": "probability_map", "decoder_options": {"threshold": 0.3},
-        "confidence_threshold": 0.5, "preprocess": dbnet_config(), "num_threads": -1,
+        "backend": backend, "device": "cpu", "tile_size": 640, "overlap_ratio": 0.2,
+        "decoder": "probability_map", "decoder_options": {"mask_threshold": 0.3},
+        "conf_threshold": 0.5, "preprocess": dbnet_config(), "num_threads": -1,
     }
     if backend == "openvino":
         args["precision"] = "f32"
@@ -164,7 +164,7 @@ def test_whole_page_in_one_input_finds_far_fewer(model: Path, page12: tuple, ort
     detector's full_image_pass does) against the tiles."""
     img, gt = page12
     h, w = img.shape[:2]
-    with detector(model, "onnxruntime", slice_size=(h, w), overlap_ratio=0.0,
+    with detector(model, "onnxruntime", tile_size=(h, w), overlap_ratio=0.0,
                   preprocess=dbnet_config("letterbox")) as det:
         whole = det(img)
         assert det.stats.tiles == 1

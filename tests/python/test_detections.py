@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fissure import BoxMasks, Detections
-from fissure import _mask_reference as ref
+from oracles import mask_reference as ref
 
 sv = pytest.importorskip("supervision")
 from supervision.detection.compact_mask import CompactMask

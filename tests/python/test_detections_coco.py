@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 from fissure import BoxMasks, Detections
-from fissure import _mask_reference as ref
-from fissure.detections import coco_dataset
+from oracles import mask_reference as ref
+from fissure.detection.detections import coco_dataset
 
 mask_api = pytest.importorskip("pycocotools.mask")
 

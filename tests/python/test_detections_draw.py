@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fissure import BoxMasks, Detections
-from fissure.detections import PALETTE
+from fissure.detection.detections import PALETTE
 
 cv2 = pytest.importorskip("cv2")
 
@@ -118,7 +118,7 @@ def test_draw_edge_cases_and_errors(rng: np.random.Generator) -> None:
     with pytest.raises(TypeError, match="uint8"):
         d.draw(img.astype(np.float32))
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
-        d.draw(np.zeros((H, W, 4), np.uint8))
+        d.draw(np.zeros((H, W, 2), np.uint8))
     with pytest.raises(ValueError, match="alpha"):
         d.draw(img, alpha=1.5)
     with pytest.raises(ValueError, match="thickness"):
@@ -155,7 +155,7 @@ def test_filter_specular(rng: np.random.Generator, with_masks: bool) -> None:
     glare[rng.random((H, W)) < 0.05] = True
     want = (glare_reference_masks(glare, full) if with_masks
             else glare_reference_boxes(glare, d.boxes))
-    flagged = d.filter_specular(glare, mode="flag", threshold=0.5)
+    flagged = d.filter_specular(glare, specular="flag", specular_threshold=0.5)
     assert len(flagged) == len(d)
     frac = flagged.data["glare_fraction"]
     assert frac.dtype == np.float32
@@ -163,13 +163,13 @@ def test_filter_specular(rng: np.random.Generator, with_masks: bool) -> None:
     np.testing.assert_array_equal(flagged.data["specular"], want >= 0.5)
     assert "glare_fraction" not in d.data  # the original is unchanged
     for t in (0.0, 0.3, 0.5, 0.9, 1.0, float(frac[1]), float(frac[0])):  # ties are dropped
-        kept = d.filter_specular(glare.view(np.uint8), threshold=t)
+        kept = d.filter_specular(glare.view(np.uint8), specular_threshold=t)
         np.testing.assert_array_equal(kept.boxes, d.boxes[frac < t])
         assert kept.class_names == d.class_names
-    with pytest.raises(ValueError, match="mode"):
-        d.filter_specular(glare, mode="mark")
+    with pytest.raises(ValueError, match="specular"):
+        d.filter_specular(glare, specular="mark")
     with pytest.raises(ValueError, match="threshold"):
-        d.filter_specular(glare, threshold=2)
+        d.filter_specular(glare, specular_threshold=2)
     with pytest.raises(ValueError, match="glare_mask"):
         d._replace(image_shape=(H, W)).filter_specular(glare[:-1])
     with pytest.raises(TypeError, match="glare_mask"):

@@ -176,7 +176,7 @@ Q = np.zeros((2, 4), np.float32)
         (np.ones((0, 4), np.float32), Q, 1, ValueError, "bank: expected at least one row"),
         (np.ones((5, 0), np.float32), Q[:, :0], 1, ValueError, "at least one column"),
         (BANK, np.zeros((2, 3), np.float32), 1, ValueError, "expected 4 columns"),
-        (BANK, Q, 0, ValueError, "k: expected k >= 1"),
+        (BANK, Q, 0, ValueError, "k: expected an int >= 1"),
         (BANK, Q, True, TypeError, "k: expected an int"),
         (BANK, Q, 2.0, TypeError, "k: expected an int"),
     ],

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fissure import BoxMasks, _core
-from fissure import _mask_reference as ref
+from oracles import mask_reference as ref
 
 mask_utils = pytest.importorskip("pycocotools.mask")
 

@@ -1,4 +1,4 @@
-"""Box-local masks against dense masks and the naive twins in fissure._mask_reference."""
+"""Box-local masks against dense masks and the naive twins in tests/python/oracles/mask_reference.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fissure import BoxMasks
-from fissure import _mask_reference as ref
+from oracles import mask_reference as ref
 
 SHAPES = [(1, 1), (1, 7), (7, 1), (13, 17), (32, 32), (61, 40)]
 
@@ -84,7 +84,7 @@ def test_from_tile_masks_vs_paste_and_crop(
         boxes = boxes + np.tile(origins, 2).astype(np.float32)
     for shape in (None, (H, W)):
         bm = BoxMasks.from_tile_masks(
-            masks, boxes, origins, shape, box_coords=box_coords, threshold=0.5
+            masks, boxes, origins, shape, box_coords=box_coords, mask_threshold=0.5
         )
         # float64 is thresholded after conversion to float32 (documented)
         as_used = masks.astype(np.float32) if masks.dtype == np.float64 else masks

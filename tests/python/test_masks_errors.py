@@ -134,7 +134,7 @@ def test_from_tile_masks_errors() -> None:
     with pytest.raises(ValueError, match="expected 2 boxes"):
         BoxMasks.from_tile_masks(m, b[:1])
     with pytest.raises(TypeError, match="threshold"):
-        BoxMasks.from_tile_masks(m, b, threshold="0.5")
+        BoxMasks.from_tile_masks(m, b, mask_threshold="0.5")
 
 
 def test_from_crops_errors() -> None:

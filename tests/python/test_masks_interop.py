@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fissure import BoxMasks
-from fissure import _mask_reference as ref
+from oracles import mask_reference as ref
 
 cv2 = pytest.importorskip("cv2")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fissure
-from fissure import _reference
+from fissure._reference import merge as _reference
 
 
 @pytest.mark.parametrize("func", ["nms", "greedy_nmm", "nmm"])
@@ -24,9 +24,9 @@ def test_zero_area_boxes_finish_and_match_reference(func: str, boxes: list) -> N
     s = np.linspace(1.0, 0.25, len(b)).astype(np.float32)
     for metric in ("iou", "ios"):
         for thr in (0.0, 0.5, 0.75, 1.0):
-            got = getattr(fissure, func)(b, s, None, threshold=thr, metric=metric,
+            got = getattr(fissure, func)(b, s, None, match_threshold=thr, match_metric=metric,
                                          class_agnostic=True)
-            ref = getattr(_reference, func)(b, s, None, threshold=thr, metric=metric,
+            ref = getattr(_reference, func)(b, s, None, match_threshold=thr, match_metric=metric,
                                             class_agnostic=True)
             if func == "nms":
                 np.testing.assert_array_equal(got, ref)
@@ -43,6 +43,6 @@ def test_many_random_zero_area_boxes_match_reference(rng: np.random.Generator) -
         s = rng.integers(1, 4, size=n).astype(np.float32) / 4
         c = rng.integers(0, 2, size=n)
         np.testing.assert_array_equal(
-            fissure.greedy_nmm(b, s, c, threshold=0.5).keep,
-            _reference.greedy_nmm(b, s, c, threshold=0.5).keep,
+            fissure.greedy_nmm(b, s, c, match_threshold=0.5).keep,
+            _reference.greedy_nmm(b, s, c, match_threshold=0.5).keep,
         )

@@ -35,12 +35,12 @@ CASES = [
     ({"class_ids": np.array(["a", "b", "c"])}, TypeError, "class_ids: expected integer"),
     ({"class_ids": [0.0, 1e30, 2.0]}, ValueError, "within int64"),
     ({"class_ids": np.array([0, 2**64 - 1, 2], np.uint64)}, ValueError, "within int64"),
-    ({"threshold": 1.5}, ValueError, r"threshold: expected a value in \[0, 1\], got 1.5"),
-    ({"threshold": -0.1}, ValueError, r"threshold: expected a value in \[0, 1\]"),
-    ({"threshold": float("nan")}, ValueError, "threshold"),
-    ({"threshold": "0.5"}, TypeError, "threshold: expected a number"),
-    ({"metric": "giou"}, ValueError, r"metric: expected one of \('iou', 'ios'\), got 'giou'"),
-    ({"metric": 1}, TypeError, "metric: expected one of"),
+    ({"match_threshold": 1.5}, ValueError, r"match_threshold: expected a value in \[0, 1\], got 1.5"),
+    ({"match_threshold": -0.1}, ValueError, r"match_threshold: expected a value in \[0, 1\]"),
+    ({"match_threshold": float("nan")}, ValueError, "threshold"),
+    ({"match_threshold": "0.5"}, TypeError, "match_threshold: expected a number"),
+    ({"match_metric": "giou"}, ValueError, r"match_metric: expected one of \('iou', 'ios'\), got 'giou'"),
+    ({"match_metric": 1}, TypeError, "match_metric: expected one of"),
     ({"match": "le"}, ValueError, r"match: expected one of \('ge', 'gt'\), got 'le'"),
     ({"class_agnostic": "yes"}, TypeError, "class_agnostic: expected a bool"),
     ({"order": [0, 1]}, ValueError, r"order: expected shape \(3,\)"),
@@ -81,8 +81,8 @@ def test_bad_recheck(name: str, recheck: object, exc: type, message: str) -> Non
 
 
 def test_metric_names_are_case_insensitive() -> None:
-    a = fissure.nms(BOXES, SCORES, metric="IOU", threshold=0.1)
-    b = fissure.nms(BOXES, SCORES, metric="iou", threshold=0.1)
+    a = fissure.nms(BOXES, SCORES, match_metric="IOU", match_threshold=0.1)
+    b = fissure.nms(BOXES, SCORES, match_metric="iou", match_threshold=0.1)
     np.testing.assert_array_equal(a, b)
 
 

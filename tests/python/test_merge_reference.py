@@ -7,7 +7,7 @@ from __future__ import annotations
 import fissure
 import numpy as np
 import pytest
-from fissure import _reference
+from fissure._reference import merge as _reference
 from fissure.masks import BoxMasks, regions_from_boxes
 
 
@@ -46,7 +46,7 @@ def test_larger_inputs_equal_reference(
 ) -> None:
     boxes, scores, classes = cluster_inputs(rng, 1500)
     for agnostic in (False, True):
-        kw = {"threshold": thr, "metric": metric, "class_agnostic": agnostic}
+        kw = {"match_threshold": thr, "match_metric": metric, "class_agnostic": agnostic}
         ours = getattr(fissure, name)(boxes, scores, classes, **kw)
         ref = getattr(_reference, name)(boxes, scores, classes, **kw)
         if name == "nms":
@@ -60,14 +60,14 @@ def test_larger_inputs_equal_reference(
 def test_recheck_modes(name: str, recheck: str, rng: np.random.Generator) -> None:
     boxes, scores, classes = cluster_inputs(rng, 800, span=600)
     fn = getattr(fissure, name)
-    res = fn(boxes, scores, classes, metric="iou", threshold=0.4, recheck=recheck)
+    res = fn(boxes, scores, classes, match_metric="iou", match_threshold=0.4, recheck=recheck)
     assert_same(
         res,
         getattr(_reference, name)(
-            boxes, scores, classes, metric="iou", threshold=0.4, recheck=recheck
+            boxes, scores, classes, match_metric="iou", match_threshold=0.4, recheck=recheck
         ),
     )
-    selected = fn(boxes, scores, classes, metric="iou", threshold=0.4, recheck="off")
+    selected = fn(boxes, scores, classes, match_metric="iou", match_threshold=0.4, recheck="off")
     members = res.members.tolist()
     if recheck in ("sahi", "strict"):
         # every selected index is either merged or dropped, exactly once
@@ -111,8 +111,8 @@ def test_order_and_match_knobs_equal_reference(
         order = rng.permutation(len(boxes)) if trial % 2 == 0 else None
         thr = [0.0, 0.25, 0.5, 1 / 3, 0.75, 1.0][trial]
         kw = {
-            "threshold": thr,
-            "metric": ["iou", "ios"][trial % 2],
+            "match_threshold": thr,
+            "match_metric": ["iou", "ios"][trial % 2],
             "match": match,
             "order": order,
             "class_agnostic": trial % 3 == 0,
@@ -154,20 +154,25 @@ def test_match_gt_equals_supervision_nms(rng: np.random.Generator) -> None:
         preds = np.concatenate([boxes, scores[:, None], classes[:, None]], axis=1)
         want = sv.box_non_max_suppression(preds, iou_threshold=thr)
         order = np.flip(scores.argsort())
-        keep = fissure.nms(boxes, scores, classes, threshold=thr, match="gt", order=order)
+        keep = fissure.nms(boxes, scores, classes, match_threshold=thr, match="gt", order=order)
         got = np.zeros(n, dtype=bool)
         got[keep] = True
         np.testing.assert_array_equal(got, want, err_msg=f"trial {trial} thr {thr}")
 
 
 def test_backend_env_selects_reference(
-    monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator
+    monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator, twin_calls
 ) -> None:
     boxes, scores, classes = cluster_inputs(rng, 300)
-    cpp = fissure.nmm(boxes, scores, classes, metric="iou")
+    cpp = fissure.nmm(boxes, scores, classes, match_metric="iou")
+    assert not twin_calls
     monkeypatch.setenv("FISSURE_BACKEND", "python")
-    py = fissure.nmm(boxes, scores, classes, metric="iou")
+    py = fissure.nmm(boxes, scores, classes, match_metric="iou")
+    assert twin_calls == {"nmm": 1}
     assert_same(cpp, py)
+    fissure.greedy_nmm(boxes, scores, classes)
+    fissure.nms(boxes, scores, classes)
+    assert twin_calls == {"nmm": 1, "greedy_nmm": 1, "nms": 1}
     monkeypatch.setenv("FISSURE_BACKEND", "fortran")
     with pytest.raises(ValueError, match="FISSURE_BACKEND"):
         fissure.nms(boxes, scores)
@@ -176,11 +181,11 @@ def test_backend_env_selects_reference(
 def test_zero_threshold_is_not_quadratic() -> None:
     rng = np.random.default_rng(3)
     boxes, scores, classes = cluster_inputs(rng, 200_000, n_cls=4, span=6000)
-    assert len(fissure.nms(boxes, scores, classes, threshold=0.0)) == 4
-    res = fissure.greedy_nmm(boxes, scores, classes, threshold=0.0, recheck="off")
+    assert len(fissure.nms(boxes, scores, classes, match_threshold=0.0)) == 4
+    res = fissure.greedy_nmm(boxes, scores, classes, match_threshold=0.0, recheck="off")
     assert len(res) == 4 and res.members.size == len(boxes)
     res = fissure.nmm(
-        boxes, scores, classes, threshold=0.0, order=rng.permutation(len(boxes)), recheck="off"
+        boxes, scores, classes, match_threshold=0.0, order=rng.permutation(len(boxes)), recheck="off"
     )
     assert res.members.size == len(boxes)
 
@@ -255,7 +260,7 @@ def test_mask_metric_nms_equals_full_image_oracle(metric: str, rng: np.random.Ge
         full, masks = full_masks_and_boxmasks(rng, boxes)
         thr = float(rng.choice([0.1, 0.3, 0.5]))
         got = fissure.nms(
-            boxes, scores, threshold=thr, metric=metric, masks=masks, mask_metric=True
+            boxes, scores, match_threshold=thr, match_metric=metric, masks=masks, mask_metric=True
         )
         assert got.tolist() == naive_mask_nms(full, boxes, scores, thr, metric)
 
@@ -269,7 +274,7 @@ def test_merged_masks_equal_full_image_or(
         n = int(rng.integers(1, 40))
         boxes, scores, classes = mask_inputs(rng, n)
         full, masks = full_masks_and_boxmasks(rng, boxes)
-        kw = {"threshold": 0.3, "metric": "ios", "masks": masks, "mask_metric": mask_metric}
+        kw = {"match_threshold": 0.3, "match_metric": "ios", "masks": masks, "mask_metric": mask_metric}
         res = getattr(fissure, name)(boxes, scores, classes, **kw)
         assert_same(res, getattr(_reference, name)(boxes, scores, classes, **kw))
         m = res.masks

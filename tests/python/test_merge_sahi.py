@@ -117,7 +117,7 @@ def test_selection_equals_sahi_backends(
         metric = str(rng.choice(["iou", "ios"]))
         agnostic = bool(rng.integers(0, 2))
         ref = sahi_select(name, as_sahi_array(boxes, scores, classes), metric, thr, agnostic)
-        kw = {"threshold": thr, "metric": metric, "class_agnostic": agnostic}
+        kw = {"match_threshold": thr, "match_metric": metric, "class_agnostic": agnostic}
         if name == "nms":
             ours = fissure.nms(boxes, scores, classes, **kw)
             assert ours.dtype == np.int64
@@ -145,10 +145,10 @@ def test_float_coordinates_equal_sahi_numpy(
         metric = str(rng.choice(["iou", "ios"]))
         ref = sahi_select(name, as_sahi_array(boxes, scores, classes), metric, thr, False)
         if name == "nms":
-            assert fissure.nms(boxes, scores, classes, threshold=thr, metric=metric).tolist() == ref
+            assert fissure.nms(boxes, scores, classes, match_threshold=thr, match_metric=metric).tolist() == ref
         else:
             res = getattr(fissure, name)(
-                boxes, scores, classes, threshold=thr, metric=metric, recheck="off"
+                boxes, scores, classes, match_threshold=thr, match_metric=metric, recheck="off"
             )
             assert groups_of(res) == [[k, *v] for k, v in ref.items()]
 
@@ -165,10 +165,10 @@ def test_large_inputs_equal_sahi_sparse_paths(
     for metric, thr in [("iou", 0.5), ("ios", 0.5), ("iou", 0.25)]:
         ref = sahi_select(name, as_sahi_array(boxes, scores, classes), metric, thr, False)
         if name == "nms":
-            assert fissure.nms(boxes, scores, classes, threshold=thr, metric=metric).tolist() == ref
+            assert fissure.nms(boxes, scores, classes, match_threshold=thr, match_metric=metric).tolist() == ref
         else:
             res = getattr(fissure, name)(
-                boxes, scores, classes, threshold=thr, metric=metric, recheck="off"
+                boxes, scores, classes, match_threshold=thr, match_metric=metric, recheck="off"
             )
             assert groups_of(res) == [[k, *v] for k, v in ref.items()]
 
@@ -200,7 +200,7 @@ def test_postprocess_equals_sahi_box_for_box(
                 if n
                 else []
             )
-            kw = {"threshold": thr, "metric": metric, "class_agnostic": agnostic}
+            kw = {"match_threshold": thr, "match_metric": metric, "class_agnostic": agnostic}
             if name == "nms":
                 keep = fissure.nms(boxes, scores, classes, **kw)
                 assert [objects[i] for i in keep] == list(out)
@@ -227,10 +227,10 @@ def test_peers_example_a_ios_at_threshold(numpy_backend: None) -> None:
     out = combine.GreedyNMMPostprocess(0.5, "IOS", True)(
         to_objects(boxes, scores, np.zeros(2, int))
     )
-    res = fissure.greedy_nmm(boxes, scores, threshold=0.5, metric="ios")
+    res = fissure.greedy_nmm(boxes, scores, match_threshold=0.5, match_metric="ios")
     assert [p.bbox.to_xyxy() for p in out] == res.boxes.tolist()
     assert res.boxes.tolist() == [[0, 0, 150, 100]] and res.dropped.size == 0
-    strict = fissure.greedy_nmm(boxes, scores, threshold=0.5, metric="ios", recheck="strict")
+    strict = fissure.greedy_nmm(boxes, scores, match_threshold=0.5, match_metric="ios", recheck="strict")
     assert strict.boxes.tolist() == [[0, 0, 100, 100]] and strict.dropped.tolist() == [1]
 
 
@@ -240,14 +240,14 @@ def test_peers_example_b_iou_recheck_loses_c(numpy_backend: None) -> None:
     out = combine.GreedyNMMPostprocess(0.4, "IOU", True)(
         to_objects(boxes, scores, np.zeros(3, int))
     )
-    res = fissure.greedy_nmm(boxes, scores, threshold=0.4, metric="iou")
+    res = fissure.greedy_nmm(boxes, scores, match_threshold=0.4, match_metric="iou")
     assert [p.bbox.to_xyxy() for p in out] == res.boxes.tolist() == [[100, 0, 240, 100]]
     assert res.dropped.tolist() == [2]
     assert res.groups()[0].tolist() == [0, 1]
-    kept = fissure.greedy_nmm(boxes, scores, threshold=0.4, metric="iou", recheck="keep")
+    kept = fissure.greedy_nmm(boxes, scores, match_threshold=0.4, match_metric="iou", recheck="keep")
     assert kept.boxes.tolist() == [[100, 0, 240, 100], [60, 0, 160, 100]]
     assert kept.dropped.size == 0
-    off = fissure.greedy_nmm(boxes, scores, threshold=0.4, metric="iou", recheck="off")
+    off = fissure.greedy_nmm(boxes, scores, match_threshold=0.4, match_metric="iou", recheck="off")
     assert off.boxes.tolist() == [[60, 0, 240, 100]]
 
 
@@ -262,7 +262,7 @@ def test_nmm_match_all_tied_top_scores(sahi_backend: str) -> None:
     classes = np.zeros(6, np.int64)
     ref = sahi_select("nmm", as_sahi_array(boxes, scores, classes), "iou", 0.0, True)
     res = fissure.nmm(
-        boxes, scores, classes, threshold=0.0, metric="iou", class_agnostic=True, recheck="off"
+        boxes, scores, classes, match_threshold=0.0, match_metric="iou", class_agnostic=True, recheck="off"
     )
     assert groups_of(res) == [[k, *v] for k, v in ref.items()]
 
@@ -272,7 +272,7 @@ def test_category_tie_goes_to_the_later_merged(numpy_backend: None) -> None:
     scores = np.array([0.5, 0.5, 0.5], np.float32)
     classes = np.array([3, 1, 2])
     out = combine.GreedyNMMPostprocess(0.5, "IOS", True)(to_objects(boxes, scores, classes))
-    res = fissure.greedy_nmm(boxes, scores, classes, threshold=0.5, class_agnostic=True)
+    res = fissure.greedy_nmm(boxes, scores, classes, match_threshold=0.5, class_agnostic=True)
     # Order by coordinates: 2 (x2 = 9), then 1, then 0; every tie hands the class on.
     assert res.groups()[0].tolist() == [2, 1, 0]
     assert res.class_ids.tolist() == [p.category.id for p in out] == [3]
@@ -315,14 +315,14 @@ def test_hypothesis_greedy_and_nmm_equal_sahi(
                 boxes,
                 scores,
                 classes,
-                threshold=thr,
-                metric=metric,
+                match_threshold=thr,
+                match_metric=metric,
                 class_agnostic=agnostic,
                 recheck="off",
             )
             assert groups_of(res) == [[k, *v] for k, v in ref.items()]
         assert fissure.nms(
-            boxes, scores, classes, threshold=thr, metric=metric, class_agnostic=agnostic
+            boxes, scores, classes, match_threshold=thr, match_metric=metric, class_agnostic=agnostic
         ).tolist() == list(sahi_select("nms", preds, metric, thr, agnostic))
     finally:
         backends.set_postprocess_backend("auto")

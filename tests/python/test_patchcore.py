@@ -49,7 +49,7 @@ def texture(h: int, w: int, seed: int) -> np.ndarray:
 def fitted(tmp_path_factory):
     d = tmp_path_factory.mktemp("pc")
     bb = pool_backbone(d)
-    pc = PatchCore(bb, tile=128, overlap_ratio=0.25, coreset_ratio=0.25, backend="onnxruntime",
+    pc = PatchCore(bb, tile_size=128, overlap_ratio=0.25, coreset_ratio=0.25, backend="onnxruntime",
                    precision=None)
     pc.fit([texture(384, 384, s) for s in range(4)])
     return pc, bb
@@ -90,11 +90,11 @@ def test_scores_follow_anomalib_formulas(fitted) -> None:
     dist = np.sqrt(((bank[nb] - rows[worst]) ** 2).sum(1))
     w = 1 - np.exp(dist[0]) / np.exp(dist).sum()
     assert r.score == pytest.approx(w * s[worst], rel=1e-4)
-    pc.score_mode = "max"
+    pc.scoring = "max"
     try:
         assert pc.predict(img).score == pytest.approx(s.max(), rel=1e-4)
     finally:
-        pc.score_mode = "anomalib"
+        pc.scoring = "anomalib"
 
 
 def test_save_load_round_trip_and_refusals(fitted, tmp_path) -> None:
@@ -102,7 +102,7 @@ def test_save_load_round_trip_and_refusals(fitted, tmp_path) -> None:
     p = pc.save(tmp_path / "bank.safetensors")
     q = PatchCore.load(p, bb, backend="onnxruntime", precision=None)
     np.testing.assert_array_equal(q.bank, pc.bank)
-    assert (q.threshold, q.image_threshold, q.tile) == (pc.threshold, pc.image_threshold, pc.tile)
+    assert (q.threshold, q.image_threshold, q.tile_size) == (pc.threshold, pc.image_threshold, pc.tile_size)
     img = texture(256, 256, 5)
     np.testing.assert_array_equal(q.predict(img).anomaly_map, pc.predict(img).anomaly_map)
     raw = p.read_bytes()
@@ -140,8 +140,8 @@ def test_errors(fitted, tmp_path) -> None:
         PatchCore(bb).predict(texture(64, 64, 1))
     with pytest.raises(ValueError, match="coreset_ratio"):
         PatchCore(bb, coreset_ratio=0)
-    with pytest.raises(ValueError, match="score"):
-        PatchCore(bb, score="mean")
+    with pytest.raises(ValueError, match="scoring"):
+        PatchCore(bb, scoring="mean")
     with pytest.raises(ValueError, match="at least one"):
         PatchCore(bb).fit([])
     with pytest.raises(ValueError, match="no output named"):
@@ -152,7 +152,7 @@ def test_errors(fitted, tmp_path) -> None:
 
 def test_fit_streams_a_generator_and_margin_scales_thresholds(fitted) -> None:
     pc, bb = fitted
-    kw = dict(tile=128, overlap_ratio=0.25, coreset_ratio=0.25, backend="onnxruntime",
+    kw = dict(tile_size=128, overlap_ratio=0.25, coreset_ratio=0.25, backend="onnxruntime",
               precision=None)
     g = PatchCore(bb, threshold_margin=0.0, **kw).fit(texture(384, 384, s) for s in range(4))
     np.testing.assert_array_equal(g.bank, pc.bank)  # same images, same bank
@@ -177,7 +177,7 @@ def test_glare_is_suppressed_with_its_halo(fitted, tmp_path) -> None:
     plain = pc.predict(img)
     assert plain.mask[180, 200] and len(plain.boxes) >= 1  # without suppression: a false defect
     sup = PatchCore.load(pc.save(tmp_path / "b.safetensors"), bb, backend="onnxruntime",
-                         precision=None, specular="suppress", specular_dilate=40)
+                         precision=None, specular="mask", specular_dilate=40)
     r = sup.predict(img)
     glare = specular_mask(img, dilate=40)
     np.testing.assert_array_equal(r.glare, glare)
@@ -185,7 +185,7 @@ def test_glare_is_suppressed_with_its_halo(fitted, tmp_path) -> None:
     assert not r.mask.any()
     # saved with the bank, restored on load unless overridden
     q = PatchCore.load(sup.save(tmp_path / "s.safetensors"), bb)
-    assert (q.specular, q.specular_dilate) == ("suppress", 40)
+    assert (q.specular, q.specular_dilate) == ("mask", 40)
     q = PatchCore.load(tmp_path / "s.safetensors", bb, specular=None)
     assert q.specular is None
 
@@ -203,14 +203,14 @@ def test_parameter_errors(fitted, kw, match) -> None:
 
 @pytest.mark.parametrize("input_size", [None, (64, 80)])
 def test_thresholds_are_the_held_out_image_as_predict_scores_it(fitted, input_size) -> None:
-    # One tile per image (tile=None) and holdout 0.2: the 5th image is held out of the bank.
+    # One tile per image (tile_size=None) and holdout 0.2: the 5th image is held out of the bank.
     # Its predicted map maximum and image score are then exactly the unmargined thresholds,
     # also when input_size resizes the tile (the calibration map is upsampled to the tile's
     # own size, as predict does, not to 8x the patch grid). Held-out embeddings are kept in
     # float16, hence the tolerance.
     _, bb = fitted
     imgs = [texture(100, 124, s) for s in range(20, 25)]
-    pc = PatchCore(bb, tile=None, input_size=input_size, coreset_ratio=0.5, holdout=0.2,
+    pc = PatchCore(bb, tile_size=None, input_size=input_size, coreset_ratio=0.5, holdout=0.2,
                    threshold_margin=0.0, backend="onnxruntime", precision=None).fit(imgs)
     assert pc.stats["holdout_tiles"] == 1
     res = pc.predict(imgs[4])

@@ -103,7 +103,7 @@ def test_dataset_is_as_documented(elpv) -> None:
 def test_patchcore_separates_defective_cells(elpv, cell_type: str) -> None:
     load, probs, types = elpv
     train, test, labels = split(probs, types, cell_type)
-    pc = PatchCore(tile=None, input_size=224, coreset_ratio=0.04, seed=0)
+    pc = PatchCore(tile_size=None, input_size=224, coreset_ratio=0.04, seed=0)
     pc.fit(load(train))
     test_imgs = load(test)
     scores = np.array([pc.predict(img).score for img in test_imgs])

@@ -59,8 +59,8 @@ def scored() -> dict:
                 for i, img in enumerate(flips(test)[:2])]
     assert all(len(s.defects) == N_DEFECTS for s in surfaces)
     models = {
-        "tiled": PatchCore(tile=512, coreset_ratio=0.01, holdout=0.25),
-        "whole": PatchCore(tile=None, input_size=(320, 320), coreset_ratio=1.0, holdout=0.25),
+        "tiled": PatchCore(tile_size=512, coreset_ratio=0.01, holdout=0.25),
+        "whole": PatchCore(tile_size=None, input_size=(320, 320), coreset_ratio=1.0, holdout=0.25),
     }
     out: dict[str, Any] = {}
     for name, pc in models.items():

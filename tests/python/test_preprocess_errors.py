@@ -16,8 +16,8 @@ CFG = PreprocessConfig(input_size=(32, 32))
 @pytest.mark.parametrize(
     "image,exc,match",
     [(np.zeros((100, 120, 3), np.float32), TypeError, "expected dtype uint8"),
-     (np.zeros((100, 120, 4), np.uint8), ValueError, r"expected shape \(H, W, 3\)"),
-     (np.zeros((100, 120), np.uint8), ValueError, r"expected shape \(H, W, 3\)"),
+     (np.zeros((100, 120, 2), np.uint8), ValueError, r"expected shape \(H, W, 3\)"),
+     (np.zeros((100, 120, 3, 1), np.uint8), ValueError, r"expected shape \(H, W, 3\)"),
      (np.zeros((0, 120, 3), np.uint8), ValueError, "non-empty"),
      (None, TypeError, "expected an"),
      ],
@@ -25,6 +25,18 @@ CFG = PreprocessConfig(input_size=(32, 32))
 def test_bad_image(image, exc, match) -> None:
     with pytest.raises(exc, match=match):
         preprocess_tiles(image, TILES, CFG)
+
+
+def test_gray_and_bgra_follow_the_one_intake_policy() -> None:
+    """Gray is repeated into three channels and BGRA loses its alpha, as in specular_mask and
+    the detector (fissure.io.as_image)."""
+    rng = np.random.default_rng(3)
+    gray = rng.integers(0, 256, (100, 120), dtype=np.uint8)
+    bgr = np.repeat(gray[:, :, None], 3, 2)
+    want = preprocess_tiles(bgr, TILES, CFG)
+    np.testing.assert_array_equal(preprocess_tiles(gray, TILES, CFG), want)
+    bgra = np.concatenate([bgr, np.full((100, 120, 1), 7, np.uint8)], axis=2)
+    np.testing.assert_array_equal(preprocess_tiles(bgra, TILES, CFG), want)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fissure
-from fissure import _core, specular
+from fissure import _core, _reference, specular
 
 cv2 = pytest.importorskip("cv2")
 
@@ -94,7 +94,7 @@ def test_saturation_table_is_opencv_for_every_pair() -> None:
 @pytest.mark.parametrize(("v_min", "s_max"), [(240, 30), (0, 0), (0, 255), (128, 64), (254, 1)])
 def test_threshold_table_core_equals_numpy_twin(v_min: int, s_max: int) -> None:
     assert np.array_equal(_core.specular_threshold_table(v_min, s_max),
-                          specular._ref_threshold_table(v_min, s_max))
+                          _reference.specular.threshold_table(v_min, s_max))
 
 
 def test_all_pairs_every_threshold_grid(level: str, rng: np.random.Generator) -> None:
@@ -240,7 +240,7 @@ def test_out_parameter(rng: np.random.Generator) -> None:
 
 
 def test_numpy_twin_equals_opencv(monkeypatch: pytest.MonkeyPatch,
-                                  rng: np.random.Generator) -> None:
+                                  rng: np.random.Generator, twin_calls) -> None:
     monkeypatch.setenv("FISSURE_BACKEND", "python")
     img = all_pairs_image(rng)
     for v_min, s_max in THRESHOLDS[:8]:
@@ -251,6 +251,7 @@ def test_numpy_twin_equals_opencv(monkeypatch: pytest.MonkeyPatch,
     small = near_threshold_image(rng, 20, 33)
     assert np.array_equal(fissure.specular_mask(small, dilate=2),
                           cv2.dilate(cv_mask(small).astype(np.uint8), fissure.disc_kernel(2)) > 0)
+    assert twin_calls == {"specular_mask": 10}  # every call above ran the twin
 
 
 @pytest.mark.parametrize("env_level", LEVELS)

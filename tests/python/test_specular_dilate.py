@@ -118,11 +118,13 @@ def test_specular_with_dilation_large_threads(level: str, rng: np.random.Generat
         assert np.array_equal(fissure.specular_mask(img, dilate=7, num_threads=threads), want)
 
 
-def test_numpy_twin(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator) -> None:
+def test_numpy_twin(monkeypatch: pytest.MonkeyPatch, rng: np.random.Generator,
+                    twin_calls) -> None:
     monkeypatch.setenv("FISSURE_BACKEND", "python")
     m = rng.random((40, 57)) < 0.02
     for r in (0, 1, 4, 9):
         assert np.array_equal(fissure.dilate_disc(m, r), cv_dilate(m, r))
+    assert twin_calls == {"dilate_disc": 4}
 
 
 def test_large_outputs_streamed(level: str, rng: np.random.Generator) -> None:

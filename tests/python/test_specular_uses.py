@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fissure
-from fissure import BoxMasks, specular
+from fissure import BoxMasks, _reference, specular
 
 
 def glare_plane(rng: np.random.Generator, h: int = 120, w: int = 170) -> np.ndarray:
@@ -35,7 +35,7 @@ def test_glare_fraction_boxes(big: bool, threads: int, rng: np.random.Generator)
     boxes = random_boxes(rng, n, *m.shape, big=big)
     got = fissure.glare_fraction(m, boxes, num_threads=threads)
     assert got.dtype == np.float32 and got.shape == (n,)
-    assert np.array_equal(got, specular._ref_glare_fraction_boxes(m, boxes))
+    assert np.array_equal(got, _reference.specular.glare_fraction(m, boxes))
     assert ((got >= 0) & (got <= 1)).all()
 
 
@@ -66,7 +66,7 @@ def test_glare_fraction_box_masks(rng: np.random.Generator) -> None:
     for threads in (1, -1):
         got = fissure.glare_fraction(m, masks=bms, num_threads=threads)
         assert got.dtype == np.float32 and got.shape == (80,)
-        assert np.array_equal(got, specular._ref_glare_fraction_masks(m, bms))
+        assert np.array_equal(got, _reference.specular.glare_fraction(m, masks=bms))
 
 
 def test_glare_fraction_full_box_masks_equal_boxes(rng: np.random.Generator) -> None:
@@ -85,12 +85,14 @@ def _box_planes(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def test_glare_fraction_python_backend(monkeypatch: pytest.MonkeyPatch,
-                                       rng: np.random.Generator) -> None:
+                                       rng: np.random.Generator, twin_calls) -> None:
     m = glare_plane(rng)
     boxes = random_boxes(rng, 50, *m.shape)
     want = fissure.glare_fraction(m, boxes)
+    assert not twin_calls
     monkeypatch.setenv("FISSURE_BACKEND", "python")
     assert np.array_equal(fissure.glare_fraction(m, boxes), want)
+    assert twin_calls == {"glare_fraction": 1}
 
 
 def test_suppress_glare() -> None:

@@ -22,7 +22,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .._validate import check_num_threads, int_pair
-from ..detect import as_bgr8
+from ..io import as_image
 from ..io import sha256_file
 from ..preprocess import PreprocessConfig
 from ..scheduler import BatchFeeder
@@ -33,7 +33,7 @@ __all__ = ["AnomalyResult", "PatchCore"]
 
 FORMAT = "fissure.patchcore"
 FORMAT_VERSION = 1
-_SCORES = ("anomalib", "max")
+_SCORINGS = ("anomalib", "max")
 
 
 @dataclass
@@ -42,7 +42,7 @@ class AnomalyResult:
 
     Attributes:
         score: image anomaly score (anomalib's reweighted nearest-neighbour distance, or the
-            plain maximum patch distance with ``score="max"``).
+            plain maximum patch distance with ``scoring="max"``).
         anomaly_map: (H, W) float32 at the image's resolution: patch distances, nearest
             upsampled, stitched over tiles (mean where tiles overlap), Gaussian sigma 4.
         mask: (H, W) bool, ``anomaly_map > threshold``.
@@ -71,7 +71,7 @@ class AnomalyResult:
         regions outlined (:func:`fissure.anomaly.heatmap_overlay`)."""
         from .visualize import heatmap_overlay
 
-        return heatmap_overlay(as_bgr8(image), self.anomaly_map, self.threshold,
+        return heatmap_overlay(as_image(image), self.anomaly_map, self.threshold,
                                mask=self.mask, alpha=alpha)
 
     def to_dict(self) -> dict:
@@ -123,14 +123,14 @@ class PatchCore:
             the bundled EfficientNet-Lite0 (``fissure.models.default_backbone()``).
         coreset_ratio: fraction of training patches kept in the memory bank (0 < r <= 1).
         num_neighbors: ``b`` of anomalib's image-score reweighting (1: plain maximum).
-        tile: tile size in image pixels (int or (h, w)); images are cut with SAHI's grid at
+        tile_size: tile size in image pixels (int or (h, w)); images are cut with SAHI's grid at
             ``overlap_ratio`` and tiles run at native resolution. None: the whole image is
             one tile.
         input_size: resize each tile to this (h, w) before the backbone (None: native).
         layers: backbone output names to embed, finest first.
-        score: ``"anomalib"`` (reweighted, b = num_neighbors) or ``"max"`` (the paper's
+        scoring: ``"anomalib"`` (reweighted, b = num_neighbors) or ``"max"`` (the paper's
             plain maximum patch distance).
-        specular: ``None`` or ``"suppress"``: patches touching glare score 0 and the map
+        specular: ``None`` or ``"mask"`` (glare is not a defect): patches touching glare score 0 and the map
             is 0 under glare (``fissure.specular_mask`` with its default V > 240, S < 30,
             grown by ``specular_dilate`` pixels: a highlight's halo is bright too).
         specular_dilate: radius in pixels the glare mask is grown by (0..254).
@@ -151,11 +151,11 @@ class PatchCore:
         *,
         coreset_ratio: float = 0.1,
         num_neighbors: int = 9,
-        tile: Union[int, tuple[int, int], None] = 512,
+        tile_size: Union[int, tuple[int, int], None] = 512,
         overlap_ratio: float = 0.25,
         input_size: Union[int, tuple[int, int], None] = None,
         layers: Sequence[str] = ("feat8", "feat16"),
-        score: str = "anomalib",
+        scoring: str = "anomalib",
         specular: Optional[str] = None,
         specular_dilate: int = 40,
         holdout: float = 0.2,
@@ -173,10 +173,10 @@ class PatchCore:
             raise ValueError(f"coreset_ratio: expected a number in (0, 1], got {coreset_ratio!r}")
         if isinstance(num_neighbors, bool) or not isinstance(num_neighbors, numbers.Integral) or num_neighbors < 1:
             raise ValueError(f"num_neighbors: expected a positive int, got {num_neighbors!r}")
-        if score not in _SCORES:
-            raise ValueError(f"score: expected one of {_SCORES}, got {score!r}")
-        if specular not in (None, "suppress"):
-            raise ValueError(f"specular: expected None or 'suppress', got {specular!r}")
+        if scoring not in _SCORINGS:
+            raise ValueError(f"scoring: expected one of {_SCORINGS}, got {scoring!r}")
+        if specular not in (None, "mask"):
+            raise ValueError(f"specular: expected None or 'mask', got {specular!r}")
         if isinstance(specular_dilate, bool) or not isinstance(specular_dilate, numbers.Integral) or not (
                 0 <= specular_dilate <= 254):
             raise ValueError(f"specular_dilate: expected an int in 0..254, got {specular_dilate!r}")
@@ -195,13 +195,13 @@ class PatchCore:
             raise ValueError(f"batch_size: expected None or a positive int, got {batch_size!r}")
         self.coreset_ratio = float(coreset_ratio)
         self.num_neighbors = int(num_neighbors)
-        self.tile = _size_pair(tile, "tile")
+        self.tile_size = _size_pair(tile_size, "tile_size")
         self.overlap_ratio = float(overlap_ratio)
         self.input_size = _size_pair(input_size, "input_size")
         self.layers = tuple(str(x) for x in layers)
         if not self.layers:
             raise ValueError("layers: expected at least one backbone output name")
-        self.score_mode = score
+        self.scoring = scoring
         self.specular = specular
         self.specular_dilate = int(specular_dilate)
         self.holdout = float(holdout)
@@ -270,9 +270,9 @@ class PatchCore:
                                 rgb=self.rgb, scale=self.scale, mean=self.mean, std=self.std)
 
     def _tiles(self, h: int, w: int) -> np.ndarray:
-        if self.tile is None or (h <= self.tile[0] and w <= self.tile[1]):
+        if self.tile_size is None or (h <= self.tile_size[0] and w <= self.tile_size[1]):
             return np.array([[0, 0, w, h]], np.int64)
-        th, tw = min(self.tile[0], h), min(self.tile[1], w)
+        th, tw = min(self.tile_size[0], h), min(self.tile_size[1], w)
         return slice_grid(h, w, th, tw, self.overlap_ratio, self.overlap_ratio)
 
     def _embed_tiles(self, image: np.ndarray, tiles: np.ndarray) -> Iterable[tuple[np.ndarray, np.ndarray]]:
@@ -319,7 +319,7 @@ class PatchCore:
         tile_no = 0
         dim = None
         for item in it:
-            img = as_bgr8(item)
+            img = as_image(item)
             for btiles, emb in self._embed_tiles(img, self._tiles(*img.shape[:2])):
                 for (x0, y0, x1, y1), e in zip(btiles.tolist(), emb):
                     rows = e.reshape(-1, e.shape[-1])
@@ -363,7 +363,7 @@ class PatchCore:
             s = np.sqrt(np.maximum(d[:, 0], 0))
             k = int(np.argmax(s))
             img_scores.append(self._reweight(q[k], self.bank)
-                              if self.score_mode == "anomalib" and self.num_neighbors > 1
+                              if self.scoring == "anomalib" and self.num_neighbors > 1
                               else float(s[k]))
             if grid is not None:
                 m = _gaussian_blur(_nearest_up(s.reshape(grid).astype(np.float32), *size), 4.0)
@@ -389,13 +389,13 @@ class PatchCore:
         from .search import knn_search
 
         bank = self._check_fitted()
-        img = as_bgr8(image)
+        img = as_image(image)
         h, w = img.shape[:2]
         tiles = self._tiles(h, w)
         acc = np.zeros((h, w), np.float32)
         cnt = np.zeros((h, w), np.uint16)  # tiles covering each pixel (<= 100 at overlap 0.9)
         glare = None
-        if self.specular == "suppress":
+        if self.specular == "mask":
             from ..specular import specular_mask
 
             glare = specular_mask(img, dilate=self.specular_dilate, num_threads=self.num_threads)
@@ -421,7 +421,7 @@ class PatchCore:
         if glare is not None:
             amap[glare] = 0.0
         score = best[0]
-        if self.score_mode == "anomalib" and self.num_neighbors > 1 and best[1] is not None:
+        if self.scoring == "anomalib" and self.num_neighbors > 1 and best[1] is not None:
             score = self._reweight(best[1], bank)
         mask = amap > self.threshold
         boxes, box_scores = _regions(mask, amap)
@@ -454,13 +454,13 @@ class PatchCore:
         meta = {
             "format": FORMAT, "format_version": str(FORMAT_VERSION),
             "backbone_sha256": self.backbone_sha256, "layers": json.dumps(list(self.layers)),
-            "tile": json.dumps(self.tile), "overlap_ratio": repr(self.overlap_ratio),
+            "tile_size": json.dumps(self.tile_size), "overlap_ratio": repr(self.overlap_ratio),
             "input_size": json.dumps(self.input_size),
             "normalisation": json.dumps({"scale": self.scale, "mean": self.mean, "std": self.std,
                                          "rgb": self.rgb}),
             "threshold": repr(float(self.threshold)),  # type: ignore[arg-type]
             "image_threshold": repr(float(self.image_threshold)),  # type: ignore[arg-type]
-            "num_neighbors": str(self.num_neighbors), "score": self.score_mode,
+            "num_neighbors": str(self.num_neighbors), "scoring": self.scoring,
             "bank_sha256": _bank_sha256(bank),
             "specular": json.dumps(self.specular), "specular_dilate": str(self.specular_dilate),
         }
@@ -488,8 +488,8 @@ class PatchCore:
                 f"this backbone ({pc.backbone_path.name}) is {pc.backbone_sha256[:16]}...")
         try:
             pc.layers = tuple(json.loads(meta["layers"]))
-            t = json.loads(meta["tile"])
-            pc.tile = tuple(t) if t else None  # type: ignore[assignment]
+            t = json.loads(meta["tile_size"])
+            pc.tile_size = tuple(t) if t else None  # type: ignore[assignment]
             pc.overlap_ratio = float(meta["overlap_ratio"])
             s = json.loads(meta["input_size"])
             pc.input_size = tuple(s) if s else None  # type: ignore[assignment]
@@ -499,11 +499,11 @@ class PatchCore:
             pc.threshold = float(meta["threshold"])
             pc.image_threshold = float(meta["image_threshold"])
             pc.num_neighbors = int(meta["num_neighbors"])
-            pc.score_mode = meta["score"]
+            pc.scoring = meta["scoring"]
             # predict-time glare handling: as saved, unless the caller passes it
             if "specular" not in kwargs and "specular" in meta:
                 sp = json.loads(meta["specular"])
-                if sp not in (None, "suppress"):
+                if sp not in (None, "mask"):
                     raise ValueError(f"specular {sp!r}")
                 pc.specular = sp
             if "specular_dilate" not in kwargs and "specular_dilate" in meta:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .._validate import check_num_threads
+from .._validate import as_int, check_num_threads, describe
 
 __all__ = [
     "jl_min_dims",
@@ -37,16 +37,10 @@ __all__ = [
 _PROJECT_CHUNK = 1 << 15
 
 
-def _describe(a: Any) -> str:
-    if isinstance(a, np.ndarray):
-        return f"array of shape {a.shape} and dtype {a.dtype}"
-    return type(a).__name__
-
-
 def _as_features(a: Any, name: str, *, keep_f16: bool, allow_empty: bool = False) -> np.ndarray:
     """A C-contiguous (n, d) float32 (or float16 when keep_f16) array; float64 is converted."""
     if a is None or isinstance(a, (str, bytes)):
-        raise TypeError(f"{name}: expected an (n, d) float array, got {_describe(a)}")
+        raise TypeError(f"{name}: expected an (n, d) float array, got {describe(a)}")
     arr = np.asarray(a)
     if arr.dtype.kind != "f":
         raise TypeError(
@@ -63,16 +57,6 @@ def _as_features(a: Any, name: str, *, keep_f16: bool, allow_empty: bool = False
         raise ValueError(f"{name}: expected at least one row, got shape {arr.shape}")
     dtype = np.float16 if (keep_f16 and arr.dtype == np.float16) else np.float32
     return np.ascontiguousarray(arr, dtype=dtype)
-
-
-def _as_int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {value!r} ({type(value).__name__})")
-    v = int(value)
-    if v < lo or (hi is not None and v > hi):
-        rng = f"{lo} <= {name} <= {hi}" if hi is not None else f"{name} >= {lo}"
-        raise ValueError(f"{name}: expected {rng}, got {v}")
-    return v
 
 
 def knn_search(
@@ -114,7 +98,7 @@ def knn_search(
             f"queries: expected {b.shape[1]} columns to match the bank {b.shape}, "
             f"got shape {q.shape}"
         )
-    kk = _as_int(k, "k", 1)
+    kk = as_int(k, "k", 1)
     threads = check_num_threads(num_threads)
     D, I = _core.knn_search(b, q, kk, threads)
     return D, I
@@ -146,8 +130,8 @@ def kcenter_greedy(
         (n,) int64 row indices in selection order.
     """
     f = _as_features(features, "features", keep_f16=True)
-    nn = _as_int(n, "n", 1, f.shape[0])
-    start = _as_int(start_index, "start_index", 0, f.shape[0] - 1)
+    nn = as_int(n, "n", 1, f.shape[0])
+    start = as_int(start_index, "start_index", 0, f.shape[0] - 1)
     threads = check_num_threads(num_threads)
     return _core.kcenter_greedy(f, nn, start, threads)
 
@@ -155,7 +139,7 @@ def kcenter_greedy(
 def jl_min_dims(n_samples: int, eps: float = 0.9) -> int:
     """Johnson-Lindenstrauss target dimension ``int(4 ln N / (eps^2/2 - eps^3/3))``, the
     formula of sklearn's ``johnson_lindenstrauss_min_dim`` and anomalib's projection."""
-    n = _as_int(n_samples, "n_samples", 1)
+    n = as_int(n_samples, "n_samples", 1)
     e = float(eps)
     if not (0.0 < e < 1.0):
         raise ValueError(f"eps: expected 0 < eps < 1, got {eps}")
@@ -174,8 +158,8 @@ def sparse_random_matrix(
     are ``+-sqrt(1/density)/sqrt(out_dims)`` with equal odds. Stored dense. Drawn from
     ``numpy.random.default_rng(seed)``: the same distribution as sklearn's and anomalib's
     ``SparseRandomProjection``, not the same draws."""
-    din = _as_int(in_dims, "in_dims", 1)
-    dout = _as_int(out_dims, "out_dims", 1)
+    din = as_int(in_dims, "in_dims", 1)
+    dout = as_int(out_dims, "out_dims", 1)
     if isinstance(density, str):
         if density != "auto":
             raise ValueError(f"density: expected 'auto' or a float in (0, 1], got {density!r}")
@@ -230,7 +214,7 @@ def random_projection(
                 f"more than the {d} input columns; raise eps or pass out_dims"
             )
     else:
-        dims = _as_int(out_dims, "out_dims", 1)
+        dims = as_int(out_dims, "out_dims", 1)
     r_t = np.ascontiguousarray(sparse_random_matrix(d, dims, seed=seed, density=density).T)
     out = np.empty((n_rows, dims), np.float32)
     for s in range(0, n_rows, _PROJECT_CHUNK):

@@ -33,9 +33,9 @@ def heatmap_overlay(
     """
     import cv2
 
-    from ..detect import as_bgr8
+    from ..io import as_image
 
-    img = as_bgr8(image)
+    img = as_image(image)
     amap = np.asarray(anomaly_map)
     if amap.ndim != 2 or amap.shape != img.shape[:2]:
         raise ValueError(f"heatmap_overlay: expected an (H, W) map of the image's size "

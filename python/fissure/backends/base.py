@@ -35,6 +35,7 @@ from typing import (
 )
 
 import numpy as np
+from .._validate import describe
 
 __all__ = [
     "Backend",
@@ -202,12 +203,6 @@ def resolve_model_source(
 # input checks
 
 
-def _describe(a: Any) -> str:
-    if isinstance(a, np.ndarray):
-        return f"shape {a.shape} dtype {a.dtype}"
-    return type(a).__name__
-
-
 def check_batch(batch: Batch, inputs: Iterable[TensorSpec]) -> Dict[str, np.ndarray]:
     """Turn ``batch`` into ``{input name: C-contiguous array}`` checked against ``inputs``.
 
@@ -242,7 +237,7 @@ def check_batch(batch: Batch, inputs: Iterable[TensorSpec]) -> Dict[str, np.ndar
     for t in specs:
         a = feed[t.name]
         if not isinstance(a, np.ndarray):
-            raise TypeError(f"input {t.name!r}: expected a numpy array, got {_describe(a)}")
+            raise TypeError(f"input {t.name!r}: expected a numpy array, got {describe(a)}")
         if a.dtype != t.dtype:
             raise ValueError(
                 f"input {t.name!r}: expected dtype {t.dtype}, got {a.dtype} "

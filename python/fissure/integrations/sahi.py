@@ -136,9 +136,9 @@ class _FissurePostprocess(_SahiBase):  # type: ignore[misc]
         elif thr > 1:  # SAHI: no pair matches (a metric never exceeds 1)
             thr, match = 1.0, "gt"
         return {
-            "threshold": thr,
+            "match_threshold": thr,
             "match": match,
-            "metric": _METRICS[self.match_metric],
+            "match_metric": _METRICS[self.match_metric],
             "class_agnostic": self.class_agnostic,
             "num_threads": self.num_threads,
         }

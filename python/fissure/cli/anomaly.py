@@ -21,26 +21,9 @@ import numpy as np
 
 __all__ = ["add_parser", "cmd_fit", "cmd_predict"]
 
+from ._common import Images, error, is_runtime_error, no_inputs, one_line, unique_stem
+
 _SUMMARY = "summary"  # predict writes summary.json: no image's result may take that name
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _error(message: str) -> int:
-    print(f"fissure: error: {message}", file=sys.stderr)
-    return 2
-
-
-def _is_runtime_error(exc: BaseException) -> bool:
-    """Errors that the model run itself raises: RuntimeError/MemoryError and the backends' own
-    exception types (ONNX Runtime's derive from Exception directly). Anything else is a bug and
-    keeps its traceback."""
-    if isinstance(exc, (RuntimeError, MemoryError, ValueError)):
-        return True
-    module = type(exc).__module__ or ""
-    return module.startswith(("onnxruntime", "openvino"))
 
 
 def _finite_nonneg(text: str) -> float:
@@ -59,27 +42,26 @@ def cmd_fit(args: argparse.Namespace) -> int:
     Returns the exit status: 0, 1 when some images were unreadable and skipped, 2 when none
     could be read or the options are invalid.
     """
-    from ..cli import _Images, _no_inputs
-    from .patchcore import PatchCore
+    from ..anomaly import PatchCore
 
     out = Path(args.out)
     if out.is_dir():
-        return _error(f"--out: expected a memory-bank file name, got the folder {out}")
-    images = _Images(args.normals, "fit", args.quiet)
+        return error(f"--out: expected a memory-bank file name, got the folder {out}")
+    images = Images(args.normals, "fit", args.quiet)
     if not images.paths:
-        return _no_inputs()
+        return no_inputs()
     t0 = time.perf_counter()
     pc = PatchCore(
         args.backbone, coreset_ratio=args.coreset_ratio, num_neighbors=args.neighbors,
-        tile=None if args.no_tile else args.tile, overlap_ratio=args.overlap,
-        input_size=args.input_size, score=args.score, specular=args.specular,
+        tile_size=None if args.no_tile else args.tile_size, overlap_ratio=args.overlap_ratio,
+        input_size=args.input_size, scoring=args.scoring, specular=args.specular,
         specular_dilate=args.specular_dilate, threshold_margin=args.threshold_margin,
         bank_dtype=args.bank_dtype, backend=args.backend, device=args.device,
         num_threads=args.threads)
     stream = iter(images)
     first = next(stream, None)
     if first is None:
-        return _error(f"none of the {len(images.paths)} normal image(s) could be read; "
+        return error(f"none of the {len(images.paths)} normal image(s) could be read; "
                       "nothing to fit")
     used = 0
 
@@ -94,9 +76,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     try:
         pc.fit(arrays())
     except Exception as exc:
-        if not _is_runtime_error(exc):
+        if not is_runtime_error(exc):
             raise
-        return _error(f"fit failed ({type(exc).__name__}: {_one_line(exc)})")
+        return error(f"fit failed ({type(exc).__name__}: {one_line(exc)})")
     pc.save(out)
     dt = time.perf_counter() - t0
     st = pc.stats
@@ -116,16 +98,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     Returns the exit status: 0, 1 when some images were skipped, 2 when the bank cannot be
     used or there is no input.
     """
-    from ..cli import _Images, _no_inputs, _unique_stem
     from ..io import write_image_atomic, write_json_atomic
-    from .patchcore import PatchCore
+    from ..anomaly import PatchCore
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        return _error(f"--out: expected a folder, got the file {out}")
-    inputs = _Images(args.inputs, "predict", args.quiet)
+        return error(f"--out: expected a folder, got the file {out}")
+    inputs = Images(args.inputs, "predict", args.quiet)
     if not inputs.paths:
-        return _no_inputs()
+        return no_inputs()
     overrides: dict[str, Any] = {}
     if args.specular is not None:  # otherwise as the bank says
         overrides["specular"] = None if args.specular == "off" else args.specular
@@ -135,7 +116,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         pc = PatchCore.load(args.bank, args.backbone, backend=args.backend, device=args.device,
                             num_threads=args.threads, **overrides)
     except (OSError, ValueError) as exc:
-        return _error(f"cannot use the memory bank: {_one_line(exc)}")
+        return error(f"cannot use the memory bank: {one_line(exc)}")
     if args.threshold is not None:
         pc.threshold = args.threshold
     if args.image_threshold is not None:
@@ -152,14 +133,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         try:
             result = pc.predict(image)
         except Exception as exc:
-            if not _is_runtime_error(exc):
+            if not is_runtime_error(exc):
                 raise
-            msg = f"{type(exc).__name__}: {_one_line(exc)}"
+            msg = f"{type(exc).__name__}: {one_line(exc)}"
             failed_predict.append({"path": str(path), "error": msg})
             inputs.bar.write(f"fissure: skipped {path}: {msg}", file=sys.stderr)
             continue
         seconds = time.perf_counter() - t
-        stem = _unique_stem(path, used)
+        stem = unique_stem(path, used)
         write_json_atomic(out / f"{stem}.json",
                           {"path": str(path), **result.to_dict(), "seconds": seconds})
         if not args.no_overlay:
@@ -203,17 +184,17 @@ def add_parser(sub: Any) -> None:
     f.add_argument("--coreset-ratio", type=float, default=0.1,
                    help="fraction of training patches kept in the bank (default 0.1)")
     g = f.add_mutually_exclusive_group()
-    g.add_argument("--tile", type=int, default=512,
+    g.add_argument("--tile-size", type=int, default=512,
                    help="tile size in pixels; images are cut at native resolution (default 512)")
     g.add_argument("--no-tile", action="store_true", help="each image is one tile")
-    f.add_argument("--overlap", type=float, default=0.25, help="tile overlap ratio (default 0.25)")
+    f.add_argument("--overlap-ratio", type=float, default=0.25, help="tile overlap ratio (default 0.25)")
     f.add_argument("--input-size", type=int, default=None, metavar="N",
                    help="resize each tile to N x N before the backbone (default: native)")
     f.add_argument("--neighbors", type=int, default=9,
                    help="b of anomalib's image-score reweighting (default 9)")
-    f.add_argument("--score", choices=["anomalib", "max"], default="anomalib",
+    f.add_argument("--scoring", choices=["anomalib", "max"], default="anomalib",
                    help="image score: anomalib's reweighted (default) or the plain maximum")
-    f.add_argument("--specular", choices=["suppress"], default=None,
+    f.add_argument("--specular", choices=["mask"], default=None,
                    help="predict with glare suppressed: patches touching glare score 0 and the "
                         "map is 0 under glare (stored in the bank)")
     f.add_argument("--specular-dilate", type=int, default=40, metavar="PX",
@@ -237,7 +218,7 @@ def add_parser(sub: Any) -> None:
                    help="pixel threshold of the defect mask (default: the bank's calibrated one)")
     q.add_argument("--image-threshold", type=_finite_nonneg, default=None,
                    help="image-score threshold for is_anomalous (default: the bank's)")
-    q.add_argument("--specular", choices=["suppress", "off"], default=None,
+    q.add_argument("--specular", choices=["mask", "off"], default=None,
                    help="glare suppression on or off (default: as the bank was fitted)")
     q.add_argument("--specular-dilate", type=int, default=None, metavar="PX",
                    help="grow the glare mask by this radius (default: the bank's)")

@@ -25,14 +25,15 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ._validate import check_num_threads, int_pair
-from .backends import Backend, BackendBase, open_model
+from ..io import as_image
+from .._validate import check_num_threads, int_pair
+from ..backends import Backend, BackendBase, open_model
 from .decoders import Decoded, select_decoder
-from .detections import Detections
-from .masks import BoxMasks
-from .merge import greedy_nmm, nmm, nms
-from .preprocess import PreprocessConfig, preprocess_tiles
-from .scheduler import (
+from .detections import _SPECULAR, Detections
+from ..masks import BoxMasks
+from ..merge import greedy_nmm, nmm, nms
+from ..preprocess import PreprocessConfig, preprocess_tiles
+from ..scheduler import (
     BatchCost,
     BatchFeeder,
     choose_batch_size,
@@ -40,51 +41,13 @@ from .scheduler import (
     measure_batch_cost,
     rss_bytes,
 )
-from .specular import specular_mask
-from .tiling import slice_grid
+from ..specular import specular_mask
+from ..tiling import slice_grid
 
-__all__ = ["DetectStats", "TiledDetector", "as_bgr8"]
+__all__ = ["DetectStats", "TiledDetector"]
 
 _MERGES = ("greedy_nmm", "nmm", "nms", "none")
 _METRICS = ("ios", "iou")
-_SPECULAR = ("drop", "flag")
-
-
-def as_bgr8(image: Any) -> np.ndarray:
-    """An image (array or path) as (H, W, 3) uint8 BGR, with documented conversions.
-
-    - a path (str or os.PathLike): read with :func:`fissure.io.read_image` (same rules);
-    - (H, W) or (H, W, 1) uint8: grayscale, repeated into three channels;
-    - (H, W, 3) uint8: taken as BGR, unchanged (no copy);
-    - (H, W, 4) uint8: BGRA, the alpha channel is dropped (not composited);
-    - uint16 of those shapes: scaled to 8 bits with ``>> 8`` (as read_image does);
-    - anything else (float, bool, signed, other channel counts, empty): TypeError/ValueError.
-    """
-    if isinstance(image, (str, os.PathLike)):
-        from .io import read_image
-
-        return read_image(image)
-    if image is None or isinstance(image, bytes) or not hasattr(image, "__array__"):
-        raise TypeError(f"image: expected an (H, W, 3) uint8 array or a path, got "
-                        f"{type(image).__name__}")
-    a = np.asarray(image)
-    if a.dtype == np.uint16:
-        a = (a >> 8).astype(np.uint8)
-    elif a.dtype != np.uint8:
-        raise TypeError(
-            f"image: expected dtype uint8 (or uint16), got {a.dtype}; convert it first, e.g. "
-            f"np.clip(img * 255, 0, 255).astype(np.uint8) for floats in [0, 1]")
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim == 2:
-        a = np.repeat(a[:, :, None], 3, axis=2)
-    elif a.ndim == 3 and a.shape[2] == 4:
-        a = a[:, :, :3]
-    if a.ndim != 3 or a.shape[2] != 3:
-        raise ValueError(f"image: expected shape (H, W), (H, W, 3) or (H, W, 4), got {a.shape}")
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"image: expected a non-empty image, got shape {a.shape}")
-    return a
 
 
 def _ratio_pair(v: Any, name: str) -> tuple[float, float]:
@@ -145,12 +108,12 @@ class TiledDetector:
         model: a model file (.onnx, OpenVINO .xml, .tflite), ONNX bytes, or an open backend
             from :func:`fissure.backends.open_model` (shared, not closed by the detector).
         backend, device, precision: passed to :func:`fissure.backends.open_model`.
-        slice_size: tile size in pixels, an int or (h, w); tiles are SAHI's, full-size.
+        tile_size: tile size in pixels, an int or (h, w); tiles are SAHI's, full-size.
         overlap_ratio: tile overlap ratio, a float or (h, w); overlap px = int(ratio * size).
         merge: ``"greedy_nmm"`` (SAHI's default), ``"nmm"``, ``"nms"`` or ``"none"``.
         match_metric, match_threshold, class_agnostic: the merge's metric (``"ios"`` or
             ``"iou"``), threshold (match when ``>=``) and whether classes merge together.
-        confidence_threshold: the decoder keeps ``score >= confidence_threshold``.
+        conf_threshold: the decoder keeps ``score >= conf_threshold``.
         full_image_pass: also run the whole image resized to the model input and merge its
             predictions with the tiles' (SAHI's ``perform_standard_pred``). Off by default: it
             costs a full forward pass and finds nothing tiny (docs/detect.md).
@@ -163,7 +126,7 @@ class TiledDetector:
         preprocess: a :class:`PreprocessConfig`; default: the model's static input size (or
             the slice size for dynamic inputs), Ultralytics letterbox with pad 114, RGB, /255,
             the model input's float dtype.
-        specular: ``None``, ``"drop"`` (remove detections whose glare fraction is
+        specular: ``None``, ``"mask"`` (remove detections whose glare fraction is
             ``>= specular_threshold``) or ``"flag"`` (keep them, set
             ``data["glare_fraction"]`` and ``data["specular"]``); glare is
             :func:`fissure.specular_mask` with its defaults.
@@ -184,13 +147,13 @@ class TiledDetector:
         *,
         backend: str = "auto",
         device: str = "auto",
-        slice_size: Union[int, tuple[int, int]] = 640,
+        tile_size: Union[int, tuple[int, int]] = 640,
         overlap_ratio: Union[float, tuple[float, float]] = 0.2,
         merge: str = "greedy_nmm",
         match_metric: str = "ios",
         match_threshold: float = 0.5,
         class_agnostic: bool = False,
-        confidence_threshold: float = 0.25,
+        conf_threshold: float = 0.25,
         full_image_pass: bool = False,
         vram_budget_mb: int = 2048,
         decoder: str = "auto",
@@ -204,13 +167,13 @@ class TiledDetector:
         num_threads: int = -1,
         precision: Optional[str] = None,
     ) -> None:
-        self.slice_size = int_pair(slice_size, "slice_size", 1, 65535)
+        self.tile_size = int_pair(tile_size, "tile_size", 1, 65535)
         self.overlap_ratio = _ratio_pair(overlap_ratio, "overlap_ratio")
         self.merge = _choice(merge, "merge", _MERGES)
         self.match_metric = _choice(match_metric, "match_metric", _METRICS)
         self.match_threshold = _real(match_threshold, "match_threshold", 0.0, 1.0)
         self.class_agnostic = bool(class_agnostic)
-        self.confidence_threshold = _real(confidence_threshold, "confidence_threshold")
+        self.conf_threshold = _real(conf_threshold, "conf_threshold")
         self.full_image_pass = bool(full_image_pass)
         self.vram_budget_mb = _real(vram_budget_mb, "vram_budget_mb", 1.0)
         self.specular = _choice(specular, "specular", (None,) + _SPECULAR)
@@ -261,11 +224,11 @@ class TiledDetector:
         self.input_name = inp.name
         static_hw = (inp.shape[2], inp.shape[3])
         if preprocess is None:
-            size = static_hw if None not in static_hw else self.slice_size
+            size = static_hw if None not in static_hw else self.tile_size
             if static_hw[0] is None and static_hw[1] is not None:
-                size = (self.slice_size[0], static_hw[1])
+                size = (self.tile_size[0], static_hw[1])
             elif static_hw[1] is None and static_hw[0] is not None:
-                size = (static_hw[0], self.slice_size[1])
+                size = (static_hw[0], self.tile_size[1])
             preprocess = PreprocessConfig(input_size=(int(size[0]), int(size[1])),
                                           mode="letterbox", dtype=np.dtype(inp.dtype).name)
         elif not isinstance(preprocess, PreprocessConfig):
@@ -346,7 +309,7 @@ class TiledDetector:
                     out = {k: v[:count] for k, v in out.items()}
                 d = self.decoder.decode(
                     out, feeder.batch_tiles(b), input_size=cfg.input_size, mode=cfg.mode,
-                    conf_threshold=self.confidence_threshold, image_shape=image.shape[:2],
+                    conf_threshold=self.conf_threshold, image_shape=image.shape[:2],
                     num_threads=self.num_threads, **self.decoder_options)
                 found.append(d)
                 t_wait = time.perf_counter()
@@ -364,7 +327,7 @@ class TiledDetector:
             if not all(with_masks):  # pragma: no cover - one decoder per detector
                 raise RuntimeError("some batches decoded masks and some did not")
             masks = BoxMasks.concatenate([d.masks for d in found])  # type: ignore[misc]
-        kw = dict(threshold=self.match_threshold, metric=self.match_metric,
+        kw = dict(match_threshold=self.match_threshold, match_metric=self.match_metric,
                   class_agnostic=self.class_agnostic, masks=masks, num_threads=self.num_threads)
         if self.merge == "none" or len(scores) == 0:
             pass
@@ -380,12 +343,12 @@ class TiledDetector:
                           image_shape=image_shape)
 
     def __call__(self, image: Any) -> Detections:
-        """Detections in ``image`` (an array or a path; see :func:`as_bgr8`)."""
+        """Detections in ``image`` (an array or a path; see :func:`fissure.io.as_image`)."""
         t_start = time.perf_counter()
-        img = as_bgr8(image)
+        img = as_image(image)
         h, w = img.shape[:2]
         stats = DetectStats()
-        tiles = slice_grid(h, w, self.slice_size[0], self.slice_size[1],
+        tiles = slice_grid(h, w, self.tile_size[0], self.tile_size[1],
                            self.overlap_ratio[0], self.overlap_ratio[1])
         bs = self._batch_size_for(img, tiles)
         stats.tiles, stats.batch_size, stats.batch_cost = len(tiles), bs, self._cost
@@ -403,7 +366,8 @@ class TiledDetector:
         stats.merge_s = t1 - t0
         if self.specular is not None:
             glare = specular_mask(img, num_threads=self.num_threads)
-            dets = dets.filter_specular(glare, mode=self.specular, threshold=self.specular_threshold)
+            dets = dets.filter_specular(glare, specular=self.specular,
+                                        specular_threshold=self.specular_threshold)
             stats.specular_s = time.perf_counter() - t1
         stats.total_s = time.perf_counter() - t_start
         self._local.stats = stats
@@ -427,6 +391,6 @@ class TiledDetector:
 
     def __repr__(self) -> str:
         return (f"TiledDetector(backend={getattr(self.backend, 'name', '?')}, "
-                f"decoder={getattr(self.decoder, 'kind', '?')}, slice_size={self.slice_size}, "
+                f"decoder={getattr(self.decoder, 'kind', '?')}, tile_size={self.tile_size}, "
                 f"overlap_ratio={self.overlap_ratio}, merge={self.merge!r}, "
                 f"input={self.preprocess.input_size} {self.preprocess.mode})")

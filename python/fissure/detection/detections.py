@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from ._optional import require_cv2
-from ._validate import as_boxes, as_class_ids, as_scores, check_threshold
-from .masks import BoxMasks, _as_image_shape, regions_from_boxes
+from .._optional import require_cv2
+from ..io import as_image
+from .._validate import as_boxes, as_class_ids, as_scores, check_threshold, describe
+from ..masks import BoxMasks, _as_image_shape, regions_from_boxes
 
 __all__ = ["PALETTE", "Detections", "coco_dataset"]
 
@@ -38,10 +39,8 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 _CLASS_NAME_KEY = "class_name"  # supervision.config.CLASS_NAME_DATA_FIELD
 
 
-def _describe(a: Any) -> str:
-    if isinstance(a, np.ndarray):
-        return f"array of shape {a.shape} and dtype {a.dtype}"
-    return type(a).__name__
+#: What ``specular=`` may say for detections: drop those on glare, or flag them.
+_SPECULAR = ("mask", "flag")
 
 
 def _as_class_names(value: Any) -> dict[int, str] | None:
@@ -55,14 +54,14 @@ def _as_class_names(value: Any) -> dict[int, str] | None:
     else:
         raise TypeError(
             "class_names: expected a dict {class_id: name} or a list of names, got "
-            f"{_describe(value)}"
+            f"{describe(value)}"
         )
     out: dict[int, str] = {}
     for k, v in items:
         if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
             raise TypeError(f"class_names: expected integer class ids as keys, got {k!r}")
         if not isinstance(v, str):
-            raise TypeError(f"class_names[{int(k)}]: expected a str, got {_describe(v)}")
+            raise TypeError(f"class_names[{int(k)}]: expected a str, got {describe(v)}")
         out[int(k)] = v
     return out
 
@@ -72,14 +71,14 @@ def _as_data(data: Any, n: int) -> dict[str, np.ndarray]:
     if data is None:
         return {}
     if not isinstance(data, Mapping):
-        raise TypeError(f"data: expected a dict of per-detection arrays, got {_describe(data)}")
+        raise TypeError(f"data: expected a dict of per-detection arrays, got {describe(data)}")
     out: dict[str, np.ndarray] = {}
     for key, value in data.items():
         if not isinstance(key, str):
             raise TypeError(f"data: expected str keys, got {key!r}")
         if value is None or isinstance(value, (str, bytes)):
             raise TypeError(f"data[{key!r}]: expected an array of length {n}, got "
-                            f"{_describe(value)}")
+                            f"{describe(value)}")
         arr = np.asarray(value)
         if arr.ndim == 0 or arr.shape[0] != n:
             raise ValueError(
@@ -103,7 +102,7 @@ def _as_index(key: Any, n: int) -> slice | np.ndarray:
     if key is None or isinstance(key, (bool, np.bool_, bytes, float)):
         raise TypeError(
             "Detections indices must be int, slice, str, or 1-D int/bool arrays, got "
-            f"{_describe(key)}"
+            f"{describe(key)}"
         )
     arr = np.asarray(key)
     if arr.size == 0 and arr.ndim == 1:
@@ -122,29 +121,8 @@ def _as_index(key: Any, n: int) -> slice | np.ndarray:
         return np.where(idx < 0, idx + n, idx)
     raise TypeError(
         "Detections indices must be int, slice, str, or 1-D int/bool arrays, got "
-        f"{_describe(arr)}"
+        f"{describe(arr)}"
     )
-
-
-def _as_bgr(image: Any) -> np.ndarray:
-    """A BGR uint8 copy of an (H, W, 3), (H, W, 1) or (H, W) uint8 image."""
-    if image is None or isinstance(image, (str, bytes)):
-        raise TypeError(f"image: expected an (H, W, 3) or (H, W) uint8 array, got "
-                        f"{_describe(image)}")
-    a = np.asarray(image)
-    if a.dtype != np.uint8:
-        raise TypeError(f"image: expected dtype uint8, got {a.dtype}")
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim == 2:
-        out = np.repeat(a[:, :, None], 3, axis=2)
-    elif a.ndim == 3 and a.shape[2] == 3:
-        out = np.array(a, order="C", copy=True)
-    else:
-        raise ValueError(f"image: expected shape (H, W, 3), (H, W, 1) or (H, W), got {a.shape}")
-    if out.shape[0] == 0 or out.shape[1] == 0:
-        raise ValueError(f"image: expected a non-empty image, got shape {a.shape}")
-    return out
 
 
 def _category_map(category_ids: Any) -> Mapping[int, Any] | None:
@@ -153,7 +131,7 @@ def _category_map(category_ids: Any) -> Mapping[int, Any] | None:
     if not isinstance(category_ids, Mapping):
         raise TypeError(
             "category_ids: expected a dict {class_id: category_id}, got "
-            f"{_describe(category_ids)}"
+            f"{describe(category_ids)}"
         )
     return category_ids
 
@@ -213,7 +191,7 @@ class Detections:
         if self.masks is not None:
             if not isinstance(self.masks, BoxMasks):
                 raise TypeError(
-                    f"masks: expected a fissure.BoxMasks or None, got {_describe(self.masks)}"
+                    f"masks: expected a fissure.BoxMasks or None, got {describe(self.masks)}"
                 )
             if len(self.masks) != n:
                 raise ValueError(f"masks: expected {n} masks to match the boxes, "
@@ -346,12 +324,12 @@ class Detections:
             detections_list, Sequence
         ):
             raise TypeError(
-                f"detections_list: expected a list of Detections, got {_describe(detections_list)}"
+                f"detections_list: expected a list of Detections, got {describe(detections_list)}"
             )
         items = list(detections_list)
         for k, d in enumerate(items):
             if not isinstance(d, Detections):
-                raise TypeError(f"detections_list[{k}]: expected Detections, got {_describe(d)}")
+                raise TypeError(f"detections_list[{k}]: expected Detections, got {describe(d)}")
         shapes = {d.image_shape for d in items if d.image_shape is not None}
         if len(shapes) > 1:
             raise ValueError(f"merge: detections belong to different images {sorted(shapes)}")
@@ -565,7 +543,7 @@ class Detections:
             raise ImportError("from_supervision needs supervision: pip install supervision") from e
         if not isinstance(detections, sv.Detections):
             raise TypeError(
-                f"detections: expected a supervision Detections, got {_describe(detections)}"
+                f"detections: expected a supervision Detections, got {describe(detections)}"
             )
         xyxy = np.asarray(detections.xyxy)
         n = len(detections)
@@ -646,7 +624,7 @@ class Detections:
             alpha: mask opacity in [0, 1].
             thickness: box outline width in pixels (>= 1).
         """
-        out = _as_bgr(image)
+        out = np.array(as_image(image), order="C", copy=True)
         H, W = out.shape[:2]
         if self.image_shape is not None and self.image_shape != (H, W):
             raise ValueError(f"image: shape {(H, W)} does not match image_shape "
@@ -712,7 +690,7 @@ class Detections:
         """(N,) float32 fraction of each detection under glare: of its mask's set pixels
         when there are masks, else of its box's pixel region (see
         :func:`fissure.specular.glare_fraction`). An empty mask gives 0."""
-        from .specular import _as_mask, glare_fraction
+        from ..specular import _as_mask, glare_fraction
 
         g = _as_mask(glare_mask, "glare_mask")
         if self.image_shape is not None and g.shape != self.image_shape:
@@ -723,23 +701,24 @@ class Detections:
         return glare_fraction(g, self.boxes)
 
     def filter_specular(
-        self, glare_mask: Any, *, mode: str = "drop", threshold: float = 0.5
+        self, glare_mask: Any, *, specular: str = "mask", specular_threshold: float = 0.5
     ) -> Detections:
-        """Drops or flags detections that sit mostly on specular glare.
+        """Masks out (drops) or flags detections that sit mostly on specular glare.
 
         Args:
             glare_mask: (H, W) bool or uint8 glare mask (``fissure.specular_mask(image)``).
-            mode: ``"drop"``: keep the detections whose glare fraction is ``< threshold``;
-                ``"flag"``: keep all and set ``data["glare_fraction"]`` (float32) and
-                ``data["specular"]`` (bool, fraction ``>= threshold``).
-            threshold: in [0, 1].
+            specular: ``"mask"``: keep the detections whose glare fraction is
+                ``< specular_threshold`` (glare is not a defect); ``"flag"``: keep all and set
+                ``data["glare_fraction"]`` (float32) and ``data["specular"]`` (bool, fraction
+                ``>= specular_threshold``).
+            specular_threshold: in [0, 1].
         """
-        if mode not in ("drop", "flag"):
-            raise ValueError(f"mode: expected 'drop' or 'flag', got {mode!r}")
-        t = check_threshold(threshold, "threshold")
+        if specular not in _SPECULAR:
+            raise ValueError(f"specular: expected one of {_SPECULAR}, got {specular!r}")
+        t = check_threshold(specular_threshold, "specular_threshold")
         frac = self.glare_fraction(glare_mask)
         hit = frac >= t
-        if mode == "drop":
+        if specular == "mask":
             return self[~hit]
         data = dict(self.data)
         data["glare_fraction"] = frac.astype(np.float32)
@@ -772,14 +751,14 @@ def coco_dataset(
     import os
 
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
-        raise TypeError(f"images: expected a list of file names or dicts, got {_describe(images)}")
+        raise TypeError(f"images: expected a list of file names or dicts, got {describe(images)}")
     dets = list(detections_list)
     if len(images) != len(dets):
         raise ValueError(f"detections_list: expected {len(images)} entries (one per image), "
                          f"got {len(dets)}")
     for k, d in enumerate(dets):
         if not isinstance(d, Detections):
-            raise TypeError(f"detections_list[{k}]: expected Detections, got {_describe(d)}")
+            raise TypeError(f"detections_list[{k}]: expected Detections, got {describe(d)}")
     cmap = _category_map(category_ids)
     names = _as_class_names(class_names)
     if names is None:
@@ -804,7 +783,7 @@ def coco_dataset(
         elif isinstance(img, (str, os.PathLike)):
             rec = {"file_name": os.fspath(img)}
         else:
-            raise TypeError(f"images[{k}]: expected a file name or a dict, got {_describe(img)}")
+            raise TypeError(f"images[{k}]: expected a file name or a dict, got {describe(img)}")
         rec.setdefault("id", start_image_id + k)
         if d.image_shape is not None:
             h, w = d.image_shape

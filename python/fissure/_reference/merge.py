@@ -1,4 +1,4 @@
-"""Pure-numpy twins of :mod:`fissure.merge`: naive and quadratic, written to be obviously
+"""Pure-numpy twins of :mod:`fissure.merge` (same signatures): naive and quadratic, written to be obviously
 right rather than fast. They are the test oracle for the C++ core, and the fallback selected
 with ``FISSURE_BACKEND=python``.
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .masks import BoxMasks
+from ..masks import BoxMasks
 
 __all__ = ["greedy_nmm", "nmm", "nms"]
 
@@ -25,32 +25,34 @@ __all__ = ["greedy_nmm", "nmm", "nms"]
 # Public twins: the same signatures as fissure.merge
 # ---------------------------------------------------------------------------------------
 def nms(boxes: Any, scores: Any, class_ids: Any = None, **kwargs: Any) -> np.ndarray:
-    """Reference twin of :func:`fissure.nms` (same arguments)."""
-    from .merge import _prepare
+    """Reference twin of :func:`fissure.nms` (same arguments; recheck is not one of them)."""
+    if "recheck" in kwargs:
+        raise TypeError("nms() got an unexpected keyword argument 'recheck'")
+    from ..merge import _prepare
 
-    kwargs.setdefault("threshold", 0.5)
-    kwargs.setdefault("metric", "iou")
+    kwargs.setdefault("match_threshold", 0.5)
+    kwargs.setdefault("match_metric", "iou")
     return _nms(_prepare(boxes, scores, class_ids, **_defaults(kwargs)))
 
 
 def greedy_nmm(boxes: Any, scores: Any, class_ids: Any = None, **kwargs: Any) -> Any:
     """Reference twin of :func:`fissure.greedy_nmm` (same arguments)."""
-    from .merge import _prepare
+    from ..merge import _prepare
 
     return _greedy_nmm(_prepare(boxes, scores, class_ids, **_defaults(kwargs)))
 
 
 def nmm(boxes: Any, scores: Any, class_ids: Any = None, **kwargs: Any) -> Any:
     """Reference twin of :func:`fissure.nmm` (same arguments)."""
-    from .merge import _prepare
+    from ..merge import _prepare
 
     return _nmm(_prepare(boxes, scores, class_ids, **_defaults(kwargs)))
 
 
 def _defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
     out = {
-        "threshold": 0.5,
-        "metric": "ios",
+        "match_threshold": 0.5,
+        "match_metric": "ios",
         "class_agnostic": False,
         "masks": None,
         "mask_metric": False,
@@ -271,7 +273,7 @@ def _has_match_boxes(a: Any, merged: list[float], c: int, strict: bool) -> bool:
 
 
 def _fold(a: Any, groups: list[list[int]]) -> Any:
-    from .merge import MergeResult
+    from ..merge import MergeResult
 
     strict = a.recheck == "strict" or a.match == "gt"
     cls = a.class_ids if a.class_ids is not None else np.zeros(a.n, dtype=np.int64)

@@ -28,9 +28,9 @@ from typing import Any, Literal, Optional
 
 import numpy as np
 
-from . import _core
-from ._validate import check_num_threads
-from .masks import BoxMasks
+from .. import _core
+from .._validate import check_num_threads, describe
+from ..masks import BoxMasks
 
 __all__ = [
     "Decoded",
@@ -71,15 +71,9 @@ class Decoded:
         return int(self.scores.shape[0])
 
 
-def _describe(a: Any) -> str:
-    if isinstance(a, np.ndarray):
-        return f"array of shape {a.shape} and dtype {a.dtype}"
-    return type(a).__name__
-
-
 def _as_output(a: Any, name: str) -> np.ndarray:
     if a is None or isinstance(a, (str, bytes)):
-        raise ValueError(f"{name}: expected a float array, got {_describe(a)}")
+        raise ValueError(f"{name}: expected a float array, got {describe(a)}")
     arr = np.asarray(a)
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(f"{name}: expected a floating-point array, got dtype {arr.dtype}")
@@ -184,8 +178,8 @@ def decode_probability_map(
     input_size: Any,
     mode: Mode = "resize",
     *,
-    threshold: float = 0.3,
-    box_threshold: float = 0.5,
+    mask_threshold: float = 0.3,
+    conf_threshold: float = 0.5,
     min_area: int = 1,
     masks: bool = True,
     image_shape: Optional[tuple[int, int]] = None,
@@ -193,7 +187,7 @@ def decode_probability_map(
 ) -> Decoded:
     """DBNet-style probability maps ``(B, 1, H, W)`` or ``(B, H, W)`` to one box per region.
 
-    Each map is binarised with ``p > threshold`` (as DBNet does) and split into 8-connected
+    Each map is binarised with ``p > mask_threshold`` (as DBNet does) and split into 8-connected
     components (the same components as ``cv2.connectedComponents(connectivity=8)``). A
     component with at least ``min_area`` map pixels gives:
 
@@ -201,7 +195,7 @@ def decode_probability_map(
       the model input by ``input_size / (H, W)`` (1 for DBNet, whose map is the input size),
       then mapped to the image, clipped to the tile;
     - score = mean probability over the component's pixels; kept when
-      ``score >= box_threshold``; class 0;
+      ``score >= conf_threshold``; class 0;
     - when ``masks``, a box-local mask over the image pixels of its box (the region
       :func:`fissure.regions_from_boxes` owns): each image pixel takes the component
       membership of the map pixel under its centre. With the map at input resolution and no
@@ -223,8 +217,8 @@ def decode_probability_map(
     if isinstance(min_area, bool) or not isinstance(min_area, numbers.Integral) or min_area < 0:
         raise ValueError(f"min_area: expected a non-negative int, got {min_area!r}")
     res = _core.decode_probability_map(
-        arr, t, size[0], size[1], mode, _threshold(threshold, "threshold"),
-        _threshold(box_threshold, "box_threshold"), int(min_area), bool(masks),
+        arr, t, size[0], size[1], mode, _threshold(mask_threshold, "mask_threshold"),
+        _threshold(conf_threshold, "conf_threshold"), int(min_area), bool(masks),
         check_num_threads(num_threads))
     return _wrap(res, image_shape)
 
@@ -520,7 +514,7 @@ _ROLES = {
 }
 _OPTIONS = {
     "yolo": ("layout",), "yolov5": (), "end_to_end": (),
-    "probability_map": ("threshold", "min_area", "masks"),
+    "probability_map": ("mask_threshold", "min_area", "masks"),
     "yolo_seg": ("layout", "masks"), "yolov5_seg": ("masks",),
     "detr": ("score", "top_k"), "detr_seg": ("score", "top_k", "masks"),
 }
@@ -582,11 +576,11 @@ class DecoderSpec:
             outputs: ``{name: array}`` as ``backend.run`` returns it (or a list in the model's
                 output order).
             tiles, input_size, mode: as every decoder (one tile per batch item).
-            conf_threshold: the score threshold (``box_threshold`` of a probability map).
+            conf_threshold: the score threshold (a probability map's mean-probability cutoff).
             image_shape: recorded on the masks of the kinds that make masks.
             options: the kind's own options: ``layout`` (yolo, yolo_seg), ``masks``
                 (yolo_seg, yolov5_seg, detr_seg, probability_map), ``score`` and ``top_k``
-                (detr, detr_seg), ``threshold`` and ``min_area`` (probability_map).
+                (detr, detr_seg), ``mask_threshold`` and ``min_area`` (probability_map).
         """
         allowed = _OPTIONS[self.kind]
         bad = sorted(set(options) - set(allowed))
@@ -617,7 +611,7 @@ class DecoderSpec:
             return decode_detr(arrays[0], arrays[1], tiles, input_size, mode, mask_logits=ml,
                                image_shape=image_shape, **common, **options)
         return decode_probability_map(arrays[0], tiles, input_size, mode,
-                                      box_threshold=conf_threshold, image_shape=image_shape,
+                                      conf_threshold=conf_threshold, image_shape=image_shape,
                                       num_threads=num_threads, **options)
 
 
