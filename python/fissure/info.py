@@ -7,6 +7,7 @@ import platform
 from typing import Any
 
 from . import _core
+from ._optional import opencv_distributions
 from ._version import __version__
 
 __all__ = ["info"]
@@ -50,8 +51,9 @@ def info() -> dict[str, Any]:
     Keys: ``version``, ``simd`` (the path the core selected), ``cpu_simd`` (the best the CPU
     supports), ``threads`` (used for ``num_threads=-1``), ``backends`` (name -> version or
     None when not importable), ``auto_backend`` (``backend``, ``device``, ``reason``: what
-    ``open_model(..., backend="auto")`` picks for an ONNX model), ``python``, ``platform``,
-    ``compiler``.
+    ``open_model(..., backend="auto")`` picks for an ONNX model), ``opencv`` (the installed
+    OpenCV distributions -> version; two or more overwrite each other's ``cv2``),
+    ``python``, ``platform``, ``compiler``.
     """
     build = dict(_core.build_info())
     return {
@@ -61,6 +63,7 @@ def info() -> dict[str, Any]:
         "threads": int(_core.hardware_threads()),
         "backends": {b: _backend_version(b) for b in _BACKENDS},
         "auto_backend": _auto_backend(),
+        "opencv": opencv_distributions(),
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
         "compiler": build.get("compiler", "unknown"),

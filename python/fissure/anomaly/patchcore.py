@@ -21,9 +21,9 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from .._optional import require_cv2
 from .._validate import check_num_threads, int_pair
-from ..io import as_image
-from ..io import sha256_file
+from ..io import as_image, sha256_file
 from ..preprocess import PreprocessConfig
 from ..scheduler import BatchFeeder
 from ..tiling import slice_grid
@@ -99,7 +99,7 @@ def _size_pair(v: Any, name: str) -> Optional[tuple[int, int]]:
 
 def _gaussian_blur(a: np.ndarray, sigma: float) -> np.ndarray:
     """anomalib's GaussianBlur2d(sigma, kernel 2 * int(4 sigma + 0.5) + 1, reflect border)."""
-    import cv2
+    cv2 = require_cv2("PatchCore")
 
     k = 2 * int(4.0 * sigma + 0.5) + 1
     return cv2.GaussianBlur(a, (k, k), sigmaX=sigma, sigmaY=sigma,
@@ -554,7 +554,7 @@ def _block_mean(mask: np.ndarray, gh: int, gw: int) -> np.ndarray:
 
 
 def _regions(mask: np.ndarray, amap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import cv2
+    cv2 = require_cv2("PatchCore")
 
     if not mask.any():
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
+from .._optional import require_cv2
 
 __all__ = ["DEFECT_KINDS", "PlantedDefect", "SyntheticSurface", "brushed_metal", "plant_defects"]
 
@@ -30,7 +31,7 @@ def brushed_metal(height: int, width: int, *, seed: int = 0,
     """A (height, width, 3) uint8 BGR brushed-metal surface: horizontal streaks (noise
     smoothed along x), fine grain and a slow illumination gradient. Any two seeds give
     different samples of the same texture."""
-    import cv2
+    cv2 = require_cv2("synthetic surfaces")
 
     _check_size(height, width)
     rng = np.random.default_rng(seed)
@@ -109,7 +110,7 @@ def _draw_defect(kind: str, rng: np.random.Generator, cx: int, cy: int,
                  size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Renders one defect in a local window: (alpha in [0, 1], colour delta (3,), rim) where
     rim is an optional second alpha for a bright edge (pits)."""
-    import cv2
+    cv2 = require_cv2("synthetic surfaces")
 
     s = size
     win = np.zeros((2 * s + 1, 2 * s + 1), np.float32)

@@ -27,6 +27,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  auto backend: {a['backend']} on {a['device']} ({a['reason']})")
     else:
         print(f"  auto backend: none ({a['reason']})")
+    cv = d["opencv"]
+    if not cv:
+        print('  opencv    : not installed (image files and PatchCore need it: pip install "fissure[cv]")')
+    else:
+        print(f"  opencv    : {', '.join(f'{k} {v}' for k, v in cv.items())}")
+        if len(cv) > 1:
+            print("  warning   : more than one OpenCV distribution is installed; they share the cv2 "
+                  "module and overwrite each other. Keep one (pip uninstall the others, then "
+                  "pip install --force-reinstall --no-deps the one you keep); docs/install.md")
     print(f"  python    : {d['python']} on {d['platform']}")
     print(f"  compiler  : {d['compiler']}")
     return 0
