@@ -187,17 +187,6 @@ void bind_preprocess(py::module_& m) {
         py::arg("x").noconvert(),
         "Test hook: binary16 bits of each float32 (flattened), rounded to nearest even.");
 
-    m.def(
-        "choose_batch_size",
-        [](double budget_bytes, double fixed_bytes, double per_tile_bytes, index_t max_batch,
-           index_t num_tiles) {
-            return fissure::choose_batch_size(budget_bytes, {fixed_bytes, per_tile_bytes},
-                                              max_batch, num_tiles);
-        },
-        py::arg("budget_bytes"), py::arg("fixed_bytes"), py::arg("per_tile_bytes"),
-        py::arg("max_batch"), py::arg("num_tiles"),
-        "floor((budget - fixed) / per_tile) clamped to [1, max_batch] and to num_tiles.");
-
     py::class_<PyBatchFeeder>(m, "BatchFeeder",
                               "Double-buffered tile preprocessing: batch b + 1 is prepared in "
                               "the background while the caller runs the model on batch b.")
