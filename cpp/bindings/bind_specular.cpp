@@ -105,14 +105,6 @@ py::array out_arg(const std::optional<py::array>& out, index_t rows, index_t col
     return a;
 }
 
-fissure::SimdLevel level_from_name(const std::string& s) {
-    if (s == "scalar") return fissure::SimdLevel::scalar;
-    if (s == "sse4") return fissure::SimdLevel::sse4;
-    if (s == "avx2") return fissure::SimdLevel::avx2;
-    if (s == "avx512") return fissure::SimdLevel::avx512;
-    throw fissure::InvalidArgument("level: expected scalar, sse4, avx2, avx512 or none, got " + s);
-}
-
 }  // namespace
 
 void bind_specular(py::module_& m) {
@@ -212,21 +204,4 @@ void bind_specular(py::module_& m) {
         py::arg("mask").noconvert(), py::arg("data").noconvert(), py::arg("offsets").noconvert(),
         py::arg("regions").noconvert(), py::arg("num_threads") = -1,
         "(n,) float32 fraction of each box-local mask's set pixels that are set in `mask`.");
-
-    m.def(
-        "specular_simd_level",
-        [] { return fissure::simd_name(fissure::detail::specular_simd_level()); },
-        "The SIMD path the specular kernels use now.");
-
-    m.def(
-        "_specular_force_simd",
-        [](const std::string& level) {
-            const int prev = fissure::detail::specular_force_simd(
-                level == "none" ? -1 : static_cast<int>(level_from_name(level)));
-            return prev < 0 ? std::string("none")
-                            : fissure::simd_name(static_cast<fissure::SimdLevel>(prev));
-        },
-        py::arg("level"),
-        "Test hook: caps the specular kernels at a SIMD level ('none' removes the cap); returns "
-        "the previous cap.");
 }

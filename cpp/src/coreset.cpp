@@ -182,7 +182,7 @@ using knn_detail::KcenterKernels;
 const KcenterKernels& kcenter_kernels() {
     using namespace knn_detail;
     const KcenterKernels* k = nullptr;
-    switch (detail::knn_simd_level()) {
+    switch (effective_level(Family::knn)) {
         case SimdLevel::avx512: k = kcenter_avx512(); break;
         case SimdLevel::avx2: k = kcenter_avx2(); break;
         default: break;
@@ -193,7 +193,7 @@ const KcenterKernels& kcenter_kernels() {
 knn_detail::WidenFn widen_kernel() {
     using namespace knn_detail;
     const KnnKernels* k = nullptr;
-    switch (detail::knn_simd_level()) {
+    switch (effective_level(Family::knn)) {
         case SimdLevel::avx512: k = knn_avx512_kernels(); break;
         case SimdLevel::avx2: k = knn_avx2_kernels(); break;
         default: break;

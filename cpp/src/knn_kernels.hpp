@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fissure/common.hpp"
+#include "fissure/dispatch.hpp"
 #include "fissure/knn.hpp"
 
 namespace fissure::knn_detail {
