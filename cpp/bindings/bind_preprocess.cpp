@@ -14,6 +14,7 @@
 #include "arrays.hpp"
 #include "fissure/preprocess.hpp"
 #include "fissure/scheduler.hpp"
+#include "half.hpp"
 
 namespace py = pybind11;
 using fissure::index_t;

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "fissure/parallel.hpp"
-#include "fissure/preprocess.hpp"  // float_to_half
+#include "half.hpp"
 #include "knn_kernels.hpp"
 
 namespace fissure {
@@ -534,7 +534,7 @@ struct Pruned {
                         const double ys = y[a] / scale;  // exact: a power of two
                         const std::uint16_t h = float_to_half(static_cast<float>(ys));
                         yb[(a / 8) * cstride + (a % 8) * kB] = h;
-                        const double r = static_cast<double>(knn_detail::half_to_float(h)) - ys;
+                        const double r = static_cast<double>(half_to_float(h)) - ys;
                         e2 += r * r;
                     }
                     // |Y - y/scale| (computed exactly enough: squares of values already
@@ -606,7 +606,6 @@ namespace detail {
 
 void kcenter_greedy_opts(const FeatureMatrix& f, index_t n, index_t start, std::int64_t* out,
                          int num_threads, int prune, int k_override, KcenterStats* stats) {
-    using knn_detail::half_to_float;
     if (f.rows < 1) fail("features: expected at least one row, got an empty array");
     if (f.cols < 1) fail("features: expected at least one column, got 0");
     if (n < 1) fail("n: expected n >= 1, got " + std::to_string(n));
@@ -707,7 +706,7 @@ void kcenter_greedy_opts(const FeatureMatrix& f, index_t n, index_t start, std::
             P.block_max(b);
             const std::uint16_t* ycol = P.Y.data() + b * 8 * kB + (cur % kB);
             for (int a = 0; a < k; ++a)
-                yc[a] = knn_detail::half_to_float(ycol[(a / 8) * P.cstride + (a % 8) * kB]);
+                yc[a] = half_to_float(ycol[(a / 8) * P.cstride + (a % 8) * kB]);
             eps_c = P.eps[cur];
         }
         next_chunk.store(0, std::memory_order_relaxed);

@@ -12,6 +12,7 @@
 #include "fissure/common.hpp"
 #include "fissure/dispatch.hpp"
 #include "fissure/knn.hpp"
+#include "half.hpp"
 
 namespace fissure::knn_detail {
 
@@ -99,31 +100,6 @@ const KnnKernels* knn_avx512_kernels();  // nullptr when not built for x86
 const KcenterKernels& kcenter_generic();
 const KcenterKernels* kcenter_avx2();    // nullptr when not built for x86
 const KcenterKernels* kcenter_avx512();  // nullptr when not built for x86
-
-/// IEEE binary16 -> float32, exact (subnormals, infinities and NaN included).
-inline float half_to_float(std::uint16_t h) {
-    const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-    const std::uint32_t exp = (h >> 10) & 0x1Fu;
-    std::uint32_t mant = h & 0x3FFu;
-    std::uint32_t bits;
-    if (exp == 0x1Fu) {
-        bits = sign | 0x7F800000u | (mant << 13);
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112u) << 23) | (mant << 13);
-    } else if (mant == 0) {
-        bits = sign;
-    } else {  // subnormal: normalise
-        std::uint32_t e = 113;
-        while (!(mant & 0x400u)) {
-            mant <<= 1;
-            --e;
-        }
-        bits = sign | (e << 23) | ((mant & 0x3FFu) << 13);
-    }
-    float f;
-    std::memcpy(&f, &bits, sizeof f);
-    return f;
-}
 
 inline index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
 
