@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "knn_kernels.hpp"
+#include "coreset_kernels.hpp"
 #include "simd.hpp"
 
 namespace fissure::knn_detail {
