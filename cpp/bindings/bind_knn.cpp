@@ -15,24 +15,21 @@
 
 namespace py = pybind11;
 using fissure::index_t;
-using fissure::py_arrays::dtype_str;
+using fissure::py_arrays::check_c_contiguous;
+using fissure::py_arrays::check_ndim;
+using fissure::py_arrays::dtype_error;
+using fissure::py_arrays::has_dtype;
 using fissure::py_arrays::shape_str;
 
 namespace {
 
 fissure::FeatureMatrix matrix_arg(const py::array& a, const char* name, bool allow_f16) {
-    const auto dt = a.dtype();
-    const bool f32 = dt.kind() == 'f' && dt.itemsize() == 4;
-    const bool f16 = dt.kind() == 'f' && dt.itemsize() == 2;
+    const bool f32 = has_dtype(a, 'f', 4);
+    const bool f16 = has_dtype(a, 'f', 2);
     if (!(f32 || (allow_f16 && f16)))
-        throw py::type_error(std::string(name) + ": expected dtype float32" +
-                             (allow_f16 ? " or float16" : "") + ", got " + dtype_str(a));
-    if (a.ndim() != 2)
-        throw fissure::InvalidArgument(std::string(name) + ": expected shape (n, d), got " +
-                                       shape_str(a));
-    if (!(a.flags() & py::array::c_style))
-        throw fissure::InvalidArgument(std::string(name) +
-                                       ": expected a C-contiguous array; call np.ascontiguousarray");
+        dtype_error(name, allow_f16 ? "float32 or float16" : "float32", a);
+    check_ndim(a, name, 2, "(n, d)");
+    check_c_contiguous(a, name, "; call np.ascontiguousarray");
     return fissure::FeatureMatrix{a.data(), static_cast<index_t>(a.shape(0)),
                                   static_cast<index_t>(a.shape(1)), f16};
 }

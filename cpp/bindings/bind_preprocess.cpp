@@ -19,6 +19,8 @@
 namespace py = pybind11;
 using fissure::index_t;
 using fissure::py_arrays::carray;
+using fissure::py_arrays::dtype_error;
+using fissure::py_arrays::has_dtype;
 using fissure::py_arrays::dtype_str;
 using fissure::py_arrays::check_shape;
 using fissure::py_arrays::shape_str;
@@ -26,9 +28,7 @@ using fissure::py_arrays::shape_str;
 namespace {
 
 fissure::Image8View image3_arg(const py::array& a) {
-    const auto dt = a.dtype();
-    if (dt.kind() != 'u' || dt.itemsize() != 1)
-        throw py::type_error("image: expected dtype uint8, got " + dtype_str(a));
+    if (!has_dtype(a, 'u', 1)) dtype_error("image", "uint8", a);
     if (a.ndim() != 3 || a.shape(2) != 3)
         throw fissure::InvalidArgument("image: expected shape (H, W, 3), got " + shape_str(a));
     if (a.shape(0) == 0 || a.shape(1) == 0)

@@ -16,6 +16,8 @@
 namespace py = pybind11;
 using fissure::index_t;
 using fissure::py_arrays::carray;
+using fissure::py_arrays::dtype_error;
+using fissure::py_arrays::has_dtype;
 using fissure::py_arrays::dtype_str;
 using fissure::py_arrays::check_len;
 using fissure::py_arrays::check_shape;
@@ -24,9 +26,7 @@ using fissure::py_arrays::shape_str;
 namespace {
 
 fissure::Image8View image_arg(const py::array& a) {
-    const auto dt = a.dtype();
-    if (dt.kind() != 'u' || dt.itemsize() != 1)
-        throw py::type_error("image: expected dtype uint8, got " + dtype_str(a));
+    if (!has_dtype(a, 'u', 1)) dtype_error("image", "uint8", a);
     fissure::Image8View v;
     if (a.ndim() == 2) {
         v.channels = 1;
