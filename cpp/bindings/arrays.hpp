@@ -39,6 +39,36 @@ inline ResizeMode resize_mode_arg(const std::string& s) {
     throw InvalidArgument("mode: expected 'resize', 'letterbox' or 'none', got '" + s + "'");
 }
 
+/// Whether the array's dtype is of numpy kind `kind` ('f', 'u', 'b', ...) with `itemsize` bytes.
+inline bool has_dtype(const py::array& a, char kind, py::ssize_t itemsize) {
+    return a.dtype().kind() == kind && a.dtype().itemsize() == itemsize;
+}
+
+/// TypeError "<name>: expected dtype <expected>, got <the array's dtype>".
+[[noreturn]] inline void dtype_error(const std::string& name, const std::string& expected,
+                                     const py::array& a) {
+    throw py::type_error(name + ": expected dtype " + expected + ", got " + dtype_str(a));
+}
+
+/// Checks the number of axes: "<name>: expected shape <axes>, got <shape>".
+inline void check_ndim(const py::array& a, const std::string& name, py::ssize_t ndim,
+                       const char* axes) {
+    if (a.ndim() != ndim)
+        throw InvalidArgument(name + ": expected shape " + axes + ", got " + shape_str(a));
+}
+
+/// "<name>: expected a 1-D array, got shape <shape>".
+inline void check_1d(const py::array& a, const std::string& name) {
+    if (a.ndim() != 1)
+        throw InvalidArgument(name + ": expected a 1-D array, got shape " + shape_str(a));
+}
+
+/// "<name>: expected a C-contiguous array<hint>".
+inline void check_c_contiguous(const py::array& a, const std::string& name, const char* hint = "") {
+    if (!(a.flags() & py::array::c_style))
+        throw InvalidArgument(name + ": expected a C-contiguous array" + hint);
+}
+
 template <class T>
 using carray = py::array_t<T, py::array::c_style>;
 

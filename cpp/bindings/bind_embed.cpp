@@ -13,7 +13,10 @@
 namespace py = pybind11;
 using fissure::index_t;
 using fissure::py_arrays::carray;
-using fissure::py_arrays::shape_str;
+using fissure::py_arrays::check_c_contiguous;
+using fissure::py_arrays::check_ndim;
+using fissure::py_arrays::dtype_error;
+using fissure::py_arrays::has_dtype;
 
 void bind_embed(py::module_& m) {
     m.def(
@@ -25,14 +28,9 @@ void bind_embed(py::module_& m) {
             for (std::size_t i = 0; i < features.size(); ++i) {
                 const py::array& a = features[i];
                 const std::string name = "features[" + std::to_string(i) + "]";
-                if (a.dtype().kind() != 'f' || a.dtype().itemsize() != 4)
-                    throw py::type_error(name + ": expected dtype float32, got " +
-                                         std::string(py::str(a.dtype())));
-                if (a.ndim() != 4)
-                    throw fissure::InvalidArgument(name + ": expected shape (B, C, H, W), got " +
-                                                   shape_str(a));
-                if (!(a.flags() & py::array::c_style))
-                    throw fissure::InvalidArgument(name + ": expected a C-contiguous array");
+                if (!has_dtype(a, 'f', 4)) dtype_error(name, "float32", a);
+                check_ndim(a, name, 4, "(B, C, H, W)");
+                check_c_contiguous(a, name);
                 views.push_back({static_cast<const float*>(a.data()), a.shape(0), a.shape(1),
                                  a.shape(2), a.shape(3)});
                 D += a.shape(1);

@@ -15,33 +15,23 @@
 
 namespace py = pybind11;
 using fissure::index_t;
-using fissure::py_arrays::dtype_str;
+using fissure::py_arrays::check_c_contiguous;
+using fissure::py_arrays::check_ndim;
+using fissure::py_arrays::dtype_error;
+using fissure::py_arrays::has_dtype;
 using fissure::py_arrays::shape_str;
 
 namespace {
 
 fissure::FeatureMatrix matrix_arg(const py::array& a, const char* name, bool allow_f16) {
-    const auto dt = a.dtype();
-    const bool f32 = dt.kind() == 'f' && dt.itemsize() == 4;
-    const bool f16 = dt.kind() == 'f' && dt.itemsize() == 2;
+    const bool f32 = has_dtype(a, 'f', 4);
+    const bool f16 = has_dtype(a, 'f', 2);
     if (!(f32 || (allow_f16 && f16)))
-        throw py::type_error(std::string(name) + ": expected dtype float32" +
-                             (allow_f16 ? " or float16" : "") + ", got " + dtype_str(a));
-    if (a.ndim() != 2)
-        throw fissure::InvalidArgument(std::string(name) + ": expected shape (n, d), got " +
-                                       shape_str(a));
-    if (!(a.flags() & py::array::c_style))
-        throw fissure::InvalidArgument(std::string(name) +
-                                       ": expected a C-contiguous array; call np.ascontiguousarray");
+        dtype_error(name, allow_f16 ? "float32 or float16" : "float32", a);
+    check_ndim(a, name, 2, "(n, d)");
+    check_c_contiguous(a, name, "; call np.ascontiguousarray");
     return fissure::FeatureMatrix{a.data(), static_cast<index_t>(a.shape(0)),
                                   static_cast<index_t>(a.shape(1)), f16};
-}
-
-fissure::SimdLevel level_from_name(const std::string& s) {
-    if (s == "scalar") return fissure::SimdLevel::scalar;
-    if (s == "avx2") return fissure::SimdLevel::avx2;
-    if (s == "avx512") return fissure::SimdLevel::avx512;
-    throw fissure::InvalidArgument("level: expected scalar, avx2, avx512 or none, got " + s);
 }
 
 }  // namespace
@@ -120,41 +110,4 @@ void bind_knn(py::module_& m) {
         "Test hook: kcenter_greedy with the pruning forced on (1) or off (0) or chosen (-1) and "
         "the projected width k (0: chosen); returns (indices, stats). The selection is the same "
         "whatever they are.");
-
-    m.def(
-        "_knn_force_bf16",
-        [](const std::string& mode) {
-            int v;
-            if (mode == "auto") v = -1;
-            else if (mode == "on") v = 1;
-            else if (mode == "off") v = 0;
-            else throw fissure::InvalidArgument("mode: expected auto, on or off, got " + mode);
-            const int prev = fissure::detail::knn_force_bf16(v);
-            return std::string(prev < 0 ? "auto" : prev ? "on" : "off");
-        },
-        py::arg("mode"),
-        "Test hook: the bfloat16 first pass of kNN searches: 'on' wherever the CPU has "
-        "AVX512_BF16, 'off', or 'auto' (rows x width >= 50,000 x (k + 1), width >= 8, >= 64 "
-        "queries, >= 256 rows); returns the previous mode.");
-
-    m.def(
-        "_knn_bf16_available",
-        [] { return fissure::detail::knn_bf16_available(); },
-        "Whether this CPU (and the SIMD cap) allows the bfloat16 first pass.");
-
-    m.def(
-        "knn_simd_level", [] { return fissure::simd_name(fissure::detail::knn_simd_level()); },
-        "The SIMD path the kNN and k-center kernels use now.");
-
-    m.def(
-        "_knn_force_simd",
-        [](const std::string& level) {
-            const int prev = fissure::detail::knn_force_simd(
-                level == "none" ? -1 : static_cast<int>(level_from_name(level)));
-            return prev < 0 ? std::string("none")
-                            : fissure::simd_name(static_cast<fissure::SimdLevel>(prev));
-        },
-        py::arg("level"),
-        "Test hook: caps the kNN and k-center kernels at a SIMD level ('none' removes the cap); "
-        "returns the previous cap.");
 }

@@ -19,6 +19,10 @@
 namespace py = pybind11;
 using fissure::index_t;
 using fissure::py_arrays::carray;
+using fissure::py_arrays::check_1d;
+using fissure::py_arrays::check_ndim;
+using fissure::py_arrays::dtype_error;
+using fissure::py_arrays::has_dtype;
 using fissure::py_arrays::check_len;
 using fissure::py_arrays::check_shape;
 using fissure::py_arrays::shape_str;
@@ -76,20 +80,15 @@ struct Planes {
 Planes planes_arg(const py::array& a) {
     Planes p;
     p.arr = a;
-    const auto dt = a.dtype();
-    const char kind = dt.kind();
-    if ((kind == 'b' || kind == 'u') && dt.itemsize() == 1) {
+    if (has_dtype(a, 'b', 1) || has_dtype(a, 'u', 1)) {
         p.is_float = false;
-    } else if (kind == 'f' && dt.itemsize() == 4) {
+    } else if (has_dtype(a, 'f', 4)) {
         p.is_float = true;
     } else {
-        throw py::type_error("masks: expected dtype bool, uint8 or float32, got " +
-                             std::string(py::str(dt)));
+        dtype_error("masks", "bool, uint8 or float32", a);
     }
-    if (a.ndim() != 3)
-        throw fissure::InvalidArgument("masks: expected shape (n, height, width), got " +
-                                       shape_str(a));
-    if (!(a.flags() & py::array::c_style) || dt.byteorder() == '>')
+    check_ndim(a, "masks", 3, "(n, height, width)");
+    if (!(a.flags() & py::array::c_style) || a.dtype().byteorder() == '>')
         throw fissure::InvalidArgument("masks: expected a C-contiguous native array");
     p.n = a.shape(0);
     p.height = a.shape(1);
@@ -177,9 +176,7 @@ void bind_masks(py::module_& m) {
         [](const carray<std::uint8_t>& data, const carray<std::int64_t>& offsets,
            const carray<std::int32_t>& regions, const carray<std::int64_t>& index, int num_threads) {
             const auto v = masks_view(data, offsets, regions);
-            if (index.ndim() != 1)
-                throw fissure::InvalidArgument("index: expected a 1-D array, got shape " +
-                                               shape_str(index));
+            check_1d(index, "index");
             fissure::BoxMasks out;
             {
                 py::gil_scoped_release release;
@@ -325,9 +322,7 @@ void bind_masks(py::module_& m) {
                     is_string[i] = 1;
                 } else if (py::isinstance<carray<std::int64_t>>(h)) {
                     auto a = py::reinterpret_borrow<carray<std::int64_t>>(h);
-                    if (a.ndim() != 1)
-                        throw fissure::InvalidArgument("counts " + std::to_string(i) +
-                                                       ": expected a 1-D array, got shape " + shape_str(a));
+                    check_1d(a, "counts " + std::to_string(i));
                     arrays[i] = a;
                 } else {
                     throw py::type_error("counts " + std::to_string(i) +
@@ -372,8 +367,7 @@ void bind_masks(py::module_& m) {
             check_shape(regions, "regions", {-1, 4});
             const auto n = static_cast<index_t>(regions.shape(0));
             check_len(run_offsets, "run_offsets", n + 1);
-            if (counts.ndim() != 1)
-                throw fissure::InvalidArgument("counts: expected a 1-D array, got shape " + shape_str(counts));
+            check_1d(counts, "counts");
             const std::int64_t* ro = run_offsets.data();
             if (ro[0] != 0 || ro[n] != counts.shape(0))
                 throw fissure::InvalidArgument(
@@ -400,8 +394,7 @@ void bind_masks(py::module_& m) {
     m.def(
         "coco_counts_to_string",
         [](const carray<std::int64_t>& counts) {
-            if (counts.ndim() != 1)
-                throw fissure::InvalidArgument("counts: expected a 1-D array, got shape " + shape_str(counts));
+            check_1d(counts, "counts");
             std::string s;
             fissure::coco_counts_to_string(counts.data(), static_cast<index_t>(counts.shape(0)), s);
             return py::bytes(s);

@@ -14,10 +14,13 @@
 #include "arrays.hpp"
 #include "fissure/preprocess.hpp"
 #include "fissure/scheduler.hpp"
+#include "half.hpp"
 
 namespace py = pybind11;
 using fissure::index_t;
 using fissure::py_arrays::carray;
+using fissure::py_arrays::dtype_error;
+using fissure::py_arrays::has_dtype;
 using fissure::py_arrays::dtype_str;
 using fissure::py_arrays::check_shape;
 using fissure::py_arrays::shape_str;
@@ -25,9 +28,7 @@ using fissure::py_arrays::shape_str;
 namespace {
 
 fissure::Image8View image3_arg(const py::array& a) {
-    const auto dt = a.dtype();
-    if (dt.kind() != 'u' || dt.itemsize() != 1)
-        throw py::type_error("image: expected dtype uint8, got " + dtype_str(a));
+    if (!has_dtype(a, 'u', 1)) dtype_error("image", "uint8", a);
     if (a.ndim() != 3 || a.shape(2) != 3)
         throw fissure::InvalidArgument("image: expected shape (H, W, 3), got " + shape_str(a));
     if (a.shape(0) == 0 || a.shape(1) == 0)
@@ -186,17 +187,6 @@ void bind_preprocess(py::module_& m) {
         },
         py::arg("x").noconvert(),
         "Test hook: binary16 bits of each float32 (flattened), rounded to nearest even.");
-
-    m.def(
-        "choose_batch_size",
-        [](double budget_bytes, double fixed_bytes, double per_tile_bytes, index_t max_batch,
-           index_t num_tiles) {
-            return fissure::choose_batch_size(budget_bytes, {fixed_bytes, per_tile_bytes},
-                                              max_batch, num_tiles);
-        },
-        py::arg("budget_bytes"), py::arg("fixed_bytes"), py::arg("per_tile_bytes"),
-        py::arg("max_batch"), py::arg("num_tiles"),
-        "floor((budget - fixed) / per_tile) clamped to [1, max_batch] and to num_tiles.");
 
     py::class_<PyBatchFeeder>(m, "BatchFeeder",
                               "Double-buffered tile preprocessing: batch b + 1 is prepared in "

@@ -16,6 +16,8 @@
 namespace py = pybind11;
 using fissure::index_t;
 using fissure::py_arrays::carray;
+using fissure::py_arrays::dtype_error;
+using fissure::py_arrays::has_dtype;
 using fissure::py_arrays::dtype_str;
 using fissure::py_arrays::check_len;
 using fissure::py_arrays::check_shape;
@@ -24,9 +26,7 @@ using fissure::py_arrays::shape_str;
 namespace {
 
 fissure::Image8View image_arg(const py::array& a) {
-    const auto dt = a.dtype();
-    if (dt.kind() != 'u' || dt.itemsize() != 1)
-        throw py::type_error("image: expected dtype uint8, got " + dtype_str(a));
+    if (!has_dtype(a, 'u', 1)) dtype_error("image", "uint8", a);
     fissure::Image8View v;
     if (a.ndim() == 2) {
         v.channels = 1;
@@ -103,14 +103,6 @@ py::array out_arg(const std::optional<py::array>& out, index_t rows, index_t col
     plane = {static_cast<std::uint8_t*>(a.mutable_data()), rows, cols,
              rows > 0 ? static_cast<index_t>(a.strides(0)) : cols};
     return a;
-}
-
-fissure::SimdLevel level_from_name(const std::string& s) {
-    if (s == "scalar") return fissure::SimdLevel::scalar;
-    if (s == "sse4") return fissure::SimdLevel::sse4;
-    if (s == "avx2") return fissure::SimdLevel::avx2;
-    if (s == "avx512") return fissure::SimdLevel::avx512;
-    throw fissure::InvalidArgument("level: expected scalar, sse4, avx2, avx512 or none, got " + s);
 }
 
 }  // namespace
@@ -212,21 +204,4 @@ void bind_specular(py::module_& m) {
         py::arg("mask").noconvert(), py::arg("data").noconvert(), py::arg("offsets").noconvert(),
         py::arg("regions").noconvert(), py::arg("num_threads") = -1,
         "(n,) float32 fraction of each box-local mask's set pixels that are set in `mask`.");
-
-    m.def(
-        "specular_simd_level",
-        [] { return fissure::simd_name(fissure::detail::specular_simd_level()); },
-        "The SIMD path the specular kernels use now.");
-
-    m.def(
-        "_specular_force_simd",
-        [](const std::string& level) {
-            const int prev = fissure::detail::specular_force_simd(
-                level == "none" ? -1 : static_cast<int>(level_from_name(level)));
-            return prev < 0 ? std::string("none")
-                            : fissure::simd_name(static_cast<fissure::SimdLevel>(prev));
-        },
-        py::arg("level"),
-        "Test hook: caps the specular kernels at a SIMD level ('none' removes the cap); returns "
-        "the previous cap.");
 }

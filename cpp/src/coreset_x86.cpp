@@ -13,42 +13,28 @@
 #include <cstdint>
 #include <limits>
 
-#include "knn_kernels.hpp"
-
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#define FISSURE_CORESET_X86 1
-#include <immintrin.h>
-#endif
-
-// GCC 12 reports its own _mm512_undefined_ps() inside the AVX-512 conversion and extract
-// intrinsics as "may be used uninitialized" (a false positive in the compiler's headers).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+#include "coreset_kernels.hpp"
+#include "simd.hpp"
 
 namespace fissure::knn_detail {
 
-#if defined(FISSURE_CORESET_X86) && (defined(__GNUC__) || defined(__clang__))
+#ifdef FISSURE_X86_KERNELS
 
 namespace {
 
-#define FC_AVX2 __attribute__((target("avx2,f16c")))
-#define FC_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,f16c")))
-// FMA only where the rounding order is free (the lower bound, the projection).
-#define FC_AVX2F __attribute__((target("avx2,fma,f16c")))
-#define FC_AVX512F __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
+// The pass and the row distance are compiled without FMA (FISSURE_TARGET_*_F16C): FMA only
+// where the rounding order is free (the lower bound, the projection: FISSURE_TARGET_*_FMA).
 
 // Rows handled together (independent accumulator chains).
 constexpr int kRows = 4;
 
 // a2 = (a4[0] + a4[2], a4[1] + a4[3]); result a2[0] + a2[1].
-FC_AVX2 inline float fold4(__m128 a4) {
+FISSURE_TARGET_AVX2_F16C inline float fold4(__m128 a4) {
     const __m128 a2 = _mm_add_ps(a4, _mm_movehl_ps(a4, a4));
     return _mm_cvtss_f32(_mm_add_ss(a2, _mm_shuffle_ps(a2, a2, 1)));
 }
 
-FC_AVX2 inline float fold8(__m256 a8) {
+FISSURE_TARGET_AVX2_F16C inline float fold8(__m256 a8) {
     return fold4(_mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1)));
 }
 
@@ -57,7 +43,7 @@ FC_AVX2 inline float fold8(__m256 a8) {
 // ------------------------------------------------------------------------------------------
 
 template <bool F16>
-FC_AVX2 inline void load16_avx2(const void* base, index_t off, index_t n, const float* c,
+FISSURE_TARGET_AVX2_F16C inline void load16_avx2(const void* base, index_t off, index_t n, const float* c,
                                 __m256& lo, __m256& hi) {
     if (n == 16) {
         if (F16) {
@@ -84,7 +70,7 @@ FC_AVX2 inline void load16_avx2(const void* base, index_t off, index_t n, const 
 }
 
 template <bool F16>
-FC_AVX2 void kcenter_avx2_t(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
+FISSURE_TARGET_AVX2_F16C void kcenter_avx2_t(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
                             float* min_d, float* best, index_t* best_idx) {
     const index_t d = m.cols;
     float bv = -std::numeric_limits<float>::infinity();
@@ -131,7 +117,7 @@ void kcenter_avx2_fn(const FeatureMatrix& m, index_t lo, index_t hi, const float
 
 // One row, the same arithmetic as kcenter_avx2_t; checks the partial sum every 64 columns.
 template <bool F16>
-FC_AVX2 float row_avx2_t(const FeatureMatrix& m, index_t i, const float* c, float bound) {
+FISSURE_TARGET_AVX2_F16C float row_avx2_t(const FeatureMatrix& m, index_t i, const float* c, float bound) {
     const index_t d = m.cols;
     __m256 alo = _mm256_setzero_ps(), ahi = _mm256_setzero_ps();
     for (index_t j = 0; j < d; j += 16) {
@@ -154,11 +140,11 @@ float row_avx2_fn(const FeatureMatrix& m, index_t i, const float* c, float bound
     return m.f16 ? row_avx2_t<true>(m, i, c, bound) : row_avx2_t<false>(m, i, c, bound);
 }
 
-FC_AVX2F inline __m256 load8h(const std::uint16_t* p) {
+FISSURE_TARGET_AVX2_FMA inline __m256 load8h(const std::uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-FC_AVX2F std::uint32_t lb_avx2_fn(const std::uint16_t* yb, std::size_t cstride,
+FISSURE_TARGET_AVX2_FMA std::uint32_t lb_avx2_fn(const std::uint16_t* yb, std::size_t cstride,
                                   const float* yc, int k, const float* tau, float eps, float F,
                                   float H) {
     const __m256 e = _mm256_set1_ps(eps), f = _mm256_set1_ps(F), h = _mm256_set1_ps(H);
@@ -185,7 +171,7 @@ FC_AVX2F std::uint32_t lb_avx2_fn(const std::uint16_t* yb, std::size_t cstride,
     return 0;
 }
 
-FC_AVX2F void project_avx2_fn(const double* qt, const double* v, index_t d, int k, double* y) {
+FISSURE_TARGET_AVX2_FMA void project_avx2_fn(const double* qt, const double* v, index_t d, int k, double* y) {
     // k is a multiple of 8 and at most 32
     __m256d acc[8];
     const int na = k / 4;
@@ -203,7 +189,7 @@ FC_AVX2F void project_avx2_fn(const double* qt, const double* v, index_t d, int 
 // the padded centre is 0 there, so they add +0).
 // ------------------------------------------------------------------------------------------
 
-FC_AVX512 inline float fold16(__m512 acc) {
+FISSURE_TARGET_AVX512_F16C inline float fold16(__m512 acc) {
     const __m256 a8 = _mm256_add_ps(
         _mm512_castps512_ps256(acc),
         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
@@ -213,7 +199,7 @@ FC_AVX512 inline float fold16(__m512 acc) {
 }
 
 template <bool F16>
-FC_AVX512 inline __m512 load16_avx512(const void* base, index_t off, __mmask16 mask) {
+FISSURE_TARGET_AVX512_F16C inline __m512 load16_avx512(const void* base, index_t off, __mmask16 mask) {
     if (F16)
         return _mm512_cvtph_ps(
             _mm256_maskz_loadu_epi16(mask, static_cast<const std::uint16_t*>(base) + off));
@@ -221,7 +207,7 @@ FC_AVX512 inline __m512 load16_avx512(const void* base, index_t off, __mmask16 m
 }
 
 template <bool F16>
-FC_AVX512 void kcenter_avx512_t(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
+FISSURE_TARGET_AVX512_F16C void kcenter_avx512_t(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
                                 float* min_d, float* best, index_t* best_idx) {
     const index_t d = m.cols;
     float bv = -std::numeric_limits<float>::infinity();
@@ -278,7 +264,7 @@ FC_AVX512 void kcenter_avx512_t(const FeatureMatrix& m, index_t lo, index_t hi, 
 
 // One row, the same arithmetic as kcenter_avx512_t; checks the partial sum every 64 columns.
 template <bool F16>
-FC_AVX512 float row_avx512_t(const FeatureMatrix& m, index_t i, const float* c, float bound) {
+FISSURE_TARGET_AVX512_F16C float row_avx512_t(const FeatureMatrix& m, index_t i, const float* c, float bound) {
     const index_t d = m.cols;
     const index_t full = d / 16 * 16;
     const __mmask16 tail = static_cast<__mmask16>((1u << (d - full)) - 1u);
@@ -305,11 +291,11 @@ float row_avx512_fn(const FeatureMatrix& m, index_t i, const float* c, float bou
     return m.f16 ? row_avx512_t<true>(m, i, c, bound) : row_avx512_t<false>(m, i, c, bound);
 }
 
-FC_AVX512F inline __m512 load16h(const std::uint16_t* p) {
+FISSURE_TARGET_AVX512_FMA inline __m512 load16h(const std::uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-FC_AVX512F std::uint32_t lb_avx512_fn(const std::uint16_t* yb, std::size_t cstride,
+FISSURE_TARGET_AVX512_FMA std::uint32_t lb_avx512_fn(const std::uint16_t* yb, std::size_t cstride,
                                       const float* yc, int k, const float* tau, float eps, float F,
                                       float H) {
     __m512 t = _mm512_add_ps(_mm512_loadu_ps(tau), _mm512_set1_ps(eps));
@@ -330,7 +316,7 @@ FC_AVX512F std::uint32_t lb_avx512_fn(const std::uint16_t* yb, std::size_t cstri
     return 0;
 }
 
-FC_AVX512F void project_avx512_fn(const double* qt, const double* v, index_t d, int k, double* y) {
+FISSURE_TARGET_AVX512_FMA void project_avx512_fn(const double* qt, const double* v, index_t d, int k, double* y) {
     // k is a multiple of 8 and at most 32
     __m512d acc[4];
     const int na = k / 8;

@@ -97,6 +97,8 @@ struct SegScratch {
     PixelMap pm;
     std::vector<float> win;
     std::vector<float> coeff;
+    std::vector<float> best_row;  // channels-first YOLO: per-candidate class maxima
+    std::vector<index_t> arg_row;
 };
 
 /// Appends the mask of the detection just emitted into d (its box is the last one), from
@@ -158,71 +160,37 @@ void seg_mask(Decoded& d, const TileTransform& tr, const DecodeGeometry& g, cons
 
 }  // namespace
 
-Decoded decode_yolo_seg(const float* out, index_t batch, index_t dims, index_t n,
-                        bool channels_first, const ProtoView& protos, const DecodeGeometry& g,
-                        float conf_threshold, bool masks, int num_threads) {
-    const index_t classes = dims - 4 - protos.m;
+namespace {
+
+/// The checks both YOLO seg heads start with; returns the class count C of a candidate laid
+/// out as `head` box values (4: xywh; 5: xywh + objectness), C scores, M coefficients.
+index_t seg_classes(const float* out, index_t batch, index_t dims, index_t n, index_t head,
+                    const ProtoView& protos, const DecodeGeometry& g) {
+    const index_t classes = dims - head - protos.m;
     if (classes < 1)
-        fail("output: expected 4 + C + M values per candidate with C >= 1 and M = " +
-             std::to_string(protos.m) + " (the protos' channels), got " + std::to_string(dims));
+        fail("output: expected " + std::to_string(head) +
+             " + C + M values per candidate with C >= 1 and M = " + std::to_string(protos.m) +
+             " (the protos' channels), got " + std::to_string(dims));
     decode_detail::check_batch(g, batch);
     check_protos(protos, batch);
     decode_detail::check_finite_nan(out, static_cast<std::size_t>(batch * dims * n), "output");
-    Taps tx, ty;
-    if (masks) {
-        tx = decode_detail::linear_taps(protos.w, g.input_w);
-        ty = decode_detail::linear_taps(protos.h, g.input_h);
-    }
+    return classes;
+}
+
+/// Runs image(b, tr, d, s) for each image of the batch on the pool (per-worker scratch, with
+/// s.coeff sized M) and concatenates the per-image results.
+template <class Image>
+Decoded decode_seg_batch(index_t batch, const ProtoView& protos, const DecodeGeometry& g,
+                         bool masks, int num_threads, const Image& image) {
     std::vector<Decoded> parts(static_cast<std::size_t>(batch));
     parallel_for(0, batch, num_threads, 1, [&](index_t lo, index_t hi) {
         SegScratch s;
         s.coeff.resize(static_cast<std::size_t>(protos.m));
-        std::vector<float> best_row;
-        std::vector<index_t> arg_row;
         for (index_t b = lo; b < hi; ++b) {
             const TileTransform tr = tile_transform(g, b);
             Decoded& d = parts[static_cast<std::size_t>(b)];
             d.has_masks = masks;
-            const float* o = out + b * dims * n;
-            // Value v of candidate i is r[v * sv] with r = o + i * si.
-            const index_t sv = channels_first ? n : 1, si = channels_first ? 1 : dims;
-            if (channels_first) {  // class maxima row by row (contiguous reads)
-                best_row.assign(static_cast<std::size_t>(n),
-                                -std::numeric_limits<float>::infinity());
-                arg_row.assign(static_cast<std::size_t>(n), 0);
-                for (index_t c = 0; c < classes; ++c) {
-                    const float* row = o + (4 + c) * n;
-                    for (index_t i = 0; i < n; ++i)
-                        if (row[i] > best_row[static_cast<std::size_t>(i)]) {
-                            best_row[static_cast<std::size_t>(i)] = row[i];
-                            arg_row[static_cast<std::size_t>(i)] = c;
-                        }
-                }
-            }
-            for (index_t i = 0; i < n; ++i) {
-                const float* r = o + i * si;
-                float best;
-                index_t arg = 0;
-                if (channels_first) {
-                    best = best_row[static_cast<std::size_t>(i)];
-                    arg = arg_row[static_cast<std::size_t>(i)];
-                } else {
-                    best = r[4];
-                    for (index_t c = 1; c < classes; ++c)
-                        if (r[4 + c] > best) {
-                            best = r[4 + c];
-                            arg = c;
-                        }
-                }
-                if (!(best >= conf_threshold)) continue;
-                const float cx = r[0], cy = r[sv], w = r[2 * sv], h = r[3 * sv];
-                const float x1 = cx - w * 0.5f, y1 = cy - h * 0.5f;
-                const float x2 = cx + w * 0.5f, y2 = cy + h * 0.5f;
-                if (!emit_box(d, tr, x1, y1, x2, y2, best, arg, b) || !masks) continue;
-                for (index_t k = 0; k < protos.m; ++k)
-                    s.coeff[static_cast<std::size_t>(k)] = r[(4 + classes + k) * sv];
-                seg_mask(d, tr, g, protos, b, x1, y1, x2, y2, tx, ty, s);
-            }
+            image(b, tr, d, s);
         }
     });
     Decoded res = decode_detail::concat(parts);
@@ -230,54 +198,104 @@ Decoded decode_yolo_seg(const float* out, index_t batch, index_t dims, index_t n
     return res;
 }
 
+/// The proto taps of a seg decode (empty without masks).
+struct SegTaps {
+    Taps x, y;
+    SegTaps(const ProtoView& protos, const DecodeGeometry& g, bool masks) {
+        if (masks) {
+            x = decode_detail::linear_taps(protos.w, g.input_w);
+            y = decode_detail::linear_taps(protos.h, g.input_h);
+        }
+    }
+};
+
+/// Emits the detection (cx, cy, w, h) with its score and class and, with masks, its mask from
+/// the M coefficients coeff(k).
+template <class Coeff>
+void emit_seg(Decoded& d, const TileTransform& tr, const DecodeGeometry& g, const ProtoView& P,
+              index_t b, float cx, float cy, float w, float h, float score, index_t cls,
+              bool masks, const SegTaps& t, SegScratch& s, const Coeff& coeff) {
+    const float x1 = cx - w * 0.5f, y1 = cy - h * 0.5f;
+    const float x2 = cx + w * 0.5f, y2 = cy + h * 0.5f;
+    if (!emit_box(d, tr, x1, y1, x2, y2, score, cls, b) || !masks) return;
+    for (index_t k = 0; k < P.m; ++k) s.coeff[static_cast<std::size_t>(k)] = coeff(k);
+    seg_mask(d, tr, g, P, b, x1, y1, x2, y2, t.x, t.y, s);
+}
+
+}  // namespace
+
+Decoded decode_yolo_seg(const float* out, index_t batch, index_t dims, index_t n,
+                        bool channels_first, const ProtoView& protos, const DecodeGeometry& g,
+                        float conf_threshold, bool masks, int num_threads) {
+    const index_t classes = seg_classes(out, batch, dims, n, 4, protos, g);
+    const SegTaps taps(protos, g, masks);
+    return decode_seg_batch(batch, protos, g, masks, num_threads, [&](index_t b,
+                                                                      const TileTransform& tr,
+                                                                      Decoded& d, SegScratch& s) {
+        const float* o = out + b * dims * n;
+        // Value v of candidate i is r[v * sv] with r = o + i * si.
+        const index_t sv = channels_first ? n : 1, si = channels_first ? 1 : dims;
+        std::vector<float>& best_row = s.best_row;
+        std::vector<index_t>& arg_row = s.arg_row;
+        if (channels_first) {  // class maxima row by row (contiguous reads)
+            best_row.assign(static_cast<std::size_t>(n), -std::numeric_limits<float>::infinity());
+            arg_row.assign(static_cast<std::size_t>(n), 0);
+            for (index_t c = 0; c < classes; ++c) {
+                const float* row = o + (4 + c) * n;
+                for (index_t i = 0; i < n; ++i)
+                    if (row[i] > best_row[static_cast<std::size_t>(i)]) {
+                        best_row[static_cast<std::size_t>(i)] = row[i];
+                        arg_row[static_cast<std::size_t>(i)] = c;
+                    }
+            }
+        }
+        for (index_t i = 0; i < n; ++i) {
+            const float* r = o + i * si;
+            float best;
+            index_t arg = 0;
+            if (channels_first) {
+                best = best_row[static_cast<std::size_t>(i)];
+                arg = arg_row[static_cast<std::size_t>(i)];
+            } else {
+                best = r[4];
+                for (index_t c = 1; c < classes; ++c)
+                    if (r[4 + c] > best) {
+                        best = r[4 + c];
+                        arg = c;
+                    }
+            }
+            if (!(best >= conf_threshold)) continue;
+            emit_seg(d, tr, g, protos, b, r[0], r[sv], r[2 * sv], r[3 * sv], best, arg, masks,
+                     taps, s, [&](index_t k) { return r[(4 + classes + k) * sv]; });
+        }
+    });
+}
+
 Decoded decode_yolov5_seg(const float* out, index_t batch, index_t n, index_t dims,
                           const ProtoView& protos, const DecodeGeometry& g, float conf_threshold,
                           bool masks, int num_threads) {
-    const index_t classes = dims - 5 - protos.m;
-    if (classes < 1)
-        fail("output: expected 5 + C + M values per candidate with C >= 1 and M = " +
-             std::to_string(protos.m) + " (the protos' channels), got " + std::to_string(dims));
-    decode_detail::check_batch(g, batch);
-    check_protos(protos, batch);
-    decode_detail::check_finite_nan(out, static_cast<std::size_t>(batch * dims * n), "output");
-    Taps tx, ty;
-    if (masks) {
-        tx = decode_detail::linear_taps(protos.w, g.input_w);
-        ty = decode_detail::linear_taps(protos.h, g.input_h);
-    }
-    std::vector<Decoded> parts(static_cast<std::size_t>(batch));
-    parallel_for(0, batch, num_threads, 1, [&](index_t lo, index_t hi) {
-        SegScratch s;
-        s.coeff.resize(static_cast<std::size_t>(protos.m));
-        for (index_t b = lo; b < hi; ++b) {
-            const TileTransform tr = tile_transform(g, b);
-            Decoded& d = parts[static_cast<std::size_t>(b)];
-            d.has_masks = masks;
-            for (index_t i = 0; i < n; ++i) {
-                const float* r = out + (b * n + i) * dims;
-                const float obj = r[4];
-                float best = obj * r[5];
-                index_t arg = 0;
-                for (index_t c = 1; c < classes; ++c) {
-                    const float v = obj * r[5 + c];
-                    if (v > best) {
-                        best = v;
-                        arg = c;
-                    }
+    const index_t classes = seg_classes(out, batch, dims, n, 5, protos, g);
+    const SegTaps taps(protos, g, masks);
+    return decode_seg_batch(batch, protos, g, masks, num_threads, [&](index_t b,
+                                                                      const TileTransform& tr,
+                                                                      Decoded& d, SegScratch& s) {
+        for (index_t i = 0; i < n; ++i) {
+            const float* r = out + (b * n + i) * dims;
+            const float obj = r[4];
+            float best = obj * r[5];
+            index_t arg = 0;
+            for (index_t c = 1; c < classes; ++c) {
+                const float v = obj * r[5 + c];
+                if (v > best) {
+                    best = v;
+                    arg = c;
                 }
-                if (!(best >= conf_threshold)) continue;
-                const float cx = r[0], cy = r[1], w = r[2], h = r[3];
-                const float x1 = cx - w * 0.5f, y1 = cy - h * 0.5f;
-                const float x2 = cx + w * 0.5f, y2 = cy + h * 0.5f;
-                if (!emit_box(d, tr, x1, y1, x2, y2, best, arg, b) || !masks) continue;
-                std::copy(r + 5 + classes, r + 5 + classes + protos.m, s.coeff.begin());
-                seg_mask(d, tr, g, protos, b, x1, y1, x2, y2, tx, ty, s);
             }
+            if (!(best >= conf_threshold)) continue;
+            emit_seg(d, tr, g, protos, b, r[0], r[1], r[2], r[3], best, arg, masks, taps, s,
+                     [&](index_t k) { return r[5 + classes + k]; });
         }
     });
-    Decoded res = decode_detail::concat(parts);
-    res.has_masks = masks;
-    return res;
 }
 
 }  // namespace fissure

@@ -19,7 +19,6 @@
 #include "fissure/knn.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cfloat>
 #include <cmath>
 #include <sstream>
@@ -33,8 +32,6 @@ namespace fissure {
 namespace knn_detail {
 
 namespace {
-
-std::atomic<int> g_force_level{-1};
 
 void micro_generic(const float* qp, const float* bp, index_t kc, float* c, index_t ldc, int,
                    bool accumulate) {
@@ -70,40 +67,13 @@ const KnnKernels& knn_generic_kernels() {
 
 }  // namespace knn_detail
 
-namespace detail {
-
-SimdLevel knn_simd_level() {
-    static const SimdLevel supported = [] {
-        SimdLevel level = simd_level();
-        if (level == SimdLevel::neon || level == SimdLevel::sse4) return SimdLevel::scalar;
-#if (defined(__x86_64__) || defined(_M_X64) || defined(__i386__)) && \
-    (defined(__GNUC__) || defined(__clang__))
-        // The x86 kernels also need FMA and F16C (every AVX2 CPU has them; check anyway).
-        if (level >= SimdLevel::avx2 &&
-            !(__builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
-            return SimdLevel::scalar;
-#endif
-        return level;
-    }();
-    SimdLevel level = supported;
-    const int cap = knn_detail::g_force_level.load(std::memory_order_relaxed);
-    if (cap >= 0 && cap < static_cast<int>(level))
-        level = cap >= static_cast<int>(SimdLevel::avx2) ? static_cast<SimdLevel>(cap)
-                                                         : SimdLevel::scalar;
-    return level;
-}
-
-int knn_force_simd(int level) { return knn_detail::g_force_level.exchange(level < 0 ? -1 : level); }
-
-}  // namespace detail
-
 namespace {
 
 using namespace knn_detail;
 
 const KnnKernels& kernels() {
     const KnnKernels* k = nullptr;
-    switch (detail::knn_simd_level()) {
+    switch (effective_level(Family::knn)) {
         case SimdLevel::avx512: k = knn_avx512_kernels(); break;
         case SimdLevel::avx2: k = knn_avx2_kernels(); break;
         default: break;
@@ -270,7 +240,6 @@ void check_feature_rows(const FeatureMatrix& m, const char* name, float* norms, 
 }
 
 namespace {
-std::atomic<int> g_force_bf16{-1};
 
 // Whether the bfloat16 first pass is worth its fixed costs (per-call row statistics, the
 // float32 re-ranking of each query's candidates, which grows with k) over the float32 route.
@@ -304,7 +273,7 @@ void knn_search(const FeatureMatrix& bank, const float* queries, index_t nq, ind
 
     // Enough work per query: the bfloat16 first pass and float32 re-ranking (knn_bf16.cpp),
     // where the CPU has AVX512_BF16.
-    const int force = g_force_bf16.load(std::memory_order_relaxed);
+    const int force = forced_route(Route::knn_bf16);
     const bool use_bf16 = force == 1 || (force < 0 && bf16_pays(nb, d, nq, k));
     if (use_bf16 && k < nb) {
         std::vector<index_t> over;
@@ -332,7 +301,6 @@ void knn_search(const FeatureMatrix& bank, const float* queries, index_t nq, ind
 }
 
 namespace detail {
-int knn_force_bf16(int mode) { return g_force_bf16.exchange(mode < 0 ? -1 : (mode > 0 ? 1 : 0)); }
 bool knn_bf16_available() { return knn_bf16_kernels() != nullptr; }
 }  // namespace detail
 

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "fissure/parallel.hpp"
+#include "coreset_kernels.hpp"  // the re-ranking uses the k-center row kernel
 #include "knn_kernels.hpp"
 
 namespace fissure::knn_detail {

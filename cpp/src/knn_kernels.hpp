@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// Internal to the kNN and coreset families: the per-ISA kernels and the helpers they share.
-// The portable kernels live in knn.cpp and coreset.cpp (plain loops the compiler vectorises
-// at the baseline), the x86 ones in knn_x86.cpp and coreset_x86.cpp (each function compiled
-// for its ISA with a target attribute; the translation units stay at the portable baseline).
+// Internal to the kNN family (and used by the k-center one, which shares its dispatch level):
+// the per-ISA kNN kernels and the helpers they share. The portable kernels live in knn.cpp
+// (plain loops the compiler vectorises at the baseline), the x86 ones in knn_x86.cpp (each
+// function compiled for its ISA with a target attribute, src/simd.hpp; the translation units
+// stay at the portable baseline). The k-center kernels: coreset_kernels.hpp.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +11,9 @@
 #include <vector>
 
 #include "fissure/common.hpp"
+#include "fissure/dispatch.hpp"
 #include "fissure/knn.hpp"
+#include "half.hpp"
 
 namespace fissure::knn_detail {
 
@@ -30,32 +33,6 @@ struct KnnKernels {
     MicroFn micro = nullptr;
     int max_panels = 1;  ///< panels one micro call can take (1 or 2)
     WidenFn widen = nullptr;
-};
-
-/// The greedy k-center pass over rows [lo, hi): v = sqdist(row i, c) in the fixed order of
-/// coreset.hpp, min_d[i] = min(min_d[i], v); returns in best/best_idx the largest updated
-/// min_d and its lowest index (best = -inf when lo == hi). `c` holds cols floats padded with
-/// zeros to a multiple of 16.
-using KcenterFn = void (*)(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
-                           float* min_d, float* best, index_t* best_idx);
-
-/// The pruned greedy k-center's per-ISA kernels (coreset.cpp explains the scheme).
-struct KcenterKernels {
-    /// The plain pass above.
-    KcenterFn pass = nullptr;
-    /// sqdist(row i, c) in the fixed order of coreset.hpp; may stop early and return a partial
-    /// sum once that partial sum is >= bound (partial sums never exceed the full sum, so the
-    /// result is < bound exactly when the full sum is).
-    float (*row)(const FeatureMatrix& m, index_t i, const float* c, float bound) = nullptr;
-    /// One block of 16 points: projected coordinates (binary16) in chunks of 8, chunk c at
-    /// yb + c * cstride laid out [8][16]; centre yc[k] (k a multiple of 8):
-    /// L[l] = sum_i (y[i][l] - yc[i])^2 in float32 (any rounding order); returns the mask of
-    /// lanes with L[l] < F * (tau[l] + eps)^2 + H (lanes whose tau is NaN are never set). May
-    /// stop after a chunk once no lane's partial sum is below its threshold.
-    std::uint32_t (*lb_mask)(const std::uint16_t* yb, std::size_t cstride, const float* yc,
-                             int k, const float* tau, float eps, float F, float H) = nullptr;
-    /// y[0..k) = sum_j v[j] * qt[j][0..k), in double (qt is d x k, row-major).
-    void (*project)(const double* qt, const double* v, index_t d, int k, double* y) = nullptr;
 };
 
 /// The bfloat16 first pass of the large-width kNN (knn_bf16.cpp). Pairs: one uint32 holds the
@@ -95,34 +72,6 @@ bool knn_bf16_search(const FeatureMatrix& bank, const float* queries, index_t nq
 const KnnKernels& knn_generic_kernels();
 const KnnKernels* knn_avx2_kernels();    // nullptr when not built for x86
 const KnnKernels* knn_avx512_kernels();  // nullptr when not built for x86
-const KcenterKernels& kcenter_generic();
-const KcenterKernels* kcenter_avx2();    // nullptr when not built for x86
-const KcenterKernels* kcenter_avx512();  // nullptr when not built for x86
-
-/// IEEE binary16 -> float32, exact (subnormals, infinities and NaN included).
-inline float half_to_float(std::uint16_t h) {
-    const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-    const std::uint32_t exp = (h >> 10) & 0x1Fu;
-    std::uint32_t mant = h & 0x3FFu;
-    std::uint32_t bits;
-    if (exp == 0x1Fu) {
-        bits = sign | 0x7F800000u | (mant << 13);
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112u) << 23) | (mant << 13);
-    } else if (mant == 0) {
-        bits = sign;
-    } else {  // subnormal: normalise
-        std::uint32_t e = 113;
-        while (!(mant & 0x400u)) {
-            mant <<= 1;
-            --e;
-        }
-        bits = sign | (e << 23) | ((mant & 0x3FFu) << 13);
-    }
-    float f;
-    std::memcpy(&f, &bits, sizeof f);
-    return f;
-}
 
 inline index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
 

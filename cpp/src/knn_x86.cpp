@@ -10,33 +10,19 @@
 //   AVX-512: 6 x 32 tile = 12 zmm accumulators, 2 loads + 6 broadcasts per 12 FMAs;
 //   AVX2:    6 x 16 tile = 12 ymm accumulators, 2 loads + 6 broadcasts per 12 FMAs.
 #include "knn_kernels.hpp"
-
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#define FISSURE_KNN_X86 1
-#include <immintrin.h>
-#endif
-
-// GCC 12 reports its own _mm512_undefined_ps() inside the AVX-512 conversion and extract
-// intrinsics as "may be used uninitialized" (a false positive in the compiler's headers).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+#include "simd.hpp"
 
 namespace fissure::knn_detail {
 
-#if defined(FISSURE_KNN_X86) && (defined(__GNUC__) || defined(__clang__))
+#ifdef FISSURE_X86_KERNELS
 
 namespace {
-
-#define FK_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define FK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
 
 // ------------------------------------------------------------------------------------------
 // AVX2 + FMA
 // ------------------------------------------------------------------------------------------
 
-FK_AVX2 void micro_avx2(const float* qp, const float* bp, index_t kc, float* c, index_t ldc, int,
+FISSURE_TARGET_AVX2_FMA void micro_avx2(const float* qp, const float* bp, index_t kc, float* c, index_t ldc, int,
                         bool accumulate) {
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
            a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
@@ -77,7 +63,7 @@ FK_AVX2 void micro_avx2(const float* qp, const float* bp, index_t kc, float* c, 
     }
 }
 
-FK_AVX2 void widen_avx2(const std::uint16_t* src, float* dst, index_t n) {
+FISSURE_TARGET_AVX2_FMA void widen_avx2(const std::uint16_t* src, float* dst, index_t n) {
     index_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(dst + i,
@@ -90,7 +76,7 @@ FK_AVX2 void widen_avx2(const std::uint16_t* src, float* dst, index_t n) {
 // ------------------------------------------------------------------------------------------
 
 template <int NPAN>
-FK_AVX512 inline void micro_avx512_t(const float* qp, const float* bp, index_t kc, float* c,
+FISSURE_TARGET_AVX512_FMA inline void micro_avx512_t(const float* qp, const float* bp, index_t kc, float* c,
                                      index_t ldc, bool accumulate) {
     __m512 x0[kMR], x1[kMR];
 #pragma GCC unroll 6
@@ -125,7 +111,7 @@ FK_AVX512 inline void micro_avx512_t(const float* qp, const float* bp, index_t k
     }
 }
 
-FK_AVX512 void micro_avx512(const float* qp, const float* bp, index_t kc, float* c, index_t ldc,
+FISSURE_TARGET_AVX512_FMA void micro_avx512(const float* qp, const float* bp, index_t kc, float* c, index_t ldc,
                             int npanels, bool accumulate) {
     if (npanels == 2)
         micro_avx512_t<2>(qp, bp, kc, c, ldc, accumulate);
@@ -133,7 +119,7 @@ FK_AVX512 void micro_avx512(const float* qp, const float* bp, index_t kc, float*
         micro_avx512_t<1>(qp, bp, kc, c, ldc, accumulate);
 }
 
-FK_AVX512 void widen_avx512(const std::uint16_t* src, float* dst, index_t n) {
+FISSURE_TARGET_AVX512_FMA void widen_avx512(const std::uint16_t* src, float* dst, index_t n) {
     index_t i = 0;
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(
@@ -150,10 +136,8 @@ FK_AVX512 void widen_avx512(const std::uint16_t* src, float* dst, index_t n) {
 // multiply-adds of the float32 kernel per instruction.
 // ------------------------------------------------------------------------------------------
 
-#define FK_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c")))
-
 template <int NPAN>
-FK_BF16 inline void micro_bf16_t(const std::uint32_t* qp, const std::uint32_t* bp, index_t kp,
+FISSURE_TARGET_AVX512_BF16 inline void micro_bf16_t(const std::uint32_t* qp, const std::uint32_t* bp, index_t kp,
                                  float* c, index_t ldc, bool accumulate) {
     __m512 x0[kMR], x1[kMR];
 #pragma GCC unroll 6
@@ -188,7 +172,7 @@ FK_BF16 inline void micro_bf16_t(const std::uint32_t* qp, const std::uint32_t* b
     }
 }
 
-FK_BF16 void micro_bf16(const std::uint32_t* qp, const std::uint32_t* bp, index_t kp, float* c,
+FISSURE_TARGET_AVX512_BF16 void micro_bf16(const std::uint32_t* qp, const std::uint32_t* bp, index_t kp, float* c,
                         index_t ldc, int npanels, bool accumulate) {
     if (npanels == 2)
         micro_bf16_t<2>(qp, bp, kp, c, ldc, accumulate);
@@ -196,7 +180,7 @@ FK_BF16 void micro_bf16(const std::uint32_t* qp, const std::uint32_t* bp, index_
         micro_bf16_t<1>(qp, bp, kp, c, ldc, accumulate);
 }
 
-FK_BF16 void to_bf16_avx512(const float* x, const float* mu, index_t n, std::uint32_t* out) {
+FISSURE_TARGET_AVX512_BF16 void to_bf16_avx512(const float* x, const float* mu, index_t n, std::uint32_t* out) {
     const __m512 tiny = _mm512_set1_ps(0x1p-126f);
     index_t i = 0;
     for (; i < n; i += 32) {
@@ -215,7 +199,7 @@ FK_BF16 void to_bf16_avx512(const float* x, const float* mu, index_t n, std::uin
     }
 }
 
-FK_BF16 void row_stats_avx512(const float* x, const float* mu, index_t n, std::uint32_t* out,
+FISSURE_TARGET_AVX512_BF16 void row_stats_avx512(const float* x, const float* mu, index_t n, std::uint32_t* out,
                               float* s) {
     const __m512 tiny = _mm512_set1_ps(0x1p-126f);
     __m512 sq = _mm512_setzero_ps(), e2 = sq, vv = sq;
@@ -244,7 +228,7 @@ FK_BF16 void row_stats_avx512(const float* x, const float* mu, index_t n, std::u
     s[2] = _mm512_reduce_add_ps(vv);
 }
 
-FK_BF16 std::uint32_t survivors_avx512(const float* c, const float* bsq, const float* bn,
+FISSURE_TARGET_AVX512_BF16 std::uint32_t survivors_avx512(const float* c, const float* bsq, const float* bn,
                                        const float* be, index_t n, float qsq, float qn, float qe,
                                        float cl, float tiny, float thr) {
     const __mmask16 m = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1u);
@@ -263,14 +247,10 @@ FK_BF16 std::uint32_t survivors_avx512(const float* c, const float* bsq, const f
 }  // namespace
 
 const KnnBf16Kernels* knn_bf16_kernels() {
-    static const bool ok = [] {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512f") &&
-               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    }();
     static const KnnBf16Kernels k{micro_bf16, to_bf16_avx512, row_stats_avx512, survivors_avx512};
-    return ok && detail::knn_simd_level() == SimdLevel::avx512 ? &k : nullptr;
+    return cpu_features().avx512_bf16 && effective_level(Family::knn) == SimdLevel::avx512
+               ? &k
+               : nullptr;
 }
 
 const KnnKernels* knn_avx2_kernels() {

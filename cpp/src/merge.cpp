@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// NMS, greedy NMM and transitive NMM over a lazily shrinking grid (detail/merge_grid.hpp).
+// NMS, greedy NMM and transitive NMM over a lazily shrinking grid (merge_grid.hpp).
 // See merge.hpp for the semantics; comments here cite the SAHI 0.12.8 code they mirror.
 #include "fissure/merge.hpp"
 
@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "fissure/detail/merge_grid.hpp"
+#include "merge_grid.hpp"
 #include "fissure/parallel.hpp"
 
 namespace fissure {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fissure/parallel.hpp"
+#include "half.hpp"
 
 namespace fissure {
 
@@ -255,31 +256,6 @@ void run(const Image8View& img, const TilesView& tiles, const PreprocessParams& 
 }
 
 }  // namespace
-
-std::uint16_t float_to_half(float f) {
-    std::uint32_t x;
-    std::memcpy(&x, &f, 4);
-    const std::uint16_t sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
-    x &= 0x7fffffffu;
-    if (x >= 0x7f800000u)  // inf, nan (quiet)
-        return static_cast<std::uint16_t>(sign | (x > 0x7f800000u ? 0x7e00u : 0x7c00u));
-    if (x >= 0x477ff000u)  // >= 65520: rounds to inf
-        return static_cast<std::uint16_t>(sign | 0x7c00u);
-    if (x < 0x38800000u) {
-        // Below 2^-14 (subnormal half or zero): adding 0.5 puts the unit 2^-24 in the last
-        // mantissa bit, so the FPU's own round-to-nearest-even does the rounding.
-        float a;
-        std::memcpy(&a, &x, 4);
-        const float s = a + 0.5f;
-        std::uint32_t sb;
-        std::memcpy(&sb, &s, 4);
-        return static_cast<std::uint16_t>(sign | (sb - 0x3f000000u));
-    }
-    // Normal: drop 13 mantissa bits rounding to nearest even, rebias the exponent 127 -> 15.
-    x += 0xfffu + ((x >> 13) & 1u);
-    x -= 112u << 23;
-    return static_cast<std::uint16_t>(sign | (x >> 13));
-}
 
 Letterbox letterbox_params(index_t tile_h, index_t tile_w, int out_h, int out_w) {
     if (tile_h <= 0 || tile_w <= 0)

@@ -1,32 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fissure/scheduler.hpp"
 
-#include <cmath>
 #include <exception>
 #include <string>
 #include <utility>
 
 namespace fissure {
-
-index_t choose_batch_size(double budget_bytes, const BatchCost& cost, index_t max_batch,
-                          index_t num_tiles) {
-    if (!(budget_bytes > 0.0) || !std::isfinite(budget_bytes))
-        throw InvalidArgument("budget: expected a positive, finite number of bytes, got " +
-                              std::to_string(budget_bytes));
-    if (!std::isfinite(cost.fixed_bytes) || !std::isfinite(cost.per_tile_bytes))
-        throw InvalidArgument("batch cost: expected finite byte counts");
-    if (max_batch < 1)
-        throw InvalidArgument("max_batch: expected >= 1, got " + std::to_string(max_batch));
-    index_t b = max_batch;
-    if (cost.per_tile_bytes > 0.0) {
-        const double room = budget_bytes - std::max(0.0, cost.fixed_bytes);
-        const double fit = std::floor(room / cost.per_tile_bytes);
-        b = fit < 1.0 ? 1 : (fit >= static_cast<double>(max_batch) ? max_batch
-                                                                    : static_cast<index_t>(fit));
-    }
-    if (num_tiles >= 1 && b > num_tiles) b = num_tiles;
-    return b < 1 ? 1 : b;
-}
 
 BatchFeeder::BatchFeeder(const Image8View& image, std::vector<std::int64_t> tiles,
                          const PreprocessParams& p, index_t batch_size, void* slot0, void* slot1,

@@ -4,7 +4,6 @@
 #include "fissure/specular.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -75,8 +74,6 @@ void copy_out_scalar(std::uint8_t* dst, const std::uint8_t* src, index_t n, bool
 }
 void fence_none() {}
 
-std::atomic<int> g_force_level{-1};
-
 // Buffers for padded rows: 64-byte aligned, zero-initialised.
 struct AlignedBytes {
     std::uint8_t* p = nullptr;
@@ -103,28 +100,12 @@ const Kernels& scalar_kernels() {
 using specular_detail::Kernels;
 using specular_detail::Lut;
 
-namespace detail {
-
-SimdLevel specular_simd_level() {
-    SimdLevel level = simd_level();
-    if (level == SimdLevel::neon) return SimdLevel::scalar;  // no NEON kernels (yet)
-    const int cap = specular_detail::g_force_level.load(std::memory_order_relaxed);
-    if (cap >= 0 && cap < static_cast<int>(level)) level = static_cast<SimdLevel>(cap);
-    return level;
-}
-
-int specular_force_simd(int level) {
-    return specular_detail::g_force_level.exchange(level < 0 ? -1 : level);
-}
-
-}  // namespace detail
-
 namespace {
 
 const Kernels& kernels() {
     using namespace specular_detail;
     const Kernels* k = nullptr;
-    switch (detail::specular_simd_level()) {
+    switch (effective_level(Family::specular)) {
         case SimdLevel::avx512: k = avx512_kernels(); break;
         case SimdLevel::avx2: k = avx2_kernels(); break;
         case SimdLevel::sse4: k = sse4_kernels(); break;

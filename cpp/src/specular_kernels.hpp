@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "fissure/common.hpp"
+#include "fissure/dispatch.hpp"
 
 namespace fissure::specular_detail {
 

@@ -16,26 +16,19 @@
 //   4. glare = diff < T[v], stored as 0/1.
 // AVX2 and AVX-512 run the same lane program on 2 and 4 lanes: the loads are arranged so that
 // lane k of the three registers holds pixels 16k .. 16k+15, which keeps the output in order.
+#include "simd.hpp"
 #include "specular_kernels.hpp"
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
-#define FISSURE_SPECULAR_X86 1
-#include <immintrin.h>
-#endif
 
 namespace fissure::specular_detail {
 
-#if defined(FISSURE_SPECULAR_X86) && (defined(__GNUC__) || defined(__clang__))
+#ifdef FISSURE_X86_KERNELS
 
 namespace {
-
-#define FS_SSE4 __attribute__((target("sse4.1")))
-#define FS_AVX2 __attribute__((target("avx2")))
-#define FS_AVX512 __attribute__((target("avx512f,avx512bw")))
 
 // Shuffle controls that gather channel c of 16 pixels from the j-th 16-byte block of 48:
 // byte i takes byte 3i + c - 16j of block j when that lies in the block, else 0 (0x80).
@@ -68,12 +61,12 @@ alignas(16) constexpr std::uint8_t k_iota_bwd[16] = {16, 15, 14, 13, 12, 11, 10,
 // SSE4.1
 // ------------------------------------------------------------------------------------------
 
-FS_SSE4 inline __m128i shuf_sse(int i) {
+FISSURE_TARGET_SSE41 inline __m128i shuf_sse(int i) {
     return _mm_load_si128(reinterpret_cast<const __m128i*>(k_shuf.m[i]));
 }
 
 template <int G>
-FS_SSE4 inline __m128i glare16(__m128i x0, __m128i x1, __m128i x2, const __m128i* sh,
+FISSURE_TARGET_SSE41 inline __m128i glare16(__m128i x0, __m128i x1, __m128i x2, const __m128i* sh,
                                const Lut& lut) {
     const __m128i c0 = _mm_or_si128(
         _mm_or_si128(_mm_shuffle_epi8(x0, sh[0]), _mm_shuffle_epi8(x1, sh[1])),
@@ -102,7 +95,7 @@ FS_SSE4 inline __m128i glare16(__m128i x0, __m128i x1, __m128i x2, const __m128i
 }
 
 template <int G>
-FS_SSE4 void bgr_row_sse4_t(const std::uint8_t* src, index_t n, const Lut& lut,
+FISSURE_TARGET_SSE41 void bgr_row_sse4_t(const std::uint8_t* src, index_t n, const Lut& lut,
                             std::uint8_t* out) {
     __m128i sh[9];
     for (int i = 0; i < 9; ++i) sh[i] = shuf_sse(i);
@@ -124,7 +117,7 @@ FS_SSE4 void bgr_row_sse4_t(const std::uint8_t* src, index_t n, const Lut& lut,
     for (; i < n; ++i) out[i] = glare_pixel(src + 3 * i, lut);
 }
 
-FS_SSE4 void bgr_row_sse4(const std::uint8_t* src, index_t n, const Lut& lut, std::uint8_t* out) {
+FISSURE_TARGET_SSE41 void bgr_row_sse4(const std::uint8_t* src, index_t n, const Lut& lut, std::uint8_t* out) {
     if (lut.n_groups == 1) bgr_row_sse4_t<1>(src, n, lut, out);
     else if (lut.n_groups == 2) bgr_row_sse4_t<2>(src, n, lut, out);
     else bgr_row_sse4_t<0>(src, n, lut, out);
@@ -132,7 +125,7 @@ FS_SSE4 void bgr_row_sse4(const std::uint8_t* src, index_t n, const Lut& lut, st
 
 // Min-plus scans within a 16-byte lane: a[i] = min(a[i], a[i - s] + s) (forward) for
 // s = 1, 2, 4, 8, bytes shifted in from outside the lane reading as 255.
-FS_SSE4 inline __m128i scan_fwd16(__m128i a) {
+FISSURE_TARGET_SSE41 inline __m128i scan_fwd16(__m128i a) {
     const __m128i ff = _mm_set1_epi8(static_cast<char>(0xFF));
     a = _mm_min_epu8(a, _mm_adds_epu8(_mm_or_si128(_mm_slli_si128(a, 1), _mm_srli_si128(ff, 15)),
                                       _mm_set1_epi8(1)));
@@ -144,7 +137,7 @@ FS_SSE4 inline __m128i scan_fwd16(__m128i a) {
                                       _mm_set1_epi8(8)));
     return a;
 }
-FS_SSE4 inline __m128i scan_bwd16(__m128i a) {
+FISSURE_TARGET_SSE41 inline __m128i scan_bwd16(__m128i a) {
     const __m128i ff = _mm_set1_epi8(static_cast<char>(0xFF));
     a = _mm_min_epu8(a, _mm_adds_epu8(_mm_or_si128(_mm_srli_si128(a, 1), _mm_slli_si128(ff, 15)),
                                       _mm_set1_epi8(1)));
@@ -161,7 +154,7 @@ FS_SSE4 inline __m128i scan_bwd16(__m128i a) {
 // left (carried across chunks by broadcasting the last byte), then backward ones from the
 // right, min'ed in. Chunks with no set byte and a saturated carry cost one load and a store
 // (forward) or nothing (backward), so sparse masks are cheap.
-FS_SSE4 bool row_dist_sse4(const std::uint8_t* m, index_t n, std::uint8_t cap, std::uint8_t* d) {
+FISSURE_TARGET_SSE41 bool row_dist_sse4(const std::uint8_t* m, index_t n, std::uint8_t cap, std::uint8_t* d) {
     const __m128i zero = _mm_setzero_si128();
     const __m128i capv = _mm_set1_epi8(static_cast<char>(cap));
     const __m128i iota_f = _mm_load_si128(reinterpret_cast<const __m128i*>(k_iota_fwd));
@@ -210,7 +203,7 @@ FS_SSE4 bool row_dist_sse4(const std::uint8_t* m, index_t n, std::uint8_t cap, s
     return true;
 }
 
-FS_SSE4 void vmin_sse4(std::uint8_t* acc, const std::uint8_t* a, const std::uint8_t* b,
+FISSURE_TARGET_SSE41 void vmin_sse4(std::uint8_t* acc, const std::uint8_t* a, const std::uint8_t* b,
                        std::uint8_t k, index_t n) {
     const __m128i kv = _mm_set1_epi8(static_cast<char>(k));
     for (index_t i = 0; i < n; i += 16) {
@@ -221,7 +214,7 @@ FS_SSE4 void vmin_sse4(std::uint8_t* acc, const std::uint8_t* a, const std::uint
     }
 }
 
-FS_SSE4 bool block_any_sse4(const std::uint8_t* row, index_t nb, std::uint8_t* blk) {
+FISSURE_TARGET_SSE41 bool block_any_sse4(const std::uint8_t* row, index_t nb, std::uint8_t* blk) {
     int any = 0;
     for (index_t b = 0; b < nb; ++b) {
         const __m128i* p = reinterpret_cast<const __m128i*>(row + 64 * b);
@@ -239,7 +232,7 @@ FS_SSE4 bool block_any_sse4(const std::uint8_t* row, index_t nb, std::uint8_t* b
 // ------------------------------------------------------------------------------------------
 
 template <int G>
-FS_AVX2 inline __m256i glare32(__m256i x0, __m256i x1, __m256i x2, const __m256i* sh,
+FISSURE_TARGET_AVX2 inline __m256i glare32(__m256i x0, __m256i x1, __m256i x2, const __m256i* sh,
                                const __m256i* grp, __m256i base) {
     const __m256i c0 = _mm256_or_si256(
         _mm256_or_si256(_mm256_shuffle_epi8(x0, sh[0]), _mm256_shuffle_epi8(x1, sh[1])),
@@ -262,12 +255,12 @@ FS_AVX2 inline __m256i glare32(__m256i x0, __m256i x1, __m256i x2, const __m256i
     return _mm256_min_epu8(_mm256_subs_epu8(t, d), _mm256_set1_epi8(1));
 }
 
-FS_AVX2 inline __m128i ld(const std::uint8_t* q) {
+FISSURE_TARGET_AVX2 inline __m128i ld(const std::uint8_t* q) {
     return _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
 }
 
 template <int G>
-FS_AVX2 void bgr_row_avx2_t(const std::uint8_t* src, index_t n, const Lut& lut,
+FISSURE_TARGET_AVX2 void bgr_row_avx2_t(const std::uint8_t* src, index_t n, const Lut& lut,
                             std::uint8_t* out) {
     __m256i sh[9];
     for (int i = 0; i < 9; ++i) sh[i] = _mm256_broadcastsi128_si256(shuf_sse(i));
@@ -299,7 +292,7 @@ FS_AVX2 void bgr_row_avx2_t(const std::uint8_t* src, index_t n, const Lut& lut,
 
 // The general case (more than two groups) runs the 16-group body with unused groups set to
 // zero shuffles: a zero group row selects nothing.
-FS_AVX2 void bgr_row_avx2(const std::uint8_t* src, index_t n, const Lut& lut, std::uint8_t* out) {
+FISSURE_TARGET_AVX2 void bgr_row_avx2(const std::uint8_t* src, index_t n, const Lut& lut, std::uint8_t* out) {
     if (lut.n_groups == 1) bgr_row_avx2_t<1>(src, n, lut, out);
     else if (lut.n_groups == 2) bgr_row_avx2_t<2>(src, n, lut, out);
     else if (lut.n_groups <= 4) bgr_row_avx2_t<4>(src, n, lut, out);
@@ -307,7 +300,7 @@ FS_AVX2 void bgr_row_avx2(const std::uint8_t* src, index_t n, const Lut& lut, st
     else bgr_row_avx2_t<16>(src, n, lut, out);
 }
 
-FS_AVX2 void vmin_avx2(std::uint8_t* acc, const std::uint8_t* a, const std::uint8_t* b,
+FISSURE_TARGET_AVX2 void vmin_avx2(std::uint8_t* acc, const std::uint8_t* a, const std::uint8_t* b,
                        std::uint8_t k, index_t n) {
     const __m256i kv = _mm256_set1_epi8(static_cast<char>(k));
     for (index_t i = 0; i < n; i += 32) {
@@ -319,7 +312,7 @@ FS_AVX2 void vmin_avx2(std::uint8_t* acc, const std::uint8_t* a, const std::uint
     }
 }
 
-FS_AVX2 bool block_any_avx2(const std::uint8_t* row, index_t nb, std::uint8_t* blk) {
+FISSURE_TARGET_AVX2 bool block_any_avx2(const std::uint8_t* row, index_t nb, std::uint8_t* blk) {
     int any = 0;
     for (index_t b = 0; b < nb; ++b) {
         const __m256i* p = reinterpret_cast<const __m256i*>(row + 64 * b);
@@ -336,7 +329,7 @@ FS_AVX2 bool block_any_avx2(const std::uint8_t* row, index_t nb, std::uint8_t* b
 // ------------------------------------------------------------------------------------------
 
 template <int G>
-FS_AVX512 inline __m512i glare64(__m512i a, __m512i b, __m512i c, const __m512i* sh,
+FISSURE_TARGET_AVX512BW inline __m512i glare64(__m512i a, __m512i b, __m512i c, const __m512i* sh,
                                  const __m512i* grp, __m512i base) {
     // 192 bytes as 12 blocks of 16: a = blocks 0..3, b = 4..7, c = 8..11. Lane k of x0, x1, x2
     // must hold blocks 3k, 3k + 1, 3k + 2.
@@ -372,20 +365,20 @@ FS_AVX512 inline __m512i glare64(__m512i a, __m512i b, __m512i c, const __m512i*
 
 // 16 bytes repeated in the four lanes (through memory: GCC 12 warns about the undefined upper
 // half that _mm512_broadcast_i32x4 starts from).
-FS_AVX512 inline __m512i bcast4(const void* p16) {
+FISSURE_TARGET_AVX512BW inline __m512i bcast4(const void* p16) {
     alignas(64) std::uint8_t rep[64];
     for (int k = 0; k < 4; ++k) std::memcpy(rep + 16 * k, p16, 16);
     return _mm512_load_si512(rep);
 }
 
-FS_AVX512 inline __mmask64 first_bytes(index_t nbytes) {
+FISSURE_TARGET_AVX512BW inline __mmask64 first_bytes(index_t nbytes) {
     if (nbytes >= 64) return ~__mmask64{0};
     if (nbytes <= 0) return 0;
     return (__mmask64{1} << nbytes) - 1;
 }
 
 template <int G>
-FS_AVX512 void bgr_row_avx512_t(const std::uint8_t* src, index_t n, const Lut& lut,
+FISSURE_TARGET_AVX512BW void bgr_row_avx512_t(const std::uint8_t* src, index_t n, const Lut& lut,
                                 std::uint8_t* out) {
     __m512i sh[9];
     for (int i = 0; i < 9; ++i) sh[i] = bcast4(k_shuf.m[i]);
@@ -394,7 +387,7 @@ FS_AVX512 void bgr_row_avx512_t(const std::uint8_t* src, index_t n, const Lut& l
     const __m512i base = _mm512_set1_epi8(static_cast<char>(lut.base));
     // Masked loads never touch (or fault on) bytes past the end; they take the head (up to
     // the output's first 64-byte boundary, when streaming) and the tail.
-    auto partial = [&](index_t at, index_t count) FS_AVX512 {
+    auto partial = [&](index_t at, index_t count) FISSURE_TARGET_AVX512BW {
         const std::uint8_t* p = src + 3 * at;
         const index_t bytes = 3 * count;
         const __m512i r = glare64<G>(_mm512_maskz_loadu_epi8(first_bytes(bytes), p),
@@ -427,7 +420,7 @@ FS_AVX512 void bgr_row_avx512_t(const std::uint8_t* src, index_t n, const Lut& l
     if (i < n) partial(i, n - i);
 }
 
-FS_AVX512 void bgr_row_avx512(const std::uint8_t* src, index_t n, const Lut& lut,
+FISSURE_TARGET_AVX512BW void bgr_row_avx512(const std::uint8_t* src, index_t n, const Lut& lut,
                               std::uint8_t* out) {
     if (lut.n_groups == 1) bgr_row_avx512_t<1>(src, n, lut, out);
     else if (lut.n_groups == 2) bgr_row_avx512_t<2>(src, n, lut, out);
@@ -436,7 +429,7 @@ FS_AVX512 void bgr_row_avx512(const std::uint8_t* src, index_t n, const Lut& lut
     else bgr_row_avx512_t<16>(src, n, lut, out);
 }
 
-FS_AVX512 void vmin_avx512(std::uint8_t* acc, const std::uint8_t* a, const std::uint8_t* b,
+FISSURE_TARGET_AVX512BW void vmin_avx512(std::uint8_t* acc, const std::uint8_t* a, const std::uint8_t* b,
                            std::uint8_t k, index_t n) {
     const __m512i kv = _mm512_set1_epi8(static_cast<char>(k));
     for (index_t i = 0; i < n; i += 64) {
@@ -446,7 +439,7 @@ FS_AVX512 void vmin_avx512(std::uint8_t* acc, const std::uint8_t* a, const std::
     }
 }
 
-FS_AVX512 bool block_any_avx512(const std::uint8_t* row, index_t nb, std::uint8_t* blk) {
+FISSURE_TARGET_AVX512BW bool block_any_avx512(const std::uint8_t* row, index_t nb, std::uint8_t* blk) {
     int any = 0;
     for (index_t b = 0; b < nb; ++b) {
         const __m512i v = _mm512_load_si512(row + 64 * b);
@@ -459,7 +452,7 @@ FS_AVX512 bool block_any_avx512(const std::uint8_t* row, index_t nb, std::uint8_
 
 // dst and src have different alignments (src is 64-byte aligned): the bytes before dst's
 // first 64-byte boundary and after its last one go with ordinary stores.
-FS_AVX512 void copy_out_avx512(std::uint8_t* dst, const std::uint8_t* src, index_t n,
+FISSURE_TARGET_AVX512BW void copy_out_avx512(std::uint8_t* dst, const std::uint8_t* src, index_t n,
                                bool stream) {
     index_t i = 0;
     if (stream) {
@@ -475,7 +468,7 @@ FS_AVX512 void copy_out_avx512(std::uint8_t* dst, const std::uint8_t* src, index
                                 _mm512_maskz_loadu_epi8(first_bytes(n - i), src + i));
 }
 
-FS_SSE4 void copy_out_sse4(std::uint8_t* dst, const std::uint8_t* src, index_t n, bool stream) {
+FISSURE_TARGET_SSE41 void copy_out_sse4(std::uint8_t* dst, const std::uint8_t* src, index_t n, bool stream) {
     index_t i = 0;
     if (stream) {
         const index_t head = std::min<index_t>(
@@ -490,9 +483,9 @@ FS_SSE4 void copy_out_sse4(std::uint8_t* dst, const std::uint8_t* src, index_t n
 
 void sfence() { _mm_sfence(); }
 
-#undef FS_SSE4
-#undef FS_AVX2
-#undef FS_AVX512
+#undef FISSURE_TARGET_SSE41
+#undef FISSURE_TARGET_AVX2
+#undef FISSURE_TARGET_AVX512BW
 
 }  // namespace
 

@@ -81,10 +81,6 @@ def check_box_masks(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typi
     """
     Checks the layout of a set of box-local masks; raises ValueError naming the problem.
     """
-def choose_batch_size(budget_bytes: typing.SupportsFloat | typing.SupportsIndex, fixed_bytes: typing.SupportsFloat | typing.SupportsIndex, per_tile_bytes: typing.SupportsFloat | typing.SupportsIndex, max_batch: typing.SupportsInt | typing.SupportsIndex, num_tiles: typing.SupportsInt | typing.SupportsIndex) -> int:
-    """
-    floor((budget - fixed) / per_tile) clamped to [1, max_batch] and to num_tiles.
-    """
 def coco_counts_from_string(s: bytes) -> numpy.typing.NDArray[numpy.int64]:
     """
     Run lengths (int64) of a COCO compressed counts string.

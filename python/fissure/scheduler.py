@@ -72,9 +72,23 @@ def choose_batch_size(budget_mb: float, cost: BatchCost, max_batch: int, num_til
             math.isfinite(float(budget_mb)) and float(budget_mb) > 0):
         raise ValueError(f"vram_budget_mb: expected a positive number, got {budget_mb!r}")
     mb = _positive_int(max_batch, "max_batch")
-    n = int(num_tiles)
-    return int(_core.choose_batch_size(float(budget_mb) * MB, float(cost.fixed_bytes),
-                                       float(cost.per_tile_bytes), mb, max(n, 0)))
+    n = max(int(num_tiles), 0)
+    if mb >= 2**63 or n >= 2**63:
+        raise TypeError("max_batch, num_tiles: expected values that fit in int64")
+    budget = float(budget_mb) * MB
+    fixed, per_tile = float(cost.fixed_bytes), float(cost.per_tile_bytes)
+    if not (budget > 0.0) or not math.isfinite(budget):
+        raise ValueError(f"budget: expected a positive, finite number of bytes, got {budget:f}")
+    if not (math.isfinite(fixed) and math.isfinite(per_tile)):
+        raise ValueError("batch cost: expected finite byte counts")
+    b = mb
+    if per_tile > 0.0:
+        q = (budget - max(0.0, fixed)) / per_tile
+        fit = float(math.floor(q)) if math.isfinite(q) else q  # as double floor()
+        b = 1 if fit < 1.0 else (mb if fit >= float(mb) else int(fit))
+    if n >= 1 and b > n:
+        b = n
+    return max(b, 1)
 
 
 def rss_bytes() -> int:

@@ -21,8 +21,8 @@ inline std::vector<int> levels() {
 }
 
 struct LevelGuard {
-    explicit LevelGuard(int level) { fissure::detail::knn_force_simd(level); }
-    ~LevelGuard() { fissure::detail::knn_force_simd(-1); }
+    explicit LevelGuard(int level) { fissure::force_level(fissure::Family::knn, level); }
+    ~LevelGuard() { fissure::force_level(fissure::Family::knn, -1); }
     LevelGuard(const LevelGuard&) = delete;
     LevelGuard& operator=(const LevelGuard&) = delete;
 };

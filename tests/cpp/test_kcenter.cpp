@@ -13,7 +13,7 @@
 #include "check.hpp"
 #include "fissure/coreset.hpp"
 #include "fissure/knn.hpp"
-#include "fissure/preprocess.hpp"  // float_to_half
+#include "half.hpp"
 #include "knn_levels.hpp"
 
 using fissure::FeatureMatrix;

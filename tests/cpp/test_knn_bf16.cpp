@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "fissure/dispatch.hpp"
 #include "fissure/knn.hpp"
 
 using fissure::FeatureMatrix;
@@ -19,8 +20,8 @@ using fissure::index_t;
 namespace {
 
 struct Bf16Guard {
-    Bf16Guard() { prev = fissure::detail::knn_force_bf16(1); }
-    ~Bf16Guard() { fissure::detail::knn_force_bf16(prev); }
+    Bf16Guard() { prev = fissure::force_route(fissure::Route::knn_bf16, 1); }
+    ~Bf16Guard() { fissure::force_route(fissure::Route::knn_bf16, prev); }
     int prev;
 };
 

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "check.hpp"
-#include "fissure/detail/merge_grid.hpp"
 #include "fissure/merge.hpp"
+#include "merge_grid.hpp"
 #include "reference/merge_reference.hpp"
 
 using fissure::index_t;

@@ -11,6 +11,7 @@
 
 #include "check.hpp"
 #include "fissure/preprocess.hpp"
+#include "half.hpp"
 
 using fissure::index_t;
 

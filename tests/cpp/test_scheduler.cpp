@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The scheduler: batches fed through the two buffers equal a single preprocess_tiles call over
 // all tiles (itself tested against a naive reference in test_preprocess.cpp), the protocol's
-// errors, and the budget rule against its formula evaluated in plain double arithmetic.
-#include <cmath>
+// errors.
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -80,29 +79,6 @@ TEST(feeder_protocol_errors) {
     f.start(1);
     f.drain();  // the destructor's path: waits, forgets
     CHECK(f.wait(1) == 1);  // not pending any more: runs on the caller
-}
-
-TEST(choose_batch_size_formula) {
-    std::mt19937_64 g(3);
-    std::uniform_real_distribution<double> u(0.0, 4e9);
-    for (int i = 0; i < 2000; ++i) {
-        const double budget = 1.0 + u(g);
-        const fissure::BatchCost c{u(g) * 0.5, (i % 7 == 0) ? 0.0 : u(g) * 0.01};
-        const index_t max_batch = 1 + static_cast<index_t>(g() % 64);
-        const index_t tiles = static_cast<index_t>(g() % 200);
-        index_t expect = max_batch;
-        if (c.per_tile_bytes > 0) {
-            double fit = std::floor((budget - c.fixed_bytes) / c.per_tile_bytes);
-            if (fit < 1) fit = 1;
-            if (fit > double(max_batch)) fit = double(max_batch);
-            expect = index_t(fit);
-        }
-        if (tiles >= 1 && expect > tiles) expect = tiles;
-        CHECK(fissure::choose_batch_size(budget, c, max_batch, tiles) == expect);
-    }
-    CHECK_THROWS(fissure::choose_batch_size(0.0, {0, 1}, 4, 4));
-    CHECK_THROWS(fissure::choose_batch_size(1e9, {0, NAN}, 4, 4));
-    CHECK_THROWS(fissure::choose_batch_size(1e9, {0, 1}, 0, 4));
 }
 
 CHECK_MAIN()

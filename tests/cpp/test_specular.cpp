@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "fissure/dispatch.hpp"
 #include "fissure/specular.hpp"
 
 using fissure::index_t;
@@ -33,8 +34,8 @@ std::vector<SimdLevel> levels() {
 }
 
 struct ForceLevel {
-    explicit ForceLevel(SimdLevel l) { fissure::detail::specular_force_simd(static_cast<int>(l)); }
-    ~ForceLevel() { fissure::detail::specular_force_simd(-1); }
+    explicit ForceLevel(SimdLevel l) { fissure::force_level(fissure::Family::specular, static_cast<int>(l)); }
+    ~ForceLevel() { fissure::force_level(fissure::Family::specular, -1); }
 };
 
 // Naive glare test straight from OpenCV's formula.
@@ -140,7 +141,7 @@ TEST(mask_all_pairs_every_path) {
     std::vector<std::uint8_t> out(static_cast<std::size_t>(rows * cols));
     for (SimdLevel l : levels()) {
         ForceLevel force(l);
-        CHECK(fissure::detail::specular_simd_level() == l);
+        CHECK(fissure::effective_level(fissure::Family::specular) == l);
         for (int v_min : {0, 17, 100, 200, 223, 224, 239, 240, 241, 254, 255})
             for (int s_max : {0, 1, 2, 29, 30, 31, 100, 254, 255}) {
                 fissure::specular_mask({img.data(), rows, cols, 3, cols * 3}, v_min, s_max, 0,

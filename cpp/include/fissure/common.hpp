@@ -32,6 +32,17 @@ struct BoxMasksView {
     index_t n = 0;
 };
 
+/// An 8-bit image with `channels` interleaved bytes per pixel (1 or 3). Pixels within a row are
+/// contiguous; row y starts at data + y * row_stride (the stride may be larger than
+/// cols * channels, or negative for a flipped view).
+struct Image8View {
+    const std::uint8_t* data = nullptr;
+    index_t rows = 0;
+    index_t cols = 0;
+    int channels = 3;
+    index_t row_stride = 0;
+};
+
 /// Thrown for bad user input; maps to Python's ValueError.
 using InvalidArgument = std::invalid_argument;
 

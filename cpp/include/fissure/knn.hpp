@@ -11,7 +11,6 @@
 #include <cstdint>
 
 #include "fissure/common.hpp"
-#include "fissure/dispatch.hpp"
 
 namespace fissure {
 
@@ -38,7 +37,8 @@ void check_feature_rows(const FeatureMatrix& m, const char* name, float* norms, 
 /// where the bank has fewer than k rows the tail is I = -1, D = FLT_MAX (as faiss).
 /// Distances are |q|^2 + |b|^2 - 2 q.b in float32, clamped at 0 (faiss's BLAS path); searches
 /// with enough work per query (rows x columns >= 50,000 x (k + 1), >= 8 columns, >= 64
-/// queries, >= 256 rows) on CPUs with AVX512_BF16 find candidates with a bfloat16 pass and
+/// queries, >= 256 rows; force_route(Route::knn_bf16, ...) overrides the rule) on CPUs with
+/// AVX512_BF16 find candidates with a bfloat16 pass and
 /// proven error intervals, then return the exact top k of the float32 direct-difference
 /// distances (the greedy k-center's fixed order).
 /// Throws InvalidArgument on k < 1, an empty bank, or NaN/inf/overflowing rows.
@@ -46,13 +46,6 @@ void knn_search(const FeatureMatrix& bank, const float* queries, index_t nq, ind
                 float* D, std::int64_t* I, int num_threads = -1);
 
 namespace detail {
-/// The SIMD level the kNN and k-center kernels use: simd_level(), lowered by knn_force_simd().
-SimdLevel knn_simd_level();
-/// Test hook: caps the level (-1 removes the cap); returns the previous cap.
-int knn_force_simd(int level);
-/// Test hook for the bfloat16 first pass: 1 uses it wherever the CPU has it, 0 never, -1
-/// chooses (the rule of knn_search above); returns the previous mode.
-int knn_force_bf16(int mode);
 /// Whether the bfloat16 first pass can run here (AVX512_BF16, and the SIMD cap allows AVX-512).
 bool knn_bf16_available();
 }  // namespace detail

@@ -10,6 +10,7 @@
 #include <exception>
 #include <functional>
 #include <mutex>
+#include <thread>
 
 #include "fissure/common.hpp"
 
@@ -53,5 +54,35 @@ void parallel_for(index_t begin, index_t end, int num_threads, index_t grain, F&
         }
     });
 }
+
+// A reusable barrier for a team that meets twice per step: spins briefly (a step can be a few
+// microseconds), then yields the core (the machine may be shared).
+class SpinBarrier {
+public:
+    explicit SpinBarrier(int n) : n_(n) {}
+    void wait() {
+        if (n_ == 1) return;
+        const unsigned g = gen_.load(std::memory_order_acquire);
+        if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+            count_.store(0, std::memory_order_relaxed);
+            gen_.store(g + 1, std::memory_order_release);
+            return;
+        }
+        for (int spins = 0; gen_.load(std::memory_order_acquire) == g; ++spins) {
+            if (spins < 4000) {
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            } else {
+                std::this_thread::yield();
+            }
+        }
+    }
+
+private:
+    std::atomic<int> count_{0};
+    std::atomic<unsigned> gen_{0};
+    const int n_;
+};
 
 }  // namespace fissure

@@ -28,7 +28,6 @@
 #include <cstdint>
 
 #include "fissure/common.hpp"
-#include "fissure/specular.hpp"  // Image8View
 
 namespace fissure {
 
@@ -80,8 +79,5 @@ void preprocess_tiles(const Image8View& image, const TilesView& tiles, const Pre
 /// without normalisation). `dst` is C-contiguous (out_h, out_w, 3).
 void resize_u8(const Image8View& src, int out_h, int out_w, Interp interp, std::uint8_t* dst,
                int num_threads = -1);
-
-/// IEEE binary16 bits of a float, rounded to nearest even (as numpy's astype(float16)).
-std::uint16_t float_to_half(float f);
 
 }  // namespace fissure

@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file scheduler.hpp
-/// @brief The tiled-inference scheduler's native half: batch sizing under a memory budget
-///        and a double-buffered batch feeder that preprocesses batch k + 1 in the background
-///        while the caller runs the model on batch k.
+/// @brief The tiled-inference scheduler's native half: a double-buffered batch feeder that
+///        preprocesses batch k + 1 in the background while the caller runs the model on batch k.
 ///
 /// The caller (Python) owns the image and two batch buffers and drives the model:
 ///
@@ -24,21 +23,6 @@
 #include "fissure/preprocess.hpp"
 
 namespace fissure {
-
-/// The measured memory cost of running the model: `fixed_bytes` once (weights, workspace),
-/// plus `per_tile_bytes` for every tile in a batch.
-struct BatchCost {
-    double fixed_bytes = 0.0;
-    double per_tile_bytes = 0.0;
-};
-
-/// The batch size for a memory budget:
-///     b = floor((budget_bytes - fixed_bytes) / per_tile_bytes), clamped to [1, max_batch]
-///     and to [1, num_tiles].
-/// A per-tile cost <= 0 (nothing measurable) gives max_batch. Throws InvalidArgument for a
-/// non-finite cost, a budget <= 0 or max_batch < 1.
-index_t choose_batch_size(double budget_bytes, const BatchCost& cost, index_t max_batch,
-                          index_t num_tiles);
 
 /// Preprocesses the tiles of one image, batch by batch, into two caller-owned buffers.
 class BatchFeeder {

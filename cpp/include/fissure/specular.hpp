@@ -18,7 +18,7 @@
 /// cost one shuffle per 16 values of V above v_min (one for the default v_min = 240).
 ///
 /// Dispatch: the row kernels exist for scalar, SSE4.1, AVX2 and AVX-512BW and are chosen at run
-/// time from simd_level() (FISSURE_SIMD lowers it). Every path is bit-exact with the others.
+/// time: effective_level(Family::specular) (dispatch.hpp; FISSURE_SIMD lowers it). Every path is bit-exact with the others.
 ///
 /// Threads: every entry point takes num_threads (<= 0: all cores) and runs row bands on the
 /// core's pool; none keeps state between calls, so concurrent calls are safe.
@@ -28,20 +28,8 @@
 #include <vector>
 
 #include "fissure/common.hpp"
-#include "fissure/dispatch.hpp"
 
 namespace fissure {
-
-/// An 8-bit image with `channels` interleaved bytes per pixel (1 or 3). Pixels within a row are
-/// contiguous; row y starts at data + y * row_stride (the stride may be larger than
-/// cols * channels, or negative for a flipped view).
-struct Image8View {
-    const std::uint8_t* data = nullptr;
-    index_t rows = 0;
-    index_t cols = 0;
-    int channels = 3;
-    index_t row_stride = 0;
-};
 
 /// A writable (rows, cols) byte plane; row y starts at data + y * row_stride.
 struct Plane8 {
@@ -107,13 +95,5 @@ void glare_fraction_boxes(const ConstPlane8& mask, const BoxesView& boxes, float
 /// O(sum of region areas). `masks` must have passed check_box_masks.
 void glare_fraction_masks(const ConstPlane8& glare, const BoxMasksView& masks, float* out,
                           int num_threads);
-
-namespace detail {
-/// The SIMD level the specular kernels use: simd_level(), lowered by specular_force_simd().
-SimdLevel specular_simd_level();
-/// Test hook: caps the specular kernels' level at `level` (a level the CPU lacks is lowered to
-/// what it has); pass a negative value to remove the cap. Returns the previous cap (-1: none).
-int specular_force_simd(int level);
-}  // namespace detail
 
 }  // namespace fissure
