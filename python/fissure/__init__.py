@@ -10,15 +10,18 @@ from ._version import __version__
 try:
     from . import _core  # noqa: F401  (the compiled core; everything below needs it)
 except ImportError as _exc:  # pragma: no cover - depends on how fissure was installed
+    import glob as _glob
     import os as _os
 
     _here = _os.path.dirname(__file__)
+    _built = _glob.glob(_os.path.join(_here, "_core*"))
+    _why = ("is not built" if not [f for f in _built if not f.endswith((".pyi", ".py"))]
+            else f"does not load ({_exc})")
     raise ImportError(
-        "fissure's compiled core (fissure._core) is not built or does not load here "
-        f"({_exc}). Install the package with `pip install .` (builds the core), or for a "
-        "source checkout run `tools/dev_build.sh` and then `PYTHONPATH=python ...`; "
-        f"package folder: {_here}"
-    ) from _exc
+        f"fissure's compiled core (fissure._core) {_why} in {_here}. Install the package "
+        "with `pip install .` (it builds the core), or in a source checkout run "
+        "`tools/dev_build.sh` and then `PYTHONPATH=python ...`"
+    ) from None
 
 from .anomaly import AnomalyResult, PatchCore, kcenter_greedy, knn_search, random_projection
 from .detection import Detections, DetectStats, TiledDetector, select_decoder
