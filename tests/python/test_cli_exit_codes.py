@@ -27,18 +27,16 @@ FAST = ["--backend", "onnxruntime", "--threads", "2", "--quiet"]
 
 @pytest.fixture()
 def inputs(tmp_path: Path) -> dict:
-    model = tmp_path / "blobs.onnx"
-    model.write_bytes(blob_model())
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    a, _ = planted(300, 400, 5, seed=1)
-    b, _ = planted(260, 260, 3, seed=2)
-    cv2.imwrite(str(imgs / "a.png"), a)
-    cv2.imwrite(str(imgs / "b.png"), b)
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"\x89PNG not really")
-    return {"model": model, "imgs": imgs, "a": imgs / "a.png", "b": imgs / "b.png",
-            "broken": broken, "dir": tmp_path}
+    """blobs.onnx, imgs/a.png (300 x 400), imgs/b.png (260 x 260) and a broken.png."""
+    d = {"dir": tmp_path, "model": tmp_path / "blobs.onnx", "imgs": tmp_path / "imgs",
+         "broken": tmp_path / "broken.png"}
+    d["model"].write_bytes(blob_model())
+    d["imgs"].mkdir()
+    for seed, (name, h, w) in enumerate((("a", 300, 400), ("b", 260, 260)), start=1):
+        d[name] = d["imgs"] / f"{name}.png"
+        cv2.imwrite(str(d[name]), planted(h, w, 3, seed=seed)[0])
+    d["broken"].write_bytes(b"\x89PNG not really")
+    return d
 
 
 def commands(d: dict, out: Path, *images: str) -> dict[str, list[str]]:

@@ -85,6 +85,18 @@ class Images:
                 continue
             yield number, path, image
 
+    def fail(self, path: Path, exc: BaseException) -> bool:
+        """Records that processing ``path`` failed with ``exc`` and reports it, when ``exc`` is
+        an error of the run itself (:func:`is_runtime_error`); returns False for anything else
+        (a bug: the caller re-raises it with its traceback)."""
+        if not is_runtime_error(exc):
+            return False
+        msg = f"{type(exc).__name__}: {one_line(exc)}"
+        self.skipped.append({"path": str(path), "error": msg})
+        write = self.bar.write if self.bar is not None else print
+        write(f"fissure: skipped {path}: {msg}", file=sys.stderr)
+        return True
+
 
 def no_inputs() -> int:
     print("fissure: error: no input images found", file=sys.stderr)

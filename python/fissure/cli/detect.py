@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import (
-    Images,
-    class_names,
-    error,
-    is_runtime_error,
-    no_inputs,
-    one_line,
-    unique_stem,
-)
+from ._common import Images, class_names, error, no_inputs, unique_stem
 
 __all__ = ["add_parser", "cmd_detect", "describe_lines"]
 
@@ -123,7 +114,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     images = total = 0
     used: set = {_SUMMARY}
     rows: list[dict[str, Any]] = []
-    failed = inputs.skipped  # unreadable images, then (in order) those the model failed on
+    failed = inputs.skipped  # unreadable images and those the model failed on, in order
     t0 = time.perf_counter()
     with det:
         names = det.class_names or {}
@@ -132,11 +123,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
             try:
                 dets = det(image)
             except Exception as exc:
-                if not is_runtime_error(exc):
+                if not inputs.fail(path, exc):
                     raise
-                msg = f"{type(exc).__name__}: {one_line(exc)}"
-                failed.append({"path": str(path), "error": msg})
-                inputs.bar.write(f"fissure: skipped {path}: {msg}", file=sys.stderr)
                 continue
             seconds = time.perf_counter() - t
             stem = unique_stem(path, used)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._common import Images, is_runtime_error, no_inputs, one_line
+from ._common import Images, no_inputs
 
 __all__ = ["add_info_parser", "add_specular_parser", "cmd_info", "cmd_specular"]
 
@@ -43,16 +42,14 @@ def cmd_specular(args: argparse.Namespace) -> int:
     if not images.paths:
         return no_inputs()
     summary = []
-    failed = images.skipped  # unreadable images, then those that failed
+    failed = images.skipped  # unreadable images and those that failed, in order
     for _, path, image in images:
         try:
             mask = specular_mask(image, v_min=args.v_min, s_max=args.s_max, dilate=args.dilate,
                                  num_threads=args.threads)
         except Exception as exc:
-            if not is_runtime_error(exc):
+            if not images.fail(path, exc):
                 raise
-            failed.append({"path": str(path), "error": f"{type(exc).__name__}: {one_line(exc)}"})
-            images.bar.write(f"fissure: skipped {path}: {failed[-1]['error']}", file=sys.stderr)
             continue
         stem = path.stem
         write_image_atomic(out / f"{stem}_specular_mask.png", mask.astype(np.uint8) * 255)
