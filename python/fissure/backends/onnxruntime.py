@@ -175,10 +175,15 @@ class OnnxRuntimeBackend(BackendBase):
                 "onnxruntime could not start the CUDA execution provider (no GPU, driver, CUDA "
                 "or cuDNN libraries?); use device='cpu'"
             )
+        try:
+            metadata = dict(sess.get_modelmeta().custom_metadata_map)
+        except Exception:  # noqa: BLE001 - metadata is informative only
+            metadata = {}
         spec = ModelSpec(
             inputs=tuple(_spec(n) for n in sess.get_inputs()),
             outputs=tuple(_spec(n) for n in sess.get_outputs()),
             source=where,
+            metadata={str(k): str(v) for k, v in metadata.items()},
         )
         super().__init__(spec)
         self._ort = ort

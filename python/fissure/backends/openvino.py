@@ -115,6 +115,31 @@ def _spec(port: Any, i: int, kind: str) -> TensorSpec:
     return TensorSpec(name, shape, np.dtype(port.get_element_type().to_dtype()))
 
 
+def model_metadata(model: Any) -> Dict[str, str]:
+    """The exporter's metadata in an ``openvino.Model``'s runtime info, as key -> text.
+
+    OpenVINO keeps an ONNX model's ``metadata_props`` under ``rt_info['framework']``;
+    Ultralytics' OpenVINO export writes its keys under ``rt_info['model_info']`` (read
+    first, so the framework section's copy of a key wins).
+    """
+    out: Dict[str, str] = {}
+    try:
+        info = model.get_rt_info()
+        sections = [info[k] for k in ("model_info", "framework") if k in info]
+    except Exception:  # noqa: BLE001 - metadata is informative only
+        return out
+    for section in sections:
+        if not isinstance(section, dict):
+            continue
+        for k, v in section.items():
+            try:
+                text = v.astype(str) if hasattr(v, "astype") else str(v)
+            except Exception:  # noqa: BLE001 - a value that is not text
+                continue
+            out[str(k)] = str(text)
+    return out
+
+
 class OpenVINOBackend(BackendBase):
     """One compiled OpenVINO model behind the :class:`~fissure.backends.Backend` protocol.
 
@@ -158,6 +183,7 @@ class OpenVINOBackend(BackendBase):
             inputs=tuple(_spec(p, i, "input") for i, p in enumerate(compiled.inputs)),
             outputs=tuple(_spec(p, i, "output") for i, p in enumerate(compiled.outputs)),
             source=where,
+            metadata=model_metadata(m),
         )
         super().__init__(spec)
         self._ov = ov

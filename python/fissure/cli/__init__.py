@@ -7,6 +7,8 @@ bar, error lines, exit statuses, output names).
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 from collections.abc import Sequence
 from typing import Optional
@@ -30,7 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _stdout_to_devnull() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush does
+    not raise again (the recipe in Python's signal module documentation)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # stdout is not a file (captured): nothing is left to flush into the pipe
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
+    from ..backends import BackendNotInstalledError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -38,6 +52,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, BackendNotInstalledError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
         print(f"fissure: error: {exc}", file=sys.stderr)
         return 2
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs one ``fissure`` command; returns its exit status (see ``_common``: 0 done, 1 some
+    inputs skipped, 2 nothing done, 130 interrupted, 141 output pipe closed)."""
+    try:
+        rc = _run(argv)
+        sys.stdout.flush()  # a closed pipe shows here rather than at interpreter exit
+        return rc
+    except KeyboardInterrupt:
+        print("\nfissure: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `fissure info | head -1`
+        _stdout_to_devnull()
+        return 141

@@ -1,8 +1,20 @@
 """Helpers shared by the ``fissure`` commands: input images behind a progress bar, error
-lines, exit statuses and output names."""
+lines, exit statuses and output names.
+
+Exit statuses, the same for every command (docs/detect.md, docs/anomaly_cli.md):
+
+- 0: every input was processed;
+- 1: some inputs could not be read (or failed in the model) and were skipped; the others
+  were processed and written, and the run's summary lists the failures;
+- 2: nothing was done and nothing written: an input matched no file (a mistyped path,
+  glob or an empty folder), invalid options, an unusable model or bank;
+- 130: interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
+import glob
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -10,20 +22,51 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Images", "class_names", "error", "is_runtime_error", "no_inputs", "one_line",
-           "unique_stem"]
+__all__ = ["Images", "NoInputError", "class_names", "error", "is_runtime_error", "no_inputs",
+           "one_line", "unique_stem"]
+
+
+class NoInputError(ValueError):
+    """An input (file, folder or glob) that matched no image: the command does nothing and
+    exits with 2, naming the input."""
+
+
+def _unmatched(inputs: Sequence[str]) -> list[str]:
+    """The inputs that match no image file: a path that does not exist, a glob matching
+    nothing, a folder without images (each with the reason)."""
+    from ..io import IMAGE_SUFFIXES
+
+    bad = []
+    for item in inputs:
+        s = os.fspath(item)
+        p = Path(s)
+        if p.is_dir():
+            if not any(q.suffix.lower() in IMAGE_SUFFIXES for q in p.iterdir()):
+                bad.append(f"{s} (a folder without images)")
+        elif any(ch in s for ch in "*?["):
+            if not glob.glob(s, recursive=True):
+                bad.append(f"{s} (the pattern matched no file)")
+        elif not p.exists():
+            bad.append(f"{s} (no such file or folder)")
+    return bad
 
 
 class Images:
     """A command's input images (files, folders, globs) behind a progress bar. Iterating yields
     ``(number, path, image)`` with ``number`` counting every input from 1; a file that cannot
-    be read is reported on stderr, counted in ``failed`` and skipped."""
+    be read is reported on stderr, counted in ``failed``, listed in ``skipped`` and skipped.
+    An input that matches no file raises :class:`NoInputError` before anything is read."""
 
     def __init__(self, inputs: Sequence[str], desc: str, quiet: bool) -> None:
         from ..io import expand_inputs
 
+        bad = _unmatched(inputs)
+        if bad:
+            raise NoInputError("no input images match " + "; ".join(bad)
+                               + "; nothing was done")
         self.paths = list(expand_inputs(inputs))
         self.desc, self.quiet, self.failed = desc, quiet, 0
+        self.skipped: list[dict[str, str]] = []
         self.bar: Any = None
 
     def __iter__(self) -> Iterator[tuple[int, Path, np.ndarray]]:
@@ -37,9 +80,22 @@ class Images:
                 image = read_image(path)
             except (OSError, ValueError) as exc:
                 self.failed += 1
+                self.skipped.append({"path": str(path), "error": one_line(exc)})
                 tqdm.write(f"fissure: skipped {path}: {exc}", file=sys.stderr)
                 continue
             yield number, path, image
+
+    def fail(self, path: Path, exc: BaseException) -> bool:
+        """Records that processing ``path`` failed with ``exc`` and reports it, when ``exc`` is
+        an error of the run itself (:func:`is_runtime_error`); returns False for anything else
+        (a bug: the caller re-raises it with its traceback)."""
+        if not is_runtime_error(exc):
+            return False
+        msg = f"{type(exc).__name__}: {one_line(exc)}"
+        self.skipped.append({"path": str(path), "error": msg})
+        write = self.bar.write if self.bar is not None else print
+        write(f"fissure: skipped {path}: {msg}", file=sys.stderr)
+        return True
 
 
 def no_inputs() -> int:

@@ -3,8 +3,8 @@
 ``fit`` learns a memory bank from defect-free images and writes it atomically (safetensors);
 ``predict`` scores images against a bank and writes, per image, a JSON result and a heatmap
 overlay, plus a ``summary.json``. Unreadable images are reported and skipped. Exit statuses:
-0 all went well, 1 some inputs were skipped, 2 nothing could be done (bad options, no
-readable input, a missing, corrupt or foreign bank). See docs/anomaly_cli.md.
+0 all went well, 1 some inputs were skipped, 2 nothing could be done (bad options, an
+input matching no file, a missing, corrupt or foreign bank). See docs/anomaly_cli.md.
 """
 
 from __future__ import annotations

@@ -3,24 +3,74 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import Images, class_names, no_inputs, unique_stem
+from ._common import Images, class_names, error, no_inputs, unique_stem
 
-__all__ = ["add_parser", "cmd_detect"]
+__all__ = ["add_parser", "cmd_detect", "describe_lines"]
+
+_SUMMARY = "summary"  # detect writes summary.json: no image's result may take that name
+
+
+def _option_value(text: str) -> Any:
+    """A --decoder-option value: an int, a float, true/false, or the text itself."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def describe_lines(d: dict) -> list[str]:
+    """``TiledDetector.describe()`` as the two lines ``fissure detect`` prints first."""
+    p, m = d["preprocess"], d["merge"]
+    def nums(v: list) -> str:  # one number when all are equal
+        return f"{v[0]:g}" if len(set(v)) == 1 else ",".join(f"{x:g}" for x in v)
+
+    names = d["class_names"]
+    if names is None:
+        classes = "class ids (no names)"
+    else:
+        shown = ", ".join(list(names.values())[:6]) + (", ..." if len(names) > 6 else "")
+        classes = f"{len(names)} class name(s) from {d['class_names_source']}: {shown}"
+    decoder = d["decoder"]["kind"] + (f" {d['decoder']['layout']}" if d["decoder"]["layout"] else "")
+    return [
+        f"fissure detect: {Path(d['model']).name} on {d['backend']} {d['device']}, precision "
+        f"{d['precision']}; decoder {decoder}; {classes}",
+        f"  input {p['input_size'][0]}x{p['input_size'][1]} {d['input']['layout']} {p['dtype']} "
+        f"{p['mode']}, {'RGB' if p['rgb'] else 'BGR'} x{p['scale']:.6g} mean {nums(p['mean'])} "
+        f"std {nums(p['std'])}; tiles {d['tile_size'][0]}x{d['tile_size'][1]} overlap "
+        f"{nums(d['overlap_ratio'])}; conf >= {d['conf_threshold']:g}; merge {m['method']} "
+        f"{m['match_metric']} >= {m['match_threshold']:g}"
+        f"{' class-agnostic' if m['class_agnostic'] else ''}"
+        + (f"; specular {d['specular']}" if d["specular"] else ""),
+    ]
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    """Tiled detection over images: per image a COCO-style JSON and an overlay PNG."""
+    """Tiled detection over images: per image a COCO-style JSON and an overlay PNG, and a
+    ``summary.json``. Exit status as every command's (``_common``): 0, 1 when some images were
+    skipped, 2 when nothing was done."""
     import time
 
     from ..detection import TiledDetector
+    from ..detection.decoders import KINDS, DecoderOptionError
     from ..io import write_image_atomic, write_json_atomic
     from ..preprocess import PreprocessConfig
 
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return error(f"--out: expected a folder, got the file {out}")
+    if args.decoder not in ("auto",) + KINDS:
+        return error(f"--decoder {args.decoder}: expected one of auto, {', '.join(KINDS)}")
+    decoder_options = {}
+    for item in args.decoder_option or []:
+        key, eq, val = item.partition("=")
+        if not eq or not key:
+            return error(f"--decoder-option {item}: expected KEY=VALUE")
+        decoder_options[key] = _option_value(val)
     inputs = Images(args.inputs, "detect", args.quiet)
     if not inputs.paths:
         return no_inputs()
@@ -38,58 +88,83 @@ def cmd_detect(args: argparse.Namespace) -> int:
             kw["std"] = tuple(args.std)
         kw["rgb"] = not args.bgr
         preprocess = PreprocessConfig(**kw)
-    decoder_options = {}
-    for item in args.decoder_option or []:
-        key, _, val = item.partition("=")
-        if not _:
-            print(f"fissure: error: --decoder-option {item!r}: expected KEY=VALUE", file=sys.stderr)
-            return 2
-        try:
-            decoder_options[key] = int(val)
-        except ValueError:
-            try:
-                decoder_options[key] = float(val)
-            except ValueError:
-                decoder_options[key] = val
-    det = TiledDetector(
-        args.model, backend=args.backend, device=args.device, tile_size=args.tile_size,
-        overlap_ratio=args.overlap_ratio, merge=args.merge, match_metric=args.match_metric,
-        match_threshold=args.match_threshold, class_agnostic=args.class_agnostic,
-        conf_threshold=args.conf_threshold, full_image_pass=args.full_image_pass,
-        vram_budget_mb=args.vram_budget_mb, decoder=args.decoder,
-        decoder_options=decoder_options, preprocess=preprocess, specular=args.specular,
-        class_names=class_names(args.classes), batch_size=args.batch_size,
-        num_threads=args.threads, precision=args.precision)
+    try:
+        det = TiledDetector(
+            args.model, backend=args.backend, device=args.device, tile_size=args.tile_size,
+            overlap_ratio=args.overlap_ratio, merge=args.merge, match_metric=args.match_metric,
+            match_threshold=args.match_threshold, class_agnostic=args.class_agnostic,
+            conf_threshold=args.conf_threshold, full_image_pass=args.full_image_pass,
+            vram_budget_mb=args.vram_budget_mb, decoder=args.decoder,
+            decoder_options=decoder_options, preprocess=preprocess, specular=args.specular,
+            class_names=class_names(args.classes), batch_size=args.batch_size,
+            num_threads=args.threads, precision=args.precision)
+    except DecoderOptionError as exc:
+        given = next((i for i in args.decoder_option or [] if i.partition("=")[0] == exc.option),
+                     exc.option)
+        return error(f"--decoder-option {given}: {exc.reason}")
+    except ValueError as exc:
+        if "select_decoder" not in str(exc):
+            raise
+        return error(str(exc).replace("select_decoder: ", "").replace(
+            "pass decoder= (select_decoder(..., name=...)) explicitly",
+            "pass --decoder KIND (" + ", ".join(KINDS) + ")"))
+    description = det.describe()
+    for line in describe_lines(description):
+        print(line, flush=True)
     images = total = 0
-    used: set = set()
+    used: set = {_SUMMARY}
+    rows: list[dict[str, Any]] = []
+    failed = inputs.skipped  # unreadable images and those the model failed on, in order
     t0 = time.perf_counter()
     with det:
+        names = det.class_names or {}
         for image_id, path, image in inputs:
-            dets = det(image)
+            t = time.perf_counter()
+            try:
+                dets = det(image)
+            except Exception as exc:
+                if not inputs.fail(path, exc):
+                    raise
+                continue
+            seconds = time.perf_counter() - t
             stem = unique_stem(path, used)
             h, w = image.shape[:2]
-            names = det.class_names or {}
             cats = sorted(set(int(c) for c in dets.class_ids) | set(names))
             write_json_atomic(out / f"{stem}.json", {
                 "image": {"id": image_id, "file_name": str(path), "height": h, "width": w},
                 "annotations": dets.to_coco(image_id=image_id),
                 "categories": [{"id": c, "name": names.get(c, str(c))} for c in cats],
+                "detector": description,
+                "seconds": seconds,
             })
             if not args.no_overlay:
                 write_image_atomic(out / f"{stem}_overlay.png", dets.draw(image))
             images += 1
             total += len(dets)
+            rows.append({"path": str(path), "result": f"{stem}.json", "detections": len(dets),
+                         "seconds": seconds})
             inputs.bar.set_postfix(dets=len(dets))
     dt = time.perf_counter() - t0
+    write_json_atomic(out / f"{_SUMMARY}.json", {
+        "detector": description, "images": rows, "detections": total, "failed": failed,
+        "seconds": dt,
+    })
     print(f"fissure detect: {images} image(s), {total} detection(s) in {dt:.1f} s "
           f"({images / dt if dt > 0 else 0:.2f} img/s), written to {out}"
-          + (f"; {inputs.failed} skipped (unreadable)" if inputs.failed else ""))
-    return 1 if inputs.failed else 0
+          + (f"; {len(failed)} failed (skipped)" if failed else ""))
+    return 1 if failed else 0
 
 
 def add_parser(sub: Any) -> None:
     """Registers ``fissure detect``."""
-    s = sub.add_parser("detect", help="tiled detection: COCO JSON and overlays per image")
+    from ..detection.decoders import KINDS
+
+    s = sub.add_parser("detect", help="tiled detection: COCO JSON and overlays per image",
+                       description="Tiled detection over images: per image NAME.json (COCO "
+                       "annotations, categories, the detector's settings) and "
+                       "NAME_overlay.png, and a summary.json. Exit status: 0 all done, 1 some "
+                       "images skipped (unreadable or failed), 2 nothing done (an input "
+                       "matched no file, bad options, unusable model).")
     s.add_argument("model", help="model file (.onnx, OpenVINO .xml, .tflite)")
     s.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     s.add_argument("--out", required=True, help="output folder")
@@ -105,11 +180,15 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--class-agnostic", action="store_true", help="merge across classes")
     s.add_argument("--full-image-pass", action="store_true",
                    help="also run the whole image resized (SAHI's standard prediction)")
-    s.add_argument("--decoder", default="auto", help="output decoder (default: from the shapes)")
+    s.add_argument("--decoder", default="auto", metavar="KIND",
+                   help="output decoder: auto (chosen from the output shapes; default) or one "
+                        f"of {', '.join(KINDS)}")
     s.add_argument("--decoder-option", action="append", metavar="KEY=VALUE",
-                   help="extra decoder argument, e.g. mask_threshold=0.3 (repeatable)")
+                   help="decoder option, e.g. mask_threshold=0.3, min_area=4, masks=false, "
+                        "layout=channels_last, score=softmax, top_k=300 (repeatable)")
     s.add_argument("--input-size", type=int, nargs="+", metavar="N",
-                   help="model input h [w] (default: the model's, or the slice size)")
+                   help="model input h [w] (default: the model's; for a dynamic input its "
+                        "metadata imgsz, else the tile size)")
     s.add_argument("--mode", choices=["letterbox", "resize", "none"], default=None,
                    help="tile to input: letterbox (default), resize or none")
     s.add_argument("--mean", type=float, nargs=3, default=None, help="per-channel mean after /255")

@@ -51,9 +51,15 @@ def cmd_specular(args: argparse.Namespace) -> int:
     if not images.paths:
         return no_inputs()
     summary = []
+    failed = images.skipped  # unreadable images and those that failed, in order
     for _, path, image in images:
-        mask = specular_mask(image, v_min=args.v_min, s_max=args.s_max, dilate=args.dilate,
-                             num_threads=args.threads)
+        try:
+            mask = specular_mask(image, v_min=args.v_min, s_max=args.s_max, dilate=args.dilate,
+                                 num_threads=args.threads)
+        except Exception as exc:
+            if not images.fail(path, exc):
+                raise
+            continue
         stem = path.stem
         write_image_atomic(out / f"{stem}_specular_mask.png", mask.astype(np.uint8) * 255)
         write_image_atomic(out / f"{stem}_specular_overlay.png", draw_specular(image, mask))
@@ -61,10 +67,11 @@ def cmd_specular(args: argparse.Namespace) -> int:
         summary.append({"image": str(path), "height": image.shape[0], "width": image.shape[1],
                         "glare_pixels": int(mask.sum()), "glare_fraction": frac})
     write_json_atomic(out / "specular.json", {
-        "v_min": args.v_min, "s_max": args.s_max, "dilate": args.dilate, "images": summary})
+        "v_min": args.v_min, "s_max": args.s_max, "dilate": args.dilate, "images": summary,
+        "failed": failed})
     print(f"fissure specular: {len(summary)} image(s) written to {out}"
-          + (f", {images.failed} skipped (unreadable)" if images.failed else ""))
-    return 1 if images.failed else 0
+          + (f", {len(failed)} failed (skipped)" if failed else ""))
+    return 1 if failed else 0
 
 
 def add_info_parser(sub: Any) -> None:

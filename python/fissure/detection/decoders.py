@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
@@ -33,8 +33,11 @@ from .._validate import check_num_threads, describe
 from ..masks import BoxMasks
 
 __all__ = [
+    "KINDS",
     "Decoded",
+    "DecoderOptionError",
     "DecoderSpec",
+    "check_decoder_options",
     "decode_detr",
     "decode_end_to_end",
     "decode_probability_map",
@@ -518,6 +521,58 @@ _OPTIONS = {
     "yolo_seg": ("layout", "masks"), "yolov5_seg": ("masks",),
     "detr": ("score", "top_k"), "detr_seg": ("score", "top_k", "masks"),
 }
+
+
+class DecoderOptionError(ValueError):
+    """A decoder option that the decoder does not take, or a value it does not accept;
+    ``option`` names it, ``reason`` says what was expected."""
+
+    def __init__(self, option: str, value: Any, reason: str) -> None:
+        super().__init__(f"decoder option {option}={value!r}: {reason}")
+        self.option, self.value, self.reason = option, value, reason
+
+
+def _check_option(kind: str, key: str, v: Any) -> Optional[str]:
+    """Why ``v`` is not a valid value of option ``key`` (None when it is)."""
+    if key in ("mask_threshold",):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or math.isnan(float(v)):
+            return "expected a number"
+    elif key == "min_area":
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+            return "expected a non-negative int"
+    elif key == "masks":
+        if not isinstance(v, (bool, np.bool_)):
+            return "expected true or false"
+    elif key == "layout":
+        if v not in ("auto", "channels_first", "channels_last"):
+            return "expected one of auto, channels_first, channels_last"
+    elif key == "score":
+        if v not in ("sigmoid", "softmax"):
+            return "expected one of sigmoid, softmax"
+    elif key == "top_k":
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                              or v < 1):
+            return "expected a positive int"
+    return None
+
+
+def check_decoder_options(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of a ``kind`` decoder, checked before any model output is decoded.
+
+    Raises :class:`DecoderOptionError` (a ValueError) for an option the kind does not take
+    (naming those it takes) or a value it does not accept; returns the options as a dict.
+    """
+    if kind not in _OPTIONS:
+        raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    allowed = _OPTIONS[kind]
+    for key, v in options.items():
+        if key not in allowed:
+            takes = ", ".join(allowed) if allowed else "no options"
+            raise DecoderOptionError(key, v, f"the {kind} decoder takes {takes}")
+        why = _check_option(kind, key, v)
+        if why:
+            raise DecoderOptionError(key, v, why)
+    return dict(options)
 
 
 @dataclass(frozen=True)

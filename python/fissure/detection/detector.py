@@ -28,7 +28,7 @@ import numpy as np
 from ..io import as_image
 from .._validate import check_num_threads, int_pair
 from ..backends import Backend, BackendBase, open_model
-from .decoders import Decoded, select_decoder
+from .decoders import KINDS, Decoded, check_decoder_options, select_decoder
 from .detections import _SPECULAR, Detections
 from ..masks import BoxMasks
 from ..merge import greedy_nmm, nmm, nms
@@ -48,6 +48,9 @@ __all__ = ["DetectStats", "TiledDetector"]
 
 _MERGES = ("greedy_nmm", "nmm", "nms", "none")
 _METRICS = ("ios", "iou")
+#: The decoders that read each Ultralytics task's outputs (its ``task`` metadata).
+_TASK_DECODERS = {"detect": ("yolo", "yolov5", "end_to_end", "detr"),
+                  "segment": ("yolo_seg", "yolov5_seg", "detr_seg")}
 
 
 def _ratio_pair(v: Any, name: str) -> tuple[float, float]:
@@ -120,24 +123,30 @@ class TiledDetector:
         vram_budget_mb: the memory budget that sizes batches (and ONNX Runtime CUDA's
             ``gpu_mem_limit``); the rule is in :mod:`fissure.scheduler`.
         decoder: ``"auto"`` (chosen from the output shapes) or a name from
-            :func:`fissure.decoders.select_decoder`.
+            :func:`fissure.decoders.select_decoder` (``decoders.KINDS``), or a decoder object
+            (a :class:`~fissure.detection.DecoderSpec`, or anything with its ``decode``).
+            When the model's metadata names an Ultralytics ``task``, a decoder that cannot
+            read that task's outputs is a ValueError.
         decoder_options: extra keyword arguments for the decoder (e.g. ``threshold`` of a
             probability map).
         preprocess: a :class:`PreprocessConfig`; default: the model's static input size (or
-            the slice size for dynamic inputs), Ultralytics letterbox with pad 114, RGB, /255,
-            the model input's float dtype.
+            for a dynamic input the model metadata's ``imgsz``, else the slice size),
+            Ultralytics letterbox with pad 114, RGB, /255, the model input's float dtype.
+            NCHW inputs ``(N, 3, H, W)`` and NHWC ones ``(N, H, W, 3)`` (TFLite) are both
+            read; NHWC batches are transposed after preprocessing.
         specular: ``None``, ``"mask"`` (remove detections whose glare fraction is
             ``>= specular_threshold``) or ``"flag"`` (keep them, set
             ``data["glare_fraction"]`` and ``data["specular"]``); glare is
             :func:`fissure.specular_mask` with its defaults.
-        class_names: names per class id (list or dict) for labels and COCO categories.
+        class_names: names per class id (list or dict) for labels and COCO categories;
+            default: the model metadata's ``names`` (Ultralytics exports), else none.
         batch_size: tiles per batch; None measures the model on a first batch and sizes
             batches to ``vram_budget_mb`` (at most ``max_batch``: 4 on CPU, 16 on GPU).
         num_threads: the model's intra-op threads and the core's preprocessing threads
             (-1: all cores).
 
     Calling the detector on an image (array or path) returns :class:`fissure.Detections`;
-    ``detector.stats`` then tells where the time went. A detector may be called from several
+    ``detector.stats`` then tells where the time went; :meth:`describe` tells what runs. A detector may be called from several
     threads at once.
     """
 
@@ -156,7 +165,7 @@ class TiledDetector:
         conf_threshold: float = 0.25,
         full_image_pass: bool = False,
         vram_budget_mb: int = 2048,
-        decoder: str = "auto",
+        decoder: Any = "auto",
         decoder_options: Optional[Mapping[str, Any]] = None,
         preprocess: Optional[PreprocessConfig] = None,
         specular: Optional[str] = None,
@@ -186,6 +195,7 @@ class TiledDetector:
                 max_batch, numbers.Integral) or max_batch < 1):
             raise ValueError(f"max_batch: expected None or a positive int, got {max_batch!r}")
         self.decoder_options = dict(decoder_options or {})
+        self.class_names_source: Optional[str] = "given" if class_names is not None else None
         if isinstance(class_names, Mapping):
             self.class_names: Optional[dict[int, str]] = {int(k): str(v) for k, v in class_names.items()}
         elif class_names is not None:
@@ -210,25 +220,35 @@ class TiledDetector:
         self._local = threading.local()
 
     # -- model geometry -------------------------------------------------------------------
-    def _setup_model(self, preprocess: Optional[PreprocessConfig], decoder: str,
+    def _setup_model(self, preprocess: Optional[PreprocessConfig], decoder: Any,
                      batch_size: Optional[int], max_batch: Optional[int]) -> None:
         spec = self.backend.spec
         if len(spec.inputs) != 1:
             names = ", ".join(str(t) for t in spec.inputs)
             raise ValueError(f"model: expected one image input, got {len(spec.inputs)} ({names})")
         inp = spec.inputs[0]
-        if inp.rank != 4 or inp.shape[1] not in (None, 3):
-            raise ValueError(f"model input {inp}: expected an NCHW image input (N, 3, H, W)")
+        if inp.rank == 4 and inp.shape[3] == 3 and inp.shape[1] != 3:
+            self.layout = "NHWC"  # TFLite and Keras exports: channels last
+            static_hw = (inp.shape[1], inp.shape[2])
+        elif inp.rank == 4 and inp.shape[1] in (None, 3):
+            self.layout = "NCHW"
+            static_hw = (inp.shape[2], inp.shape[3])
+        else:
+            raise ValueError(f"model input {inp}: expected an image input, NCHW (N, 3, H, W) "
+                             "or NHWC (N, H, W, 3)")
         if inp.dtype not in (np.float32, np.float16):
             raise ValueError(f"model input {inp}: expected float32 or float16 input")
         self.input_name = inp.name
-        static_hw = (inp.shape[2], inp.shape[3])
+        meta = spec.model_metadata
+        self.model_metadata = meta
+        if self.class_names is None and meta.names:
+            self.class_names = dict(meta.names)
+            self.class_names_source = "model metadata"
         if preprocess is None:
-            size = static_hw if None not in static_hw else self.tile_size
-            if static_hw[0] is None and static_hw[1] is not None:
-                size = (self.tile_size[0], static_hw[1])
-            elif static_hw[1] is None and static_hw[0] is not None:
-                size = (static_hw[0], self.tile_size[1])
+            # a dynamic side: the exporter's imgsz (what the model was trained at), else the tile
+            dyn = meta.imgsz if meta.imgsz is not None else self.tile_size
+            size = (static_hw[0] if static_hw[0] is not None else dyn[0],
+                    static_hw[1] if static_hw[1] is not None else dyn[1])
             preprocess = PreprocessConfig(input_size=(int(size[0]), int(size[1])),
                                           mode="letterbox", dtype=np.dtype(inp.dtype).name)
         elif not isinstance(preprocess, PreprocessConfig):
@@ -250,11 +270,76 @@ class TiledDetector:
         on_gpu = not str(getattr(self.backend, "device", "cpu")).lower().startswith("cpu")
         self.max_batch = int(max_batch) if max_batch is not None else (16 if on_gpu else 4)
         self._on_gpu = on_gpu
-        self.decoder = select_decoder(spec.outputs, name=decoder)
+        if isinstance(decoder, str):
+            self.decoder: Any = select_decoder(spec.outputs, name=decoder)
+        elif callable(getattr(decoder, "decode", None)):
+            self.decoder = decoder  # a DecoderSpec, or an object with DecoderSpec's decode()
+        else:
+            raise TypeError(f"decoder: expected 'auto', a decoder kind or an object with a "
+                            f"decode() method, got {type(decoder).__name__}")
+        kind = getattr(self.decoder, "kind", None)
+        if kind in KINDS:
+            self.decoder_options = check_decoder_options(kind, self.decoder_options)
+        if meta.task is not None and kind in KINDS:
+            fits = _TASK_DECODERS.get(meta.task, ())
+            if kind not in fits:
+                raise ValueError(
+                    f"decoder {kind!r}: the model's metadata says task={meta.task!r}, "
+                    + (f"whose outputs the {'/'.join(fits)} decoders read" if fits else
+                       "which fissure does not decode (it decodes 'detect' and 'segment' "
+                       "models)"))
+
+    def _to_model(self, x: np.ndarray) -> np.ndarray:
+        """A preprocessed NCHW batch in the model's layout (NHWC models: transposed)."""
+        if self.layout == "NHWC":
+            return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        return x
+
+    def describe(self) -> dict[str, Any]:
+        """What this detector runs, as plain JSON-ready values: the backend, device and
+        precision actually used, the model input, the decoder, the preprocessing, tiling,
+        merge and glare settings and the class names (with where they came from).
+        ``fissure detect`` prints it and records it in every output JSON."""
+        b = self.backend
+        cfg = self.preprocess
+        inp = b.spec.inputs[0]
+        # OpenVINO reports what the device runs; ONNX Runtime runs the model as exported
+        precision = getattr(b, "inference_precision", None) or (
+            f"as exported ({np.dtype(inp.dtype).name} input)")
+        meta = self.model_metadata
+        d = getattr(self.decoder, "kind", None) or type(self.decoder).__name__
+        return {
+            "model": str(b.spec.source),
+            "backend": str(getattr(b, "name", "?")),
+            "device": str(getattr(b, "device", "?")),
+            "precision": str(precision),
+            "input": {"name": inp.name, "shape": list(inp.shape),
+                      "dtype": np.dtype(inp.dtype).name, "layout": self.layout},
+            "decoder": {"kind": d, "layout": getattr(self.decoder, "layout", None),
+                        "options": dict(self.decoder_options)},
+            "preprocess": {"input_size": list(cfg.input_size), "mode": cfg.mode,
+                           "pad_value": cfg.pad_value, "rgb": cfg.rgb, "scale": cfg.scale,
+                           "mean": list(cfg.mean), "std": list(cfg.std), "dtype": cfg.dtype,
+                           "interpolation": cfg.interpolation},
+            "tile_size": list(self.tile_size),
+            "overlap_ratio": list(self.overlap_ratio),
+            "full_image_pass": self.full_image_pass,
+            "conf_threshold": self.conf_threshold,
+            "merge": {"method": self.merge, "match_metric": self.match_metric,
+                      "match_threshold": self.match_threshold,
+                      "class_agnostic": self.class_agnostic},
+            "specular": self.specular,
+            "batch_size": self.static_batch if self.static_batch is not None else self.batch_size,
+            "class_names": ({str(k): v for k, v in sorted(self.class_names.items())}
+                            if self.class_names is not None else None),
+            "class_names_source": self.class_names_source,
+            "model_task": meta.task,
+        }
 
     # -- batching -------------------------------------------------------------------------
     def _measure(self, image: np.ndarray, tile: np.ndarray) -> BatchCost:
-        x1 = preprocess_tiles(image, tile[None], self.preprocess, num_threads=self.num_threads)
+        x1 = self._to_model(preprocess_tiles(image, tile[None], self.preprocess,
+                                             num_threads=self.num_threads))
         x2 = np.concatenate([x1, x1])
         out_bytes = [0]
 
@@ -301,7 +386,7 @@ class TiledDetector:
             for b, buf, count in feeder:
                 t0 = time.perf_counter()
                 stats.wait_s += t0 - t_wait
-                x = buf if self.static_batch is not None else buf[:count]
+                x = self._to_model(buf if self.static_batch is not None else buf[:count])
                 out = self.backend.run({self.input_name: x})
                 t1 = time.perf_counter()
                 stats.model_s += t1 - t0
