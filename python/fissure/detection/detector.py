@@ -120,8 +120,8 @@ class TiledDetector:
         vram_budget_mb: the memory budget that sizes batches (and ONNX Runtime CUDA's
             ``gpu_mem_limit``); the rule is in :mod:`fissure.scheduler`.
         decoder: ``"auto"`` (chosen from the output shapes) or a name from
-            :func:`fissure.decoders.select_decoder`.
-        decoder_options: extra keyword arguments for the decoder (e.g. ``threshold`` of a
+            :func:`fissure.select_decoder`.
+        decoder_options: extra keyword arguments for the decoder (e.g. ``mask_threshold`` of a
             probability map).
         preprocess: a :class:`PreprocessConfig`; default: the model's static input size (or
             the slice size for dynamic inputs), Ultralytics letterbox with pad 114, RGB, /255,
