@@ -100,3 +100,41 @@ def test_documented_names_exist() -> None:
                 line = path.read_text(encoding="utf-8").count("\n", 0, m.start()) + 1
                 missing.append(f"{_id(path)}:{line}: {name}")
     assert not missing, "names the docs mention that do not exist:\n" + "\n".join(missing)
+
+
+#: Where the callables that docs/api.md names live.
+_API_MODULES = ("fissure", "fissure.detection", "fissure.detection.decoders", "fissure.anomaly",
+                "fissure.backends", "fissure.masks")
+
+
+def _api_object(name: str) -> object:
+    head, *rest = name.split(".")
+    for mod in _API_MODULES:
+        obj = getattr(importlib.import_module(mod), head, None)
+        if obj is not None:
+            for attr in rest:
+                obj = getattr(obj, attr)
+            return obj
+    raise AssertionError(f"docs/api.md names {name!r}, which is in none of {_API_MODULES}")
+
+
+def test_vocabulary_names_are_the_parameters() -> None:
+    """docs/api.md's table: each name is a parameter of every Python callable its row lists
+    (an attribute where the row says so), so the vocabulary cannot drift from the code."""
+    import inspect
+
+    rows = [line for line in (ROOT / "docs" / "api.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("| `")]
+    assert len(rows) >= 15
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        name = cells[0].strip("`")
+        python_part = cells[1].split(";")[0]
+        for m in re.finditer(r"`([A-Za-z_][\w.]*)`( \(attribute\))?", python_part):
+            obj = _api_object(m.group(1))
+            if m.group(2):
+                inst = obj() if isinstance(obj, type) else obj
+                assert hasattr(inst, name), f"{m.group(1)} has no attribute {name}"
+            else:
+                params = inspect.signature(obj).parameters  # type: ignore[arg-type]
+                assert name in params, f"{m.group(1)} has no parameter {name} (docs/api.md)"
