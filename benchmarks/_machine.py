@@ -1,12 +1,18 @@
-"""The machine line the benchmark tables record, the process-memory readings the peak-RSS
-measurements share, and the marked blocks the scripts write into the docs."""
+"""The machine line the benchmark tables record (:func:`platform_line`, the one every suite
+uses), the process-memory readings the peak-RSS measurements share, and the marked blocks the
+scripts write into the docs."""
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import importlib
 import os
 import platform
+from typing import Optional
+
+#: Display names of the packages the suites compare against (import name -> name).
+_NAMES = {"cv2": "OpenCV", "skimage": "scikit-image", "sahi": "SAHI"}
 
 
 def cpu_model(default: str = "") -> str:
@@ -19,6 +25,45 @@ def cpu_model(default: str = "") -> str:
     except OSError:
         pass
     return default or platform.processor() or platform.machine()
+
+
+def _version(module: str) -> str:
+    try:
+        m = importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - report what is there
+        return f"{_NAMES.get(module, module)} (missing)"
+    v = m.get_version() if module == "openvino" else getattr(m, "__version__", "?")
+    return f"{_NAMES.get(module, module)} {str(v).split('-')[0]}"
+
+
+def versions(*modules: str) -> str:
+    """``"onnxruntime 1.32.0, openvino 2026.4.1"``: the installed version of each module (import
+    names; ``"(missing)"`` for one that does not import)."""
+    return ", ".join(_version(m) for m in modules)
+
+
+def platform_line(*modules: str, simd: Optional[str] = None) -> str:
+    """The machine a benchmark ran on, in one line: CPU model, logical cores, RAM, OS, Python,
+    numpy, fissure (version, compiler, and ``simd``: the SIMD path of the kernel measured, when
+    given), then the versions of ``modules`` (the peers and runtimes of that suite)."""
+    parts = [cpu_model(), f"{os.cpu_count()} logical cores"]
+    try:
+        with open("/proc/meminfo") as f:
+            parts.append(f"{int(f.readline().split()[1]) / 1024**2:.0f} GB RAM")
+    except (OSError, ValueError, IndexError):
+        pass
+    parts += [f"{platform.system()} {platform.machine()}", f"Python {platform.python_version()}",
+              _version("numpy")]
+    try:
+        import fissure
+
+        info = fissure.info()
+        detail = f"SIMD path {simd}, {info['compiler']}" if simd else info["compiler"]
+        parts.append(f"fissure {info['version']} ({detail})")
+    except ImportError:
+        parts.append("fissure (not importable)")
+    line = ", ".join(parts)
+    return f"{line}; {versions(*modules)}" if modules else line
 
 
 def status_kb(field: str) -> int:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
@@ -31,6 +31,9 @@ import numpy as np
 import pytest
 
 from fissure.backends import open_model
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import platform_line  # noqa: E402
 
 CONFIGS = [("onnxruntime", "f32"), ("openvino", "f32"), ("openvino", "bf16")]
 
@@ -97,15 +100,6 @@ def _time(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t
 
 
-def platform_line() -> str:
-    import onnxruntime
-    import openvino
-
-    return (f"Python {platform.python_version()}, {platform.system()} {platform.machine()}, "
-            f"{os.cpu_count()} logical cores; onnxruntime {onnxruntime.__version__}, "
-            f"openvino {openvino.get_version().split('-')[0]}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batches", default="1,4")
@@ -115,7 +109,7 @@ def main() -> None:
     a = ap.parse_args()
     batches = [int(b) for b in a.batches.split(",")]
     threads = [int(t) for t in a.threads.split(",")]
-    print(f"PP-OCRv4 det, 640x640, CPU. {platform_line()}")
+    print(f"PP-OCRv4 det, 640x640, CPU. {platform_line('onnxruntime', 'openvino')}")
     print(f"model: {model_path()}\n")
     print("| batch | threads | backend | precision | min ms | median ms | ms / tile "
           "| vs ORT f32 (median) | prob-map diff vs ORT f32: max / mean |")

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-from _machine import cpu_model
+from _machine import platform_line
 
 CODE = """
 import json, sys
@@ -46,7 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    print(f"{cpu_model()}, {os.cpu_count()} logical cores; fissure demo defaults "
+    print(f"{platform_line('onnxruntime', 'openvino')}; fissure demo defaults "
           f"(4000x3000 surface, 16 defects, 8 glints, 2 training samples 1536x1536, "
           f"coreset 1%, tile 512, overlap 0.25); median of {args.repeat} fresh processes\n")
     print("| backbone backend | generate s | fit s | predict 12 MP s | total s | peak RSS MB | found | false alarms |")

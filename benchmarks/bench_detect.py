@@ -62,7 +62,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _machine import status_kb, trim_heap, write_marked_block  # noqa: E402
+from _machine import platform_line, status_kb, trim_heap, write_marked_block  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLICE, OVERLAP = 640, 0.2
@@ -348,18 +348,6 @@ def run_worker(method: str, image: str, threads: int, repeat: int, cap_gb: float
 # ---------------------------------------------------------------------------- table
 
 
-def _versions() -> str:
-    import onnxruntime
-    import openvino
-    import sahi
-    import supervision
-    from _machine import cpu_model
-
-    return (f"{cpu_model()}, {os.cpu_count()} logical cores; onnxruntime {onnxruntime.__version__}, "
-            f"openvino {openvino.get_version().split('-')[0]}, supervision {supervision.__version__}, "
-            f"sahi {sahi.__version__}")
-
-
 def table(rows: list[dict]) -> str:
     lines = [("| image | method | img/s | median s | fissure-ort speed-up | peak RSS | call peak "
               "| its call peak / fissure-ort's | dets | recall | overhead |"),
@@ -450,7 +438,7 @@ def main() -> None:
         f" {x}" for x in sys.argv[1:] if x != "--write-docs")
     loads = [r["load"] for r in rows if "load" in r]
     load = f"; 1-minute load average after each method {min(loads):.1f}..{max(loads):.1f}" if loads else ""
-    text = (f"Command: `{cmd}`. {_versions()}; {a.threads} threads for every method "
+    text = (f"Command: `{cmd}`. {platform_line('onnxruntime', 'openvino', 'supervision', 'sahi')}; {a.threads} threads for every method "
             f"(ONNX Runtime intra-op / OpenVINO inference threads; fissure's preprocessing)"
             f"{load}.\n\n"
             f"{table(rows)}\n\nGoals (fissure-ort against each peer: time ratio, call-peak "

@@ -50,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _machine import cpu_model, status_kb, trim_heap, write_marked_block
+from _machine import platform_line, status_kb, trim_heap, write_marked_block
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TYPES = ("mono", "poly")
@@ -268,13 +268,9 @@ def evaluate(ds: Elpv, cell_type: str, s: Setting, *, threads: int = -1,
 
 
 def machine_line(threads: int) -> str:
-    import onnxruntime
-    import openvino
-
     n = os.cpu_count() or 1
-    return (f"{cpu_model()}, {n} logical cores, PatchCore num_threads="
-            f"{threads if threads > 0 else n}; onnxruntime {onnxruntime.__version__}, openvino "
-            f"{openvino.get_version().split('-')[0]}, numpy {np.__version__}")
+    return (f"{platform_line('onnxruntime', 'openvino')}; PatchCore num_threads="
+            f"{threads if threads > 0 else n}")
 
 
 def table(rows: list[dict], *, sweep: bool = False) -> str:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import statistics
 import time
 from typing import Callable
@@ -47,6 +46,8 @@ from typing import Callable
 import fissure
 import numpy as np
 from fissure import _core
+
+from _machine import platform_line
 
 try:
     import pytest
@@ -159,19 +160,6 @@ def all_threads() -> int:
     return int(_core.hardware_threads())
 
 
-def platform_line() -> str:
-    try:
-        from _machine import cpu_model
-
-        cpu = cpu_model(platform.processor() or platform.machine())
-    except ImportError:  # pragma: no cover
-        cpu = platform.processor() or platform.machine()
-    info = fissure.info()
-    return (f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, fissure {info['version']} "
-            f"(SIMD path {_core.knn_simd_level()}, {info['compiler']})")
-
-
 def _median(fn: Callable[[], object], repeat: int) -> float:
     ts = []
     for _ in range(repeat):
@@ -210,7 +198,7 @@ def table_fit(args: argparse.Namespace) -> None:
     f = patchcore_fit_features(args.rows)
     N, d = f.shape
     print(f"PatchCore fit features: {N} x {d} float16 (elpv normal cells, bundled backbone)")
-    print(platform_line() + "; " + _load())
+    print(platform_line(simd=_core.knn_simd_level()) + "; " + _load())
     print()
     print("| N | d | selected | threads | numpy loop s (extrapolated) | fissure plain pass s "
           "| fissure s | plain / fissure | numpy / fissure | exact distances computed |")
@@ -261,7 +249,7 @@ def table_anomalib(args: argparse.Namespace) -> None:
           f"(Gaussian mixture); {th} threads each")
     print(f"projection: anomalib's torch matmul {t_proj_torch:.2f} s, "
           f"fissure.random_projection {t_proj_fissure:.2f} s (not in the times below)")
-    print(platform_line() + "; " + _load())
+    print(platform_line(simd=_core.knn_simd_level()) + "; " + _load())
     print()
     print("| N | d (projected) | ratio | selected | anomalib s | fissure s | anomalib / fissure "
           "| same picks (prefix) | exact distances computed |")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from typing import Callable
@@ -29,7 +28,7 @@ from typing import Callable
 import fissure
 import numpy as np
 import pytest
-from _machine import cpu_model
+from _machine import platform_line
 from fissure import _core
 
 try:
@@ -96,15 +95,6 @@ def numpy_fn(bank: np.ndarray, q: np.ndarray, k: int, chunk: int = 1024) -> Call
         return D, I
 
     return run
-
-
-def platform_line() -> str:
-    cpu = cpu_model(platform.processor() or platform.machine())
-    info = fissure.info()
-    fv = f", faiss {faiss.__version__}" if faiss is not None else ", faiss not installed"
-    return (f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, "
-            f"numpy {np.__version__}{fv}, fissure {info['version']} "
-            f"(SIMD path {_core.knn_simd_level()}, {info['compiler']})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +182,7 @@ def main() -> None:
     args = ap.parse_args()
     threads = [all_threads() if t == "all" else int(t) for t in args.threads.split(",")]
 
-    print(platform_line())
+    print(platform_line("faiss", simd=_core.knn_simd_level()))
     print()
     print("| bank | queries | d | k | threads | faiss s | numpy s | fissure s | fissure f16 s "
           "| fissure fp32 path s | faiss / fissure | numpy / fissure |")

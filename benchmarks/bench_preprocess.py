@@ -58,6 +58,9 @@ def cv2_dnn(image: np.ndarray, tiles: np.ndarray, cfg: PreprocessConfig, out: np
 
 def run_table(repeat: int, threads: list[int]) -> None:
     image = make_image()
+    from _machine import platform_line
+
+    print(platform_line("cv2") + "\n")
     print("| case | implementation | threads | median ms | vs cv2+numpy |")
     print("|---|---|---|---|---|")
     for tile_size, label in [(640, "96 tiles 640 -> 640 (no resize)"),

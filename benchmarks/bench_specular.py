@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from typing import Callable
@@ -28,7 +27,7 @@ import pytest
 import fissure
 from fissure import _core
 
-from _machine import cpu_model
+from _machine import platform_line
 
 cv2 = pytest.importorskip("cv2") if __name__ != "__main__" else __import__("cv2")
 
@@ -84,14 +83,6 @@ def copy_fn(img: np.ndarray) -> Callable[[], np.ndarray]:
 
 def all_threads() -> int:
     return int(_core.hardware_threads())
-
-
-def platform_line() -> str:
-    cpu = cpu_model(platform.processor() or platform.machine())
-    info = fissure.info()
-    return (f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, OpenCV {cv2.__version__}, fissure {info['version']} "
-            f"(SIMD path {_core.specular_simd_level()}, {info['compiler']})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,7 +149,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     threads = [all_threads() if t == "all" else int(t) for t in args.threads.split(",")]
 
-    print(platform_line())
+    print(platform_line("cv2", simd=_core.specular_simd_level()))
     print()
     print("| image | threads | op | OpenCV ms | fissure ms | speed-up | copy ms | fissure / copy |")
     print("|---|---|---|---|---|---|---|---|")

@@ -59,7 +59,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _machine import cpu_model, write_marked_block
+from _machine import platform_line, write_marked_block
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTURES = ("brick", "grass", "gravel")
@@ -208,20 +208,6 @@ def run_method(method: str, case: Case, *, coreset: float = 0.01, seed: int = 0,
 # ---------------------------------------------------------------------------- report
 
 
-def _versions() -> str:
-    import onnxruntime
-    import skimage
-
-    try:
-        import openvino
-
-        ov = f", openvino {getattr(openvino, '__version__', '?').split('-')[0]}"
-    except ImportError:
-        ov = ""
-    return (f"{cpu_model()}, {os.cpu_count()} logical cores; onnxruntime "
-            f"{onnxruntime.__version__}{ov}, scikit-image {getattr(skimage, '__version__', '?')}")
-
-
 def table(rows: list[dict]) -> str:
     head = ("| texture | method | input | tiles | bank | pixel AUROC | image AUROC | found "
             "| scratch / crack / pit / stain | separable | false alarms | regions on defect-free "
@@ -304,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
              and not (i and args[i - 1] == "--json")]
     cmd = " ".join(["PYTHONPATH=python python benchmarks/bench_textures.py"] + shown)
     loads = [r["load"] for r in rows]
-    block = (f"Command: `{cmd}`. {_versions()}; backbone on {rows[0]['backend']}, "
+    block = (f"Command: `{cmd}`. {platform_line('onnxruntime', 'openvino', 'skimage')}; backbone on {rows[0]['backend']}, "
              f"{a.threads if a.threads > 0 else os.cpu_count()} threads; 1-minute load average "
              f"after each row {min(loads):.1f}..{max(loads):.1f}; whole run {total / 60:.1f} min.\n"
              f"Images {rows[0]['image']} (x{a.scale}), {a.defects} defects per defect image "

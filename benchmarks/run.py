@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,19 +31,11 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import _impls  # noqa: E402
-from _machine import cpu_model  # noqa: E402
+from _machine import platform_line, versions as package_versions  # noqa: E402
 
 
 def _versions() -> str:
-    parts = [f"Python {platform.python_version()}"]
-    for mod, name in [("numpy", "numpy"), ("fissure", "fissure"), ("sahi", "SAHI"),
-                      ("supervision", "supervision"), ("cv2", "OpenCV"), ("numba", "numba"),
-                      ("shapely", "shapely")]:
-        try:
-            m = __import__(mod)
-            parts.append(f"{name} {m.__version__}")
-        except Exception:  # noqa: BLE001 - report what is there
-            parts.append(f"{name} (missing)")
+    parts = [package_versions("sahi", "supervision", "cv2", "numba", "shapely")]
     try:
         rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, check=True).stdout.strip()
@@ -54,18 +45,6 @@ def _versions() -> str:
     except (OSError, subprocess.CalledProcessError):
         pass
     return ", ".join(parts)
-
-
-def machine_line() -> str:
-    cpu = cpu_model(platform.processor() or "unknown CPU")
-    mem = ""
-    try:
-        with open("/proc/meminfo") as f:
-            kb = int(f.readline().split()[1])
-            mem = f", {kb / 1024**2:.0f} GB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}"
 
 
 def run_timings(suites: list[str], quick: bool) -> list[dict]:
@@ -237,10 +216,10 @@ def main() -> None:
         out = os.path.join(HERE, "results", "latest.json")
         with open(out, "w") as f:
             json.dump({"timing": timing, "memory": memory, "elapsed": elapsed,
-                       "command": command, "machine": machine_line(),
+                       "command": command, "machine": platform_line(),
                        "versions": _versions()}, f, indent=1)
         print(f"raw results: {out}", file=sys.stderr)
-        machine, versions = machine_line(), _versions()
+        machine, versions = platform_line(), _versions()
     body = (
         f"Command: `{command}` (took {elapsed / 60:.1f} min)\n\n"
         f"Machine: {machine}\n\n"

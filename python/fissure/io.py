@@ -1,7 +1,7 @@
 """Images in, results out: the one image intake of fissure (:func:`as_image`), reading image
 files, and writing results atomically.
 
-The image policy (``docs/images.md``), the same for every function that takes an image:
+The image policy, the same for every function that takes an image:
 
 - a path (``str`` or ``os.PathLike``) is read with :func:`read_image` (same rules below);
 - ``(H, W, 3)`` uint8 is BGR, taken as is (no copy);

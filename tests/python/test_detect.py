@@ -1,7 +1,8 @@
 """TiledDetector end to end on real ONNX Runtime / OpenVINO runs of small computing models.
 
-The "bright blob" model is a real graph: it averages the input's channels into a probability
-map (N, 1, H, W), so a planted white square on a dark image is a component the probability-map
+The "bright blob" model (``fissure.detection.toy.bright_spot_model``) is a real graph: it
+averages the input's channels into a probability map (N, 1, H, W), so a planted white square
+on a dark image (``fissure.detection.toy.bright_spots``) is a component the probability-map
 decoder finds. Oracles: the planted ground truth, and an independent pipeline made of SAHI's
 slicing, ONNX Runtime per tile, cv2.connectedComponentsWithStats and SAHI's own
 GreedyNMMPostprocess on ObjectPredictions.
@@ -22,20 +23,8 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-
-def blob_model(static: tuple | None = None) -> bytes:
-    """images (N, 3, H, W) -> maps (N, 1, H, W) = mean over channels."""
-    shape = list(static) if static else ["N", 3, "H", "W"]
-    out_shape = [shape[0], 1, shape[2], shape[3]]
-    node = helper.make_node("ReduceMean", ["images"], ["maps"], axes=[1], keepdims=1)
-    graph = helper.make_graph(
-        [node], "blobs",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("maps", TensorProto.FLOAT, out_shape)])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    return m.SerializeToString()
+from fissure.detection.toy import bright_spot_model as blob_model  # noqa: E402
+from fissure.detection.toy import bright_spots as planted  # noqa: E402
 
 
 def yolo_constant_model(value: np.ndarray, input_hw: tuple[int, int]) -> bytes:
@@ -55,25 +44,6 @@ def yolo_constant_model(value: np.ndarray, input_hw: tuple[int, int]) -> bytes:
     m.ir_version = 8
     onnx.checker.check_model(m)
     return m.SerializeToString()
-
-
-def planted(h: int, w: int, n: int, seed: int, size: tuple[int, int] = (6, 40),
-            margin: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """A dark noisy image with n white rectangles that do not touch; returns (image, boxes)."""
-    rng = np.random.default_rng(seed)
-    img = rng.integers(0, 40, (h, w, 3), dtype=np.uint8)
-    occupied = np.zeros((h, w), bool)
-    boxes = []
-    while len(boxes) < n:
-        bw, bh = (int(v) for v in rng.integers(size[0], size[1], 2))
-        x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
-        y0, y1, x0, x1 = max(0, y - margin), y + bh + margin, max(0, x - margin), x + bw + margin
-        if occupied[y0:y1, x0:x1].any():
-            continue
-        occupied[y0:y1, x0:x1] = True
-        img[y:y + bh, x:x + bw] = 255
-        boxes.append([x, y, x + bw, y + bh])
-    return img, np.array(boxes, np.float32)
 
 
 def assert_found(boxes: np.ndarray, gt: np.ndarray) -> None:

@@ -123,14 +123,14 @@ class TiledDetector:
         vram_budget_mb: the memory budget that sizes batches (and ONNX Runtime CUDA's
             ``gpu_mem_limit``); the rule is in :mod:`fissure.scheduler`.
         decoder: ``"auto"`` (chosen from the output shapes) or a name from
-            :func:`fissure.decoders.select_decoder` (``decoders.KINDS``), or a decoder object
+            :func:`fissure.select_decoder` (``fissure.detection.decoders.KINDS``), or a decoder object
             (a :class:`~fissure.detection.DecoderSpec`, or anything with its ``decode``).
             When the model's metadata names an Ultralytics ``task``, a decoder that cannot
             read that task's outputs is a ValueError.
-        decoder_options: extra keyword arguments for the decoder (e.g. ``threshold`` of a
+        decoder_options: extra keyword arguments for the decoder (e.g. ``mask_threshold`` of a
             probability map).
         preprocess: a :class:`PreprocessConfig`; default: the model's static input size (or
-            for a dynamic input the model metadata's ``imgsz``, else the slice size),
+            for a dynamic input the model metadata's ``imgsz``, else the tile size),
             Ultralytics letterbox with pad 114, RGB, /255, the model input's float dtype.
             NCHW inputs ``(N, 3, H, W)`` and NHWC ones ``(N, H, W, 3)`` (TFLite) are both
             read; NHWC batches are transposed after preprocessing.
