@@ -66,13 +66,17 @@ class AnomalyResult:
     def is_anomalous(self) -> bool:
         return bool(self.score > self.image_threshold)
 
-    def overlay(self, image: Any, *, alpha: float = 0.45) -> np.ndarray:
-        """The image (array or path) with this result's heatmap blended in and its defect
-        regions outlined (:func:`fissure.anomaly.heatmap_overlay`)."""
+    def overlay(self, image: Any, *, alpha: float = 0.45, legend: bool = True) -> np.ndarray:
+        """The image (array or path) with this result marked on it
+        (:func:`fissure.anomaly.heatmap_overlay`): unchanged where the map is well below the
+        threshold, coloured where it approaches or passes it, the defect regions outlined and
+        numbered as in :meth:`to_dict` (``regions[i]`` is number ``i + 1``), masked glare
+        hatched, and a legend with the colour bar."""
         from .visualize import heatmap_overlay
 
         return heatmap_overlay(as_image(image), self.anomaly_map, self.threshold,
-                               mask=self.mask, alpha=alpha)
+                               mask=self.mask, glare=self.glare, boxes=self.boxes, alpha=alpha,
+                               legend=legend)
 
     def to_dict(self) -> dict:
         return {
@@ -81,8 +85,9 @@ class AnomalyResult:
             "image_threshold": float(self.image_threshold),
             "pixel_threshold": float(self.threshold),
             "regions": [
-                {"box": [float(v) for v in b], "score": float(s)}
-                for b, s in zip(self.boxes.tolist(), self.box_scores.tolist())
+                {"id": i, "box": [float(v) for v in b], "score": float(s)}
+                for i, (b, s) in enumerate(zip(self.boxes.tolist(), self.box_scores.tolist()),
+                                           start=1)
             ],
             "height": int(self.anomaly_map.shape[0]),
             "width": int(self.anomaly_map.shape[1]),
