@@ -21,6 +21,8 @@ from typing import Optional
 
 import numpy as np
 
+from .._draw import place_tag
+
 __all__ = ["heatmap_overlay"]
 
 #: the colour scale's stops (BGR): at half the threshold, at the threshold, at the top
@@ -100,22 +102,6 @@ def _outer_contours(mask: np.ndarray) -> list:
     m8 = mask.view(np.uint8) if mask.dtype == bool else (mask != 0).view(np.uint8)
     contours, hier = cv2.findContours(m8, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     return [c for c, h in zip(contours, hier[0]) if h[3] < 0]
-
-
-def place_tag(box: tuple[int, int, int, int], tw: int, th: int, W: int, H: int,
-              gap: int = 0) -> tuple[int, int]:
-    """Top-left corner of a ``tw`` x ``th`` tag for the inclusive pixel box ``(x0, y0, x1,
-    y1)``: above the box, else below it, else inside at its top, at the box's left edge; kept
-    within the ``W`` x ``H`` image where it fits."""
-    x0, y0, x1, y1 = box
-    if y0 - gap - th >= 0:
-        top = y0 - gap - th
-    elif y1 + 1 + gap + th <= H:
-        top = y1 + 1 + gap
-    else:
-        top = max(y0, 0)
-    left = min(max(x0, 0), max(W - tw, 0))
-    return left, min(top, max(H - th, 0))
 
 
 def _tag(out: np.ndarray, text: str, box: tuple[int, int, int, int], fs: float, lw: int,
