@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import Images, class_names, no_inputs, unique_stem
+from ._common import (Images, add_overlay_format, class_names, no_inputs, unique_stem,
+                      write_overlay)
 
 __all__ = ["add_parser", "cmd_detect"]
 
@@ -17,7 +18,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     import time
 
     from ..detection import TiledDetector
-    from ..io import write_image_atomic, write_json_atomic
+    from ..io import write_json_atomic
     from ..preprocess import PreprocessConfig
 
     out = Path(args.out)
@@ -76,7 +77,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 "categories": [{"id": c, "name": names.get(c, str(c))} for c in cats],
             })
             if not args.no_overlay:
-                write_image_atomic(out / f"{stem}_overlay.png", dets.draw(image))
+                write_overlay(out, f"{stem}_overlay", dets.draw(image), args.overlay_format)
             images += 1
             total += len(dets)
             inputs.bar.set_postfix(dets=len(dets))
@@ -123,5 +124,6 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--vram-budget-mb", type=int, default=2048)
     s.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
     s.add_argument("--no-overlay", action="store_true", help="write JSON only")
+    add_overlay_format(s)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_detect)
