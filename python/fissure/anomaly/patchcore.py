@@ -127,6 +127,9 @@ class PatchCore:
         backbone: an ONNX file whose outputs include ``layers`` as (B, C, H, W) maps; default:
             the bundled EfficientNet-Lite0 (``fissure.models.default_backbone()``).
         coreset_ratio: fraction of training patches kept in the memory bank (0 < r <= 1).
+            The default 0.01 suits the high-resolution images fissure is for (a 12 MP image
+            alone gives ~350k patches); from few small images (hundreds of patches each) a
+            larger ratio gains accuracy (docs/anomaly_cli.md, "Defaults and why").
         num_neighbors: ``b`` of anomalib's image-score reweighting (1: plain maximum).
         tile_size: tile size in image pixels (int or (h, w)); images are cut with SAHI's grid at
             ``overlap_ratio`` and tiles run at native resolution. None: the whole image is
@@ -154,7 +157,7 @@ class PatchCore:
         self,
         backbone: Union[str, "os.PathLike[str]", None] = None,
         *,
-        coreset_ratio: float = 0.1,
+        coreset_ratio: float = 0.01,
         num_neighbors: int = 9,
         tile_size: Union[int, tuple[int, int], None] = 512,
         overlap_ratio: float = 0.25,
