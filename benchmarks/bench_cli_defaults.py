@@ -38,8 +38,17 @@ RATIOS = (0.1, 0.02, 0.01)
 GLARE = (None, "mask")
 
 
-def demo_rows(threads: int) -> list[dict]:
+def timed_fit(images: list, ratio: float, spec: str | None, threads: int) -> tuple:
+    """(PatchCore fitted on ``images``, seconds the fit took)."""
     from fissure.anomaly import PatchCore
+
+    pc = PatchCore(coreset_ratio=ratio, specular=spec, num_threads=threads)
+    t0 = time.perf_counter()
+    pc.fit(images)
+    return pc, time.perf_counter() - t0
+
+
+def demo_rows(threads: int) -> list[dict]:
     from fissure.anomaly.synthetic import brushed_metal, plant_defects
     from fissure.demo import evaluate
 
@@ -49,10 +58,7 @@ def demo_rows(threads: int) -> list[dict]:
     rows = []
     for ratio in RATIOS:
         for spec in GLARE:
-            pc = PatchCore(coreset_ratio=ratio, specular=spec, num_threads=threads)
-            t0 = time.perf_counter()
-            pc.fit(normals)
-            fit_s = time.perf_counter() - t0
+            pc, fit_s = timed_fit(normals, ratio, spec, threads)
             t0 = time.perf_counter()
             r = pc.predict(surf.image)
             pred_s = time.perf_counter() - t0
@@ -95,7 +101,7 @@ def bright_rows(threads: int) -> list[dict]:
 
 def elpv_rows(threads: int, n_train: int) -> list[dict]:
     from bench_elpv import TYPES, elpv_index, split
-    from fissure.anomaly import PatchCore, auroc
+    from fissure.anomaly import auroc
     from fissure.specular import specular_mask
 
     ds = elpv_index()
@@ -106,10 +112,7 @@ def elpv_rows(threads: int, n_train: int) -> list[dict]:
         glary = np.mean([specular_mask(im).mean() > 0.005 for im in test_imgs])
         for ratio in RATIOS:
             for spec in GLARE:
-                pc = PatchCore(coreset_ratio=ratio, specular=spec, num_threads=threads)
-                t0 = time.perf_counter()
-                pc.fit(train_imgs)
-                fit_s = time.perf_counter() - t0
+                pc, fit_s = timed_fit(train_imgs, ratio, spec, threads)
                 scores, times = [], []
                 for im in test_imgs:
                     t = time.perf_counter()
