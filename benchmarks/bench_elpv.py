@@ -228,7 +228,7 @@ def evaluate(ds: Elpv, cell_type: str, s: Setting, *, threads: int = -1,
     test_imgs = ds.load(test)
     score0, nn0 = s.scores[0]
     ratio = s.ratio(len(train))
-    pc = PatchCore(tile_size=None, input_size=s.input_size, coreset_ratio=ratio, score=score0,
+    pc = PatchCore(tile_size=None, input_size=s.input_size, coreset_ratio=ratio, scoring=score0,
                    num_neighbors=nn0, holdout=s.holdout, seed=s.seed, num_threads=threads)
     t0 = time.perf_counter()
     with random_bank(s.seed) if s.sampler == "random" else contextlib.nullcontext():

@@ -4,8 +4,9 @@ Generates a 12 MP brushed-metal surface with small planted defects (scratches, c
 stains) and specular glints, fits PatchCore with the bundled backbone on defect-free samples
 of the same surface, predicts the test surface tile by tile with glare masked, and checks
 the result against the planted ground truth: defects found, false alarms, time and peak
-memory. Writes the heatmap overlay, a JSON report, the test image and the memory bank (so
-``fissure anomaly predict`` can be tried on them next).
+memory. Writes the overlay (``heatmap.jpg``), a JSON report, the test image, the
+defect-free training samples (``normal/``) and the memory bank, so that ``fissure anomaly fit``
+and ``predict`` can be tried on them next (:func:`next_commands`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,17 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["add_parser", "evaluate", "peak_rss_bytes", "run_demo"]
+__all__ = ["add_parser", "evaluate", "next_commands", "peak_rss_bytes", "run_demo"]
+
+
+def next_commands(out_dir: Path) -> list[str]:
+    """The commands the demo suggests next (README.md's set-up section shows them for the
+    default folder): fit a bank from the saved defect-free samples, predict the saved
+    surface with it."""
+    out = Path(out_dir).as_posix()
+    return [f"fissure anomaly fit {out}/normal --out {out}/bank.safetensors --specular mask",
+            f"fissure anomaly predict {out}/bank.safetensors {out}/surface.png "
+            f"--out {out}/predict"]
 
 
 def peak_rss_bytes() -> Optional[int]:
@@ -72,11 +83,15 @@ def run_demo(
     num_threads: int = -1,
     progress: bool = True,
     log: Any = None,
+    overlay_format: str = "jpg",
 ) -> dict[str, Any]:
     """Runs the example and returns its report (what ``fissure demo --json`` prints).
 
-    ``log`` is called with one line per finished step (None: silent).
+    ``log`` is called with one line per finished step (None: silent). ``overlay_format``:
+    ``"jpg"`` (quality 90) or ``"png"`` for ``heatmap.*``.
     """
+    if overlay_format not in ("jpg", "png"):
+        raise ValueError(f"overlay_format: expected 'jpg' or 'png', got {overlay_format!r}")
     from .anomaly import PatchCore
     from .anomaly.synthetic import brushed_metal, plant_defects
     from .io import write_image_atomic, write_json_atomic
@@ -158,12 +173,18 @@ def run_demo(
     if out_dir is not None:
         out = Path(out_dir)
         t0 = time.perf_counter()
-        write_image_atomic(out / "heatmap.png", res.overlay(surf.image))
+        heatmap = f"heatmap.{overlay_format}"
+        write_image_atomic(out / heatmap, res.overlay(surf.image))
         write_image_atomic(out / "surface.png", surf.image)
+        normal_files = [f"normal/normal_{i}.png" for i in range(1, n_train + 1)]
+        for name, img in zip(normal_files, normals):
+            write_image_atomic(out / name, img)
         pc.save(out / "bank.safetensors")
         report["seconds"]["write"] = time.perf_counter() - t0
-        report["files"] = [str(out / n) for n in
-                           ("heatmap.png", "report.json", "surface.png", "bank.safetensors")]
+        files = [heatmap, "report.json", "surface.png", *normal_files, "bank.safetensors"]
+        report["files"] = [str(out / n) for n in files]
+        report["bytes_written"] = sum((out / n).stat().st_size for n in files
+                                      if n != "report.json")
     report["seconds"]["total"] = time.perf_counter() - t_start
     peak = peak_rss_bytes()  # the whole run, the pictures' encoding included
     report["peak_rss_bytes"] = peak
@@ -172,7 +193,11 @@ def run_demo(
     mem = f", peak memory {peak / 2**20:,.0f} MB" if peak else ""
     say(f"total {report['seconds']['total']:.1f} s{mem}")
     if out_dir is not None:
-        say(f"wrote {out_dir}/heatmap.png (overlay), report.json, surface.png, "
-            f"bank.safetensors; next: fissure anomaly predict {out_dir}/bank.safetensors "
-            f"{out_dir}/surface.png --out {out_dir}/predict")
+        size = report["bytes_written"] + (Path(out_dir) / "report.json").stat().st_size
+        say(f"wrote {Path(out_dir).as_posix()}/: heatmap.{overlay_format} (overlay), report.json, "
+            f"surface.png, normal/ ({n_train} defect-free samples), bank.safetensors; "
+            f"{size / 1e6:.1f} MB")
+        say("next, the same from the command line:")
+        for cmd in next_commands(Path(out_dir)):
+            say("  " + cmd)
     return report

@@ -1,12 +1,13 @@
-"""AUROC against the pairwise definition (P(score_pos > score_neg) + 0.5 P(tie)), and the
-heatmap overlay against its formula."""
+"""AUROC against the pairwise definition (P(score_pos > score_neg) + 0.5 P(tie)).
+
+The heatmap overlay's tests are in test_overlay.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fissure.anomaly import auroc, heatmap_overlay, pixel_auroc
+from fissure.anomaly import auroc, pixel_auroc
 
 
 def pairwise_auc(s, y):
@@ -61,23 +62,3 @@ def test_auroc_bad_input(scores, labels, exc):
 def test_pixel_auroc_shape_mismatch():
     with pytest.raises(ValueError, match="shape"):
         pixel_auroc([np.zeros((2, 2))], [np.zeros((2, 3), bool)])
-
-
-def test_heatmap_overlay_blend_and_outline():
-    import cv2
-
-    img = np.full((40, 50, 3), 100, np.uint8)
-    amap = np.zeros((40, 50), np.float32)
-    amap[10:20, 10:20] = 4.0
-    out = heatmap_overlay(img, amap, 1.0, alpha=0.5)
-    assert out.shape == img.shape and out.dtype == np.uint8
-    # far from the region: map 0 -> v = clip(-1/6 + 0.5) (span = 2 * (4 - 1) = 6)
-    v = np.uint8(round((0.5 - 1.0 / 6.0) * 255))
-    heat = cv2.applyColorMap(np.full((1, 1), v, np.uint8), cv2.COLORMAP_JET)[0, 0]
-    expect = np.round(0.5 * heat.astype(np.float64) + 0.5 * 100).astype(np.uint8)
-    np.testing.assert_allclose(out[35, 45].astype(int), expect.astype(int), atol=1)
-    # the region's border is outlined in white, its inside is blended
-    assert (out[10, 15] == 255).all()
-    assert not (out[15, 15] == 255).all()
-    with pytest.raises(ValueError, match="size"):
-        heatmap_overlay(img, amap[:-1], 1.0)

@@ -157,7 +157,7 @@ def test_predict_matches_the_api_and_finds_planted_blobs(fitted, tests_dir, tmp_
     t, images = tests_dir
     out = tmp_path / "out"
     rc, line, err = run_cli(["anomaly", "predict", str(fitted["bank"]), str(t), str(t / "other"),
-                             "--out", str(out), *FAST])
+                             "--out", str(out), "--overlay-format", "png", *FAST])
     assert rc == 0, err
     summary = json.loads((out / "summary.json").read_text())
     rows = {Path(r["path"]).relative_to(t).with_suffix("").as_posix(): r for r in summary["images"]}

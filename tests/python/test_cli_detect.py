@@ -42,7 +42,7 @@ def test_detect_command_writes_json_and_overlays(tmp_path, capsys) -> None:
         for ann in doc["annotations"]:
             assert ann["image_id"] == doc["image"]["id"]
             assert ann["segmentation"]["size"] == [shape[0], shape[1]]
-        overlay = cv2.imread(str(out / f"{stem}_overlay.png"))
+        overlay = cv2.imread(str(out / f"{stem}_overlay.jpg"))
         assert overlay.shape[:2] == shape[:2]
     assert not (out / "broken.json").exists()
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporaries

@@ -94,7 +94,7 @@ def test_demo_outputs_reload(small_demo) -> None:
     from fissure.io import read_image
 
     out, rep = small_demo
-    overlay = read_image(out / "heatmap.png")
+    overlay = read_image(out / "heatmap.jpg")
     surface = read_image(out / "surface.png")
     assert overlay.shape == surface.shape == (1200, 1600, 3)
     # the saved bank predicts the saved surface exactly as the demo did
@@ -108,6 +108,6 @@ def test_demo_cli_json_and_errors(tmp_path, capsys) -> None:
                  "--glints", "1", "--train-size", "512", "--out", str(tmp_path / "d")]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["image"] == {"width": 640, "height": 480, "megapixels": 640 * 480 / 1e6}
-    assert (tmp_path / "d" / "heatmap.png").is_file()
+    assert (tmp_path / "d" / "heatmap.jpg").is_file()
     assert main(["demo", "--width", "8", "--out", str(tmp_path / "e")]) == 2
     assert "width" in capsys.readouterr().err

@@ -97,6 +97,38 @@ def test_labels_are_drawn_near_their_boxes(rng: np.random.Generator) -> None:
     assert d.labels == ["crack 0.87", "pit 0.50", "21 0.25"]
 
 
+def test_labels_do_not_cover_the_objects(rng: np.random.Generator) -> None:
+    """A tag sits above its box, below it when there is no room above, inside only when
+    neither fits, and within the image."""
+    h, w = 120, 160
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    cases = {  # box -> where its tag must be
+        "middle": ([50, 50, 110, 90], "above"),
+        "top edge": ([30, 2, 90, 60], "below"),
+        "full height": ([40, 0, 100, 120], "inside"),
+        "right edge": ([140, 60, 160, 100], "above"),
+    }
+    for name, (box, where) in cases.items():
+        d = Detections([box], [0.87], [3], class_names={3: "scratch"})
+        plain = d.draw(img, labels=False)
+        out = d.draw(img)
+        tag = (out != plain).any(axis=2)
+        assert tag.any(), name
+        ys, xs = np.nonzero(tag)
+        (x0, y0, x1, y1), = regions(d.boxes)
+        inner = np.zeros((h, w), bool)
+        inner[y0 + 2:y1 - 1, x0 + 2:x1 - 1] = True  # inside, away from the outline
+        if where == "above":
+            assert ys.max() < y0 and not tag[inner].any(), name
+        elif where == "below":
+            assert ys.min() > y1 and not tag[inner].any(), name
+        else:
+            assert ys.min() == max(y0, 0), name
+        # within the image and starting at the box's left edge unless that would cut it (the
+        # tag has the outline's colour, so inside the box its first column shows no change)
+        assert xs.max() < w and (abs(xs.min() - x0) <= 1 or xs.max() == w - 1), name
+
+
 def test_gray_input_is_drawn_as_bgr(rng: np.random.Generator) -> None:
     d, _ = scene(rng)
     gray = rng.integers(0, 256, (H, W), dtype=np.uint8)

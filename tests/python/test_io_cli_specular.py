@@ -68,4 +68,4 @@ def test_cli_specular_writes_masks_and_reports_bad_files(
     np.testing.assert_array_equal(mask, _ref_mask(img))
     report = json.loads((out / "specular.json").read_text())
     assert report["images"][0]["glare_pixels"] == int(_ref_mask(img).sum())
-    assert (out / "part_specular_overlay.png").exists()
+    assert (out / "part_specular_overlay.jpg").exists()

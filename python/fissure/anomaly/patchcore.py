@@ -66,13 +66,17 @@ class AnomalyResult:
     def is_anomalous(self) -> bool:
         return bool(self.score > self.image_threshold)
 
-    def overlay(self, image: Any, *, alpha: float = 0.45) -> np.ndarray:
-        """The image (array or path) with this result's heatmap blended in and its defect
-        regions outlined (:func:`fissure.anomaly.heatmap_overlay`)."""
+    def overlay(self, image: Any, *, alpha: float = 0.45, legend: bool = True) -> np.ndarray:
+        """The image (array or path) with this result marked on it
+        (:func:`fissure.anomaly.heatmap_overlay`): unchanged where the map is well below the
+        threshold, coloured where it approaches or passes it, the defect regions outlined and
+        numbered as in :meth:`to_dict` (``regions[i]`` is number ``i + 1``), masked glare
+        hatched, and a legend with the colour bar."""
         from .visualize import heatmap_overlay
 
         return heatmap_overlay(as_image(image), self.anomaly_map, self.threshold,
-                               mask=self.mask, alpha=alpha)
+                               mask=self.mask, glare=self.glare, boxes=self.boxes, alpha=alpha,
+                               legend=legend)
 
     def to_dict(self) -> dict:
         return {
@@ -81,8 +85,9 @@ class AnomalyResult:
             "image_threshold": float(self.image_threshold),
             "pixel_threshold": float(self.threshold),
             "regions": [
-                {"box": [float(v) for v in b], "score": float(s)}
-                for b, s in zip(self.boxes.tolist(), self.box_scores.tolist())
+                {"id": i, "box": [float(v) for v in b], "score": float(s)}
+                for i, (b, s) in enumerate(zip(self.boxes.tolist(), self.box_scores.tolist()),
+                                           start=1)
             ],
             "height": int(self.anomaly_map.shape[0]),
             "width": int(self.anomaly_map.shape[1]),
@@ -122,6 +127,9 @@ class PatchCore:
         backbone: an ONNX file whose outputs include ``layers`` as (B, C, H, W) maps; default:
             the bundled EfficientNet-Lite0 (``fissure.models.default_backbone()``).
         coreset_ratio: fraction of training patches kept in the memory bank (0 < r <= 1).
+            The default 0.01 suits the high-resolution images fissure is for (a 12 MP image
+            alone gives ~350k patches); from few small images (hundreds of patches each) a
+            larger ratio gains accuracy (docs/anomaly_cli.md, "Defaults and why").
         num_neighbors: ``b`` of anomalib's image-score reweighting (1: plain maximum).
         tile_size: tile size in image pixels (int or (h, w)); images are cut with SAHI's grid at
             ``overlap_ratio`` and tiles run at native resolution. None: the whole image is
@@ -149,7 +157,7 @@ class PatchCore:
         self,
         backbone: Union[str, "os.PathLike[str]", None] = None,
         *,
-        coreset_ratio: float = 0.1,
+        coreset_ratio: float = 0.01,
         num_neighbors: int = 9,
         tile_size: Union[int, tuple[int, int], None] = 512,
         overlap_ratio: float = 0.25,

@@ -10,6 +10,7 @@ input matching no file, a missing, corrupt or foreign bank). See docs/anomaly_cl
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
 import time
@@ -21,7 +22,8 @@ import numpy as np
 
 __all__ = ["add_parser", "cmd_fit", "cmd_predict"]
 
-from ._common import Images, error, is_runtime_error, no_inputs, one_line, unique_stem
+from ._common import (Images, add_overlay_format, error, is_runtime_error, no_inputs, one_line,
+                      unique_stem, write_overlay)
 
 _SUMMARY = "summary"  # predict writes summary.json: no image's result may take that name
 
@@ -34,6 +36,35 @@ def _finite_nonneg(text: str) -> float:
     if not math.isfinite(v) or v < 0:
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return v
+
+
+#: an image with more glare than this (share of pixels under the glare rule, undilated) gets
+#: a warning when glare is not masked
+GLARE_WARN = 0.005
+
+
+def glare_warning(path: Any, image: np.ndarray, option: str, threads: int = -1,
+                  boxes: Any = None) -> str | None:
+    """The warning line for an image whose glare is not masked but matters: more than
+    ``GLARE_WARN`` of its pixels under the glare rule (V > 240, S < 30), or glare inside
+    any of the predicted region ``boxes``; it names ``option``. None otherwise."""
+    from ..specular import specular_mask
+
+    glare = specular_mask(image, num_threads=threads)
+    share = float(glare.mean()) if glare.size else 0.0
+    touching = 0
+    for x0, y0, x1, y1 in np.asarray(boxes if boxes is not None else [], np.int64).reshape(-1, 4):
+        touching += bool(glare[y0:y1, x0:x1].any())
+    if share <= GLARE_WARN and not touching:
+        return None
+    gray = image.ndim == 2 or (np.array_equal(image[..., 0], image[..., 1])
+                               and np.array_equal(image[..., 1], image[..., 2]))
+    rule = "V > 240, S < 30" + ("; in a gray image every pixel above 240" if gray else "")
+    what = f"{share:.2%} of the pixels are glare ({rule})"
+    if touching:
+        what += f" and {touching} of the {len(boxes)} regions touch it"
+    return (f"fissure: warning: {path}: {what}; glare is scored like the rest of the image: "
+            f"if it is specular reflection, not a defect, mask it with {option}")
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -67,10 +98,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     def arrays() -> Iterator[np.ndarray]:
         nonlocal used
-        used += 1
-        yield first[2]
-        for _, _, image in stream:
+        for _, path, image in itertools.chain([first], stream):
             used += 1
+            warn = None if args.specular else glare_warning(
+                path, image, "--specular mask (when fitting; stored in the bank)", args.threads)
+            if warn:
+                images.bar.write(warn, file=sys.stderr)
             yield image
 
     try:
@@ -93,12 +126,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``fissure anomaly predict``: scores images against a memory bank; writes per image
-    ``NAME.json`` and ``NAME_heatmap.png`` and a ``summary.json``.
+    ``NAME.json`` and ``NAME_heatmap.jpg`` (or ``.png``) and a ``summary.json``.
 
     Returns the exit status: 0, 1 when some images were skipped, 2 when the bank cannot be
     used or there is no input.
     """
-    from ..io import write_image_atomic, write_json_atomic
+    from ..io import write_json_atomic
     from ..anomaly import PatchCore
 
     out = Path(args.out)
@@ -140,11 +173,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
             inputs.bar.write(f"fissure: skipped {path}: {msg}", file=sys.stderr)
             continue
         seconds = time.perf_counter() - t
+        warn = None if pc.specular else glare_warning(path, image, "--specular mask",
+                                                     args.threads, result.boxes)
+        if warn:
+            inputs.bar.write(warn, file=sys.stderr)
         stem = unique_stem(path, used)
         write_json_atomic(out / f"{stem}.json",
                           {"path": str(path), **result.to_dict(), "seconds": seconds})
         if not args.no_overlay:
-            write_image_atomic(out / f"{stem}_heatmap.png", result.overlay(image))
+            write_overlay(out, f"{stem}_heatmap", result.overlay(image), args.overlay_format)
         anomalous += result.is_anomalous
         rows.append({"path": str(path), "result": f"{stem}.json", "score": float(result.score),
                      "is_anomalous": result.is_anomalous, "regions": len(result.boxes)})
@@ -181,8 +218,9 @@ def add_parser(sub: Any) -> None:
     f.add_argument("--backbone", default=None,
                    help="ONNX backbone with feat8/feat16 outputs (default: the bundled "
                         "EfficientNet-Lite0)")
-    f.add_argument("--coreset-ratio", type=float, default=0.1,
-                   help="fraction of training patches kept in the bank (default 0.1)")
+    f.add_argument("--coreset-ratio", type=float, default=0.01,
+                   help="fraction of training patches kept in the bank (default 0.01; raise "
+                        "it for few small images, see docs/anomaly_cli.md)")
     g = f.add_mutually_exclusive_group()
     g.add_argument("--tile-size", type=int, default=512,
                    help="tile size in pixels; images are cut at native resolution (default 512)")
@@ -223,6 +261,7 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--specular-dilate", type=int, default=None, metavar="PX",
                    help="grow the glare mask by this radius (default: the bank's)")
     q.add_argument("--no-overlay", action="store_true", help="write JSON only")
+    add_overlay_format(q)
     q.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
     q.add_argument("--device", default="auto", help="auto, cpu, cuda, gpu, npu")
     q.add_argument("--threads", type=int, default=-1, help="-1 = all cores")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..demo import run_demo
+from ._common import add_overlay_format
 
 __all__ = ["add_parser", "cmd_demo"]
 
@@ -16,14 +17,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         r = run_demo(args.out, width=args.width, height=args.height, n_defects=args.defects,
                      n_glints=args.glints, train_size=args.train_size, seed=args.seed,
-                     num_threads=args.threads, progress=False)
+                     num_threads=args.threads, progress=False,
+                     overlay_format=args.overlay_format)
         print(json.dumps(r, indent=2))
         return 0
     print(f"fissure demo: PatchCore on a synthetic {args.width}x{args.height} surface, "
           "trained on defect-free samples only", flush=True)
     run_demo(args.out, width=args.width, height=args.height, n_defects=args.defects,
              n_glints=args.glints, train_size=args.train_size, seed=args.seed,
-             num_threads=args.threads, progress=not args.quiet, log=lambda line: print("  " + line, flush=True))
+             num_threads=args.threads, progress=not args.quiet,
+             log=lambda line: print("  " + line, flush=True), overlay_format=args.overlay_format)
     return 0
 
 
@@ -35,8 +38,8 @@ def add_parser(sub: Any) -> None:
                     "predicts with glare masked and reports found defects, false alarms, time "
                     "and peak memory.")
     p.add_argument("--out", type=Path, default=Path("fissure-demo"),
-                   help="folder for heatmap.png, report.json, surface.png, bank.safetensors "
-                        "(default: ./fissure-demo)")
+                   help="folder for heatmap.jpg, report.json, surface.png, normal/ (the "
+                        "defect-free samples), bank.safetensors (default: ./fissure-demo)")
     p.add_argument("--width", type=int, default=4000)
     p.add_argument("--height", type=int, default=3000)
     p.add_argument("--defects", type=int, default=16, help="planted defects (default 16)")
@@ -47,4 +50,5 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_overlay_format(p)
     p.set_defaults(func=cmd_demo)

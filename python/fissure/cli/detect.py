@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import Images, class_names, error, no_inputs, unique_stem
+from ._common import (Images, add_overlay_format, class_names, error, no_inputs, unique_stem,
+                      write_overlay)
 
 __all__ = ["add_parser", "cmd_detect", "describe_lines"]
 
@@ -57,7 +58,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     from ..detection import TiledDetector
     from ..detection.decoders import KINDS, DecoderOptionError
-    from ..io import write_image_atomic, write_json_atomic
+    from ..io import write_json_atomic
     from ..preprocess import PreprocessConfig
 
     out = Path(args.out)
@@ -138,7 +139,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 "seconds": seconds,
             })
             if not args.no_overlay:
-                write_image_atomic(out / f"{stem}_overlay.png", dets.draw(image))
+                write_overlay(out, f"{stem}_overlay", dets.draw(image), args.overlay_format)
             images += 1
             total += len(dets)
             rows.append({"path": str(path), "result": f"{stem}.json", "detections": len(dets),
@@ -202,5 +203,6 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--vram-budget-mb", type=int, default=2048)
     s.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
     s.add_argument("--no-overlay", action="store_true", help="write JSON only")
+    add_overlay_format(s)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_detect)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import Images, no_inputs
+from ._common import Images, add_overlay_format, no_inputs, write_overlay
 
 __all__ = ["add_info_parser", "add_specular_parser", "cmd_info", "cmd_specular"]
 
@@ -62,7 +62,8 @@ def cmd_specular(args: argparse.Namespace) -> int:
             continue
         stem = path.stem
         write_image_atomic(out / f"{stem}_specular_mask.png", mask.astype(np.uint8) * 255)
-        write_image_atomic(out / f"{stem}_specular_overlay.png", draw_specular(image, mask))
+        write_overlay(out, f"{stem}_specular_overlay", draw_specular(image, mask),
+                      args.overlay_format)
         frac = float(mask.mean()) if mask.size else 0.0
         summary.append({"image": str(path), "height": image.shape[0], "width": image.shape[1],
                         "glare_pixels": int(mask.sum()), "glare_fraction": frac})
@@ -88,6 +89,7 @@ def add_specular_parser(sub: Any) -> None:
     s.add_argument("--v-min", type=int, default=240, help="glare when V > v_min (default 240)")
     s.add_argument("--s-max", type=int, default=30, help="glare when S < s_max (default 30)")
     s.add_argument("--dilate", type=int, default=0, help="grow the mask by a disc of this radius")
+    add_overlay_format(s)
     s.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_specular)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .._draw import place_tag
 from .._optional import require_cv2
 from ..io import as_image
 from .._validate import as_boxes, as_class_ids, as_scores, check_threshold, describe
@@ -614,8 +615,10 @@ class Detections:
         ``floor((1 - alpha) * pixel + alpha * colour + 0.5)``, in detection order, touching
         only the mask's region), box outlines (``cv2.rectangle``, ``thickness`` pixels drawn
         *inside* the box's pixel region ``floor(x1) .. ceil(x2) - 1``), and labels
-        (``"name 0.87"``, ``cv2.putText`` on a filled box of the class colour just above the
-        box, or inside it at the top edge of the image). Colours come from :data:`PALETTE`
+        (``"name 0.87"``, ``cv2.putText`` on a filled tag of the class colour at the box's left
+        edge, placed so that it does not cover the object: just above the box, else just
+        below it, and inside it at its top only when neither fits; moved left to stay within
+        the image). Colours come from :data:`PALETTE`
         by class id.
 
         Args:
@@ -674,10 +677,8 @@ class Detections:
             for i, text in enumerate(self.labels):
                 col = tuple(int(v) for v in colors[i])
                 (tw, th), base = cv2.getTextSize(text, font, scale, tt)
-                x, y = int(x0s[i]), int(y0s[i])
-                top = y - th - base - 2
-                if top < 0:
-                    top = max(y, 0)
+                x, top = place_tag((int(x0s[i]), int(y0s[i]), int(x1s[i]), int(y1s[i])),
+                                   tw + 3, th + base + 2, W, H)
                 cv2.rectangle(out, (x, top), (x + tw + 2, top + th + base + 1), col, -1)
                 lum = 0.114 * col[0] + 0.587 * col[1] + 0.299 * col[2]
                 ink = (0, 0, 0) if lum > 127 else (255, 255, 255)
