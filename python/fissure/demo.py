@@ -11,8 +11,6 @@ and ``predict`` can be tried on them next (:func:`next_commands`).
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,7 +18,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["add_parser", "evaluate", "next_commands", "peak_rss_bytes", "run_demo"]
+from ._optional import require_cv2
+
+__all__ = ["evaluate", "next_commands", "peak_rss_bytes", "run_demo"]
 
 
 def next_commands(out_dir: Path) -> list[str]:
@@ -51,7 +51,7 @@ def evaluate(mask: np.ndarray, labels: np.ndarray, glints: Optional[np.ndarray] 
     covers no planted defect is a false alarm (and ``on_glints`` counts those that touch a
     glint).
     """
-    import cv2
+    cv2 = require_cv2("the demo")
 
     m = np.ascontiguousarray(mask, dtype=np.uint8)
     n, comp = cv2.connectedComponents(m, connectivity=8)

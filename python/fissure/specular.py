@@ -29,7 +29,6 @@ of the C++ core. See ``docs/specular.md``.
 from __future__ import annotations
 
 import numbers
-import os
 from collections.abc import Sequence
 from typing import Any, Optional
 

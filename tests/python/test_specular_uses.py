@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fissure
-from fissure import BoxMasks, _reference, specular
+from fissure import BoxMasks, _reference
 
 
 def glare_plane(rng: np.random.Generator, h: int = 120, w: int = 170) -> np.ndarray:

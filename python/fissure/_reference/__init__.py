@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["BACKENDS", "active"]
+__all__ = ["BACKENDS", "active", "merge", "specular"]
 
 #: The values ``FISSURE_BACKEND`` may take: the C++ core (default) or the numpy twins.
 BACKENDS = ("cpp", "python")

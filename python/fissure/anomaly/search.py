@@ -17,7 +17,6 @@ All three release the GIL in their long calls. See ``docs/patchcore_core.md``.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np

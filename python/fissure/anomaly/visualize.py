@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 
 from .._draw import place_tag
+from .._optional import require_cv2
 
 __all__ = ["heatmap_overlay"]
 
@@ -74,7 +75,7 @@ def _colour(out: np.ndarray, amap: np.ndarray, lo: float, hi: float, col: np.nda
 def _hatch_glare(out: np.ndarray, glare: np.ndarray, lw: int) -> list:
     """Diagonal hatching over the glare pixels and a blue outline around them; returns the
     outlines' bounding boxes (for the legend's placement)."""
-    import cv2
+    cv2 = require_cv2("heatmap overlays")
 
     g8 = glare.view(np.uint8)
     contours = _outer_contours(glare)
@@ -95,7 +96,7 @@ def _hatch_glare(out: np.ndarray, glare: np.ndarray, lw: int) -> list:
 def _outer_contours(mask: np.ndarray) -> list:
     """The outer border of each 8-connected component of ``mask`` (islands inside another
     component's hole included), every border pixel listed."""
-    import cv2
+    cv2 = require_cv2("heatmap overlays")
 
     if not mask.any():
         return []
@@ -108,7 +109,7 @@ def _tag(out: np.ndarray, text: str, box: tuple[int, int, int, int], fs: float, 
          ink: tuple[int, int, int], paper: tuple[int, int, int]) -> tuple[int, int, int, int]:
     """Draws ``text`` on a filled tag beside ``box`` (:func:`place_tag`); returns the tag's
     xyxy (exclusive) rectangle."""
-    import cv2
+    cv2 = require_cv2("heatmap overlays")
 
     font = cv2.FONT_HERSHEY_SIMPLEX
     tt = max(1, lw // 2 + (lw > 1))
@@ -127,7 +128,7 @@ def _legend(out: np.ndarray, lo: float, t: float, hi: float, col: np.ndarray, al
     """A legend box with the colour bar (threshold marked), in the corner or edge that covers
     the fewest of ``avoid`` (boxes); not drawn (False) when it would take more than half the
     image's width or a third of its height."""
-    import cv2
+    cv2 = require_cv2("heatmap overlays")
 
     font = cv2.FONT_HERSHEY_SIMPLEX
     fs = max(0.4, 0.65 * fs)
@@ -228,7 +229,7 @@ def heatmap_overlay(
         legend: draw the legend box and colour bar (where it fits in half the image's width
             and a third of its height).
     """
-    import cv2
+    cv2 = require_cv2("heatmap overlays")
 
     from ..io import as_image
 
