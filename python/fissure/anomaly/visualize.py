@@ -195,9 +195,12 @@ def _legend(out: np.ndarray, lo: float, t: float, hi: float, col: np.ndarray, al
     tx = bx0 + int(round((t - lo) / (hi - lo) * n))
     cv2.line(out, (tx, cy - lw), (tx, cy + bar_h + lw), (0, 0, 0), max(2, lw))
     cy += bar_h + lw
-    for s, at in zip(labels, (bx0, tx, bx1)):
-        tw = cv2.getTextSize(s, font, fs, tt)[0][0]
-        left = {bx0: at, bx1: at - tw}.get(at, at - tw // 2)
+    # the ends' labels at the bar's ends; the threshold's centred on its mark, moved aside
+    # (never over the end labels) when the mark is near an end
+    widths = [cv2.getTextSize(s, font, fs, tt)[0][0] for s in labels]
+    gap = 2 * pad
+    mid_left = min(max(tx - widths[1] // 2, bx0 + widths[0] + gap), bx1 - widths[2] - gap - widths[1])
+    for s, left in zip(labels, (bx0, mid_left, bx1 - widths[2])):
         cv2.putText(out, s, (left, cy + th), font, fs, ink, tt, cv2.LINE_AA)
     return True
 
