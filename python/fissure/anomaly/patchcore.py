@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import numbers
 import os
-from collections.abc import Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -32,8 +33,16 @@ from .embed import embed_patches
 __all__ = ["AnomalyResult", "PatchCore"]
 
 FORMAT = "fissure.patchcore"
-FORMAT_VERSION = 1
+#: 2: the checksum ("sha256") covers the metadata as well as the bank (1: the bank only)
+FORMAT_VERSION = 2
 _SCORINGS = ("anomalib", "max")
+#: the smallest tile_size / input_size: twice the backbone's coarsest stride (16), so that the
+#: coarsest layer gives at least a 2 x 2 map (a smaller tile would run one backbone call per
+#: few pixels and score nothing meaningful)
+MIN_TILE = 32
+#: the bank's settings, restored by load() through the constructor (its own checks)
+_BANK_SETTINGS = ("layers", "tile_size", "overlap_ratio", "input_size", "num_neighbors",
+                  "scoring")
 
 
 @dataclass
@@ -94,12 +103,26 @@ class AnomalyResult:
         }
 
 
-def _bank_sha256(bank: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(bank).tobytes()).hexdigest()
+def _checksum(bank: np.ndarray, meta: dict) -> str:
+    """sha256 over the bank (dtype, shape, bytes) and every other metadata field (canonical
+    JSON, sorted keys): a changed value anywhere in the file is caught."""
+    h = hashlib.sha256()
+    settings = {k: v for k, v in meta.items() if k != "sha256"}
+    h.update(json.dumps([bank.dtype.name, list(bank.shape), settings], sort_keys=True).encode())
+    h.update(np.ascontiguousarray(bank).tobytes())
+    return h.hexdigest()
 
 
 def _size_pair(v: Any, name: str) -> Optional[tuple[int, int]]:
-    return None if v is None else int_pair(v, name, 16, 8192)
+    return None if v is None else int_pair(v, name, MIN_TILE, 8192)
+
+
+def _finite(v: Any, name: str, lo: float = 0.0) -> float:
+    """A finite float >= lo (a bank's threshold or normalisation value)."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)) \
+            or float(v) < lo:
+        raise ValueError(f"{name}: expected a finite number >= {lo:g}, got {v!r}")
+    return float(v)
 
 
 def _gaussian_blur(a: np.ndarray, sigma: float) -> np.ndarray:
@@ -131,10 +154,12 @@ class PatchCore:
             alone gives ~350k patches); from few small images (hundreds of patches each) a
             larger ratio gains accuracy (docs/anomaly_cli.md, "Defaults and why").
         num_neighbors: ``b`` of anomalib's image-score reweighting (1: plain maximum).
-        tile_size: tile size in image pixels (int or (h, w)); images are cut with SAHI's grid at
+        tile_size: tile size in image pixels (int or (h, w), each 32..8192: at least twice
+            the backbone's coarsest stride, 16); images are cut with SAHI's grid at
             ``overlap_ratio`` and tiles run at native resolution. None: the whole image is
             one tile.
-        input_size: resize each tile to this (h, w) before the backbone (None: native).
+        input_size: resize each tile to this (h, w), each 32..8192, before the backbone
+            (None: native).
         layers: backbone output names to embed, finest first.
         scoring: ``"anomalib"`` (reweighted, b = num_neighbors) or ``"max"`` (the paper's
             plain maximum patch distance).
@@ -253,14 +278,15 @@ class PatchCore:
             from ..backends import open_model
 
             backend, device, precision = self._backend_args
-            self._model = open_model(self.backbone_path, backend, device,
-                                     num_threads=self.num_threads, precision=precision)
-            names = [o.name for o in self._model.outputs]
+            model = open_model(self.backbone_path, backend, device,
+                               num_threads=self.num_threads, precision=precision)
+            names = [o.name for o in model.outputs]
             missing = [n for n in self.layers if n not in names]
-            if missing:
+            if missing:  # not kept: every later call raises this same error again
                 raise ValueError(f"backbone {self.backbone_path}: no output named {missing}; it "
                                  f"has {names} (pass layers=...)")
-            self._input_name = self._model.inputs[0].name
+            self._input_name = model.inputs[0].name
+            self._model = model
         return self._model
 
     def _batch(self) -> int:
@@ -300,13 +326,18 @@ class PatchCore:
                     yield feeder.batch_tiles(b), embed_patches(feats, num_threads=self.num_threads)
 
     # -- fit ---------------------------------------------------------------------------------
-    def fit(self, images: Iterable[Any], *, progress: bool = False) -> "PatchCore":
+    def fit(self, images: Iterable[Any], *, progress: bool = False,
+            on_error: Optional[Callable[[Any, Exception], None]] = None) -> "PatchCore":
         """Learns "normal" from defect-free images (paths or arrays), streamed one at a time.
 
         Embeddings accumulate on the host (float16); a fraction ``holdout`` of the tiles
         (every k-th) is kept out to calibrate the thresholds; the rest are projected
         (sparse random projection, anomalib's eps = 0.9), thinned by greedy k-center and the
         selected original embeddings become the bank.
+
+        ``on_error(image, exc)``: when given, an image that fails (unreadable, or the backbone
+        fails on it) is passed to it with the exception and left out entirely (none of its
+        tiles are kept); it may re-raise. Without it the exception propagates.
         """
         import time
 
@@ -327,17 +358,32 @@ class PatchCore:
         tile_no = 0
         dim = None
         for item in it:
-            img = as_image(item)
-            for btiles, emb in self._embed_tiles(img, self._tiles(*img.shape[:2])):
-                for (x0, y0, x1, y1), e in zip(btiles.tolist(), emb):
-                    rows = e.reshape(-1, e.shape[-1])
-                    dim = rows.shape[1]
-                    if k_hold and tile_no % k_hold == k_hold - 1:
-                        # the tile's own size: its map is upsampled to it, as in predict
-                        held.append((rows.astype(np.float16), e.shape[:2], (y1 - y0, x1 - x0)))
-                    else:
-                        train.append(rows.astype(np.float16))
-                    tile_no += 1
+            # one image's tiles are kept only once all of them are embedded
+            img_train: list[np.ndarray] = []
+            img_held: list[tuple[np.ndarray, tuple[int, int], tuple[int, int]]] = []
+            n = tile_no
+            try:
+                img = as_image(item)
+                for btiles, emb in self._embed_tiles(img, self._tiles(*img.shape[:2])):
+                    for (x0, y0, x1, y1), e in zip(btiles.tolist(), emb):
+                        rows = e.reshape(-1, e.shape[-1])
+                        if k_hold and n % k_hold == k_hold - 1:
+                            # the tile's own size: its map is upsampled to it, as in predict
+                            img_held.append((rows.astype(np.float16), e.shape[:2],
+                                             (y1 - y0, x1 - x0)))
+                        else:
+                            img_train.append(rows.astype(np.float16))
+                        n += 1
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(item, exc)
+                continue
+            train += img_train
+            held += img_held
+            if img_train or img_held:
+                dim = (img_train or [r for r, _, _ in img_held])[0].shape[1]
+            tile_no = n
         if tile_no == 0:
             raise ValueError("fit: expected at least one normal image, got none")
         if not train:  # one tile in all: calibrate on it as well
@@ -445,6 +491,10 @@ class PatchCore:
         d, i = knn_search(bank, q, 1)
         s_star = float(np.sqrt(max(float(d[0, 0]), 0.0)))
         b = min(self.num_neighbors, bank.shape[0])
+        if b < 2:
+            # a one-row bank: the softmax over one neighbour is 1 and the weight 0 (every image
+            # would score 0); the plain nearest distance instead
+            return s_star
         _, nb = knn_search(bank, bank[i[0, :1]].astype(np.float32), b)
         dist = np.sqrt(np.maximum(((bank[nb[0]].astype(np.float32) - q) ** 2).sum(1), 0))
         e = np.exp(dist - dist.max())
@@ -469,9 +519,9 @@ class PatchCore:
             "threshold": repr(float(self.threshold)),  # type: ignore[arg-type]
             "image_threshold": repr(float(self.image_threshold)),  # type: ignore[arg-type]
             "num_neighbors": str(self.num_neighbors), "scoring": self.scoring,
-            "bank_sha256": _bank_sha256(bank),
             "specular": json.dumps(self.specular), "specular_dilate": str(self.specular_dilate),
         }
+        meta["sha256"] = _checksum(bank, meta)
         p = Path(path)
         _atomic_write_bytes(p, save({"bank": np.ascontiguousarray(bank)}, metadata=meta))
         return p
@@ -483,44 +533,80 @@ class PatchCore:
         or a bank built with another backbone, with a ValueError saying which.
 
         The bank's thresholds, tiling, layers, normalisation, scoring and glare handling are
-        restored from the file; ``specular`` / ``specular_dilate`` given in ``kwargs``
-        override the saved ones."""
+        restored from the file and checked by the constructor's own rules (a value it would
+        refuse is refused here too); ``specular`` / ``specular_dilate`` given in ``kwargs``
+        override the saved ones. The file's checksum covers the bank and every setting."""
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"no such memory-bank file: {p}")
+        clash = sorted(set(kwargs) & set(_BANK_SETTINGS))
+        if clash:
+            raise TypeError(f"PatchCore.load: {', '.join(clash)} come(s) from the bank file; "
+                            "fit a new bank to change them")
         meta, bank = _read_bank(p)
-        pc = cls(backbone, **kwargs)
-        if meta["backbone_sha256"] != pc.backbone_sha256:
-            raise ValueError(
-                f"{p}: the bank was built with backbone sha256 {meta['backbone_sha256'][:16]}..., "
-                f"this backbone ({pc.backbone_path.name}) is {pc.backbone_sha256[:16]}...")
         try:
-            pc.layers = tuple(json.loads(meta["layers"]))
-            t = json.loads(meta["tile_size"])
-            pc.tile_size = tuple(t) if t else None  # type: ignore[assignment]
-            pc.overlap_ratio = float(meta["overlap_ratio"])
-            s = json.loads(meta["input_size"])
-            pc.input_size = tuple(s) if s else None  # type: ignore[assignment]
-            norm = json.loads(meta["normalisation"])
-            pc.mean, pc.std, pc.rgb = tuple(norm["mean"]), tuple(norm["std"]), bool(norm["rgb"])
-            pc.scale = float(norm["scale"])
-            pc.threshold = float(meta["threshold"])
-            pc.image_threshold = float(meta["image_threshold"])
-            pc.num_neighbors = int(meta["num_neighbors"])
-            pc.scoring = meta["scoring"]
-            # predict-time glare handling: as saved, unless the caller passes it
-            if "specular" not in kwargs and "specular" in meta:
-                sp = json.loads(meta["specular"])
-                if sp not in (None, "mask"):
-                    raise ValueError(f"specular {sp!r}")
-                pc.specular = sp
-            if "specular_dilate" not in kwargs and "specular_dilate" in meta:
-                pc.specular_dilate = int(meta["specular_dilate"])
+            settings = _settings_from_meta(meta)
         except (KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"{p}: malformed PatchCore metadata ({exc})") from None
+            raise ValueError(f"{p}: invalid PatchCore metadata ({exc})") from None
+        from_bank = set(settings) - set(kwargs)
+        settings.update({k: kwargs.pop(k) for k in ("specular", "specular_dilate")
+                         if k in kwargs})
+        try:
+            pc = cls(backbone, **settings, **kwargs)
+        except ValueError as exc:  # the constructor's messages start with the option's name
+            if str(exc).split(":", 1)[0].split("[", 1)[0] in from_bank:
+                raise ValueError(f"{p}: invalid PatchCore metadata ({exc})") from None
+            raise
+        try:
+            norm = json.loads(meta["normalisation"])
+            if not isinstance(norm, dict) or not isinstance(norm.get("rgb"), bool):
+                raise ValueError(f"normalisation: expected scale, mean, std and rgb, got {norm!r}")
+            mean, std = norm["mean"], norm["std"]
+            if not isinstance(mean, list) or not isinstance(std, list) or len(mean) != 3 \
+                    or len(std) != 3:
+                raise ValueError(f"normalisation: expected 3 means and 3 stds, got {norm!r}")
+            pc.mean = tuple(_finite(v, "normalisation mean", -math.inf) for v in mean)
+            pc.std = tuple(_finite(v, "normalisation std", 1e-6) for v in std)
+            pc.scale = _finite(norm["scale"], "normalisation scale", 1e-9)
+            pc.rgb = norm["rgb"]
+            pc.threshold = _finite(float(meta["threshold"]), "threshold")
+            pc.image_threshold = _finite(float(meta["image_threshold"]), "image_threshold")
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"{p}: invalid PatchCore metadata ({exc})") from None
+        built_with = str(meta.get("backbone_sha256"))
+        if built_with != pc.backbone_sha256:
+            raise ValueError(
+                f"{p}: the bank was built with backbone sha256 {built_with[:16]}..., "
+                f"this backbone ({pc.backbone_path.name}) is {pc.backbone_sha256[:16]}...")
         pc.bank = bank
         pc.bank_dtype = bank.dtype.name
         return pc
+
+
+def _settings_from_meta(meta: dict) -> dict[str, Any]:
+    """The constructor's keywords as the bank's metadata gives them (the constructor checks
+    them)."""
+    def number(key: str, kind: type) -> Any:
+        v = json.loads(meta[key])
+        if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else int):
+            raise ValueError(f"{key}: expected {'a number' if kind is float else 'an int'}, "
+                             f"got {meta[key]!r}")
+        return v
+
+    def size(key: str) -> Any:
+        v = json.loads(meta[key])
+        return tuple(v) if isinstance(v, list) else v
+
+    layers = json.loads(meta["layers"])
+    if not isinstance(layers, list) or not all(isinstance(x, str) and x for x in layers):
+        raise ValueError(f"layers: expected a list of output names, got {meta['layers']!r}")
+    return {
+        "layers": tuple(layers), "tile_size": size("tile_size"),
+        "overlap_ratio": number("overlap_ratio", float), "input_size": size("input_size"),
+        "num_neighbors": number("num_neighbors", int), "scoring": meta["scoring"],
+        "specular": json.loads(meta.get("specular", "null")),
+        "specular_dilate": number("specular_dilate", int) if "specular_dilate" in meta else 40,
+    }
 
 
 def _read_bank(p: Path) -> tuple[dict, np.ndarray]:
@@ -539,13 +625,19 @@ def _read_bank(p: Path) -> tuple[dict, np.ndarray]:
     except Exception as exc:  # safetensors raises its own error types for bad headers
         raise ValueError(f"{p}: cannot read the memory bank ({type(exc).__name__}: {exc}); "
                          f"the file is corrupt or truncated") from None
-    if meta.get("format_version") != str(FORMAT_VERSION):
-        raise ValueError(f"{p}: bank format version {meta.get('format_version')!r}, this "
-                         f"fissure reads {FORMAT_VERSION}")
+    version = meta.get("format_version")
+    if version == "1":
+        raise ValueError(f"{p}: bank format version 1, whose checksum does not cover its "
+                         f"settings; this fissure reads version {FORMAT_VERSION}: re-fit the "
+                         "bank (fissure anomaly fit, or PatchCore.fit and save)")
+    if version != str(FORMAT_VERSION):
+        raise ValueError(f"{p}: bank format version {version!r}, this fissure reads "
+                         f"{FORMAT_VERSION}: re-fit the bank with this fissure")
     if bank.ndim != 2 or bank.dtype not in (np.float32, np.float16) or bank.shape[0] < 1:
         raise ValueError(f"{p}: expected a (N, D) float32/float16 bank, got {bank.shape} {bank.dtype}")
-    if _bank_sha256(bank) != meta.get("bank_sha256"):
-        raise ValueError(f"{p}: the bank's checksum does not match its metadata (corrupt file)")
+    if _checksum(bank, meta) != meta.get("sha256"):
+        raise ValueError(f"{p}: the bank's checksum does not match its contents (a corrupt or "
+                         "edited file); re-fit the bank")
     return meta, bank
 
 

@@ -57,11 +57,16 @@ def _run(argv: Optional[Sequence[str]]) -> int:
             raise
         print(f"fissure: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:  # e.g. buffers for an --input-size too large for this machine
+        print(f"fissure: error: out of memory ({' '.join(str(exc).split()) or 'MemoryError'}); "
+              "nothing more was done", file=sys.stderr)
+        return 2
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs one ``fissure`` command; returns its exit status (see ``_common``: 0 done, 1 some
     inputs skipped, 2 nothing done, 130 interrupted, 141 output pipe closed)."""
+    errors = _printable_stdout()
     try:
         rc = _run(argv)
         sys.stdout.flush()  # a closed pipe shows here rather than at interpreter exit
@@ -72,3 +77,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:  # e.g. `fissure info | head -1`
         _stdout_to_devnull()
         return 141
+    finally:
+        if errors is not None:
+            try:
+                sys.stdout.reconfigure(errors=errors)  # type: ignore[union-attr]
+            except (AttributeError, ValueError, OSError):
+                pass
+
+
+def _printable_stdout() -> Optional[str]:
+    """Lets stdout print any path: a file name that its encoding cannot write (undecodable
+    bytes, PYTHONIOENCODING=ascii) comes out backslash-escaped instead of failing the run
+    after its work is done. Returns the previous error handler (None: left as it was)."""
+    stream = sys.stdout
+    errors = getattr(stream, "errors", None)
+    if errors in (None, "backslashreplace") or not hasattr(stream, "reconfigure"):
+        return None
+    try:
+        stream.reconfigure(errors="backslashreplace")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return errors

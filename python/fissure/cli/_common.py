@@ -13,17 +13,20 @@ Exit statuses, the same for every command (docs/detect.md, docs/anomaly_cli.md):
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Images", "NoInputError", "class_names", "error", "is_runtime_error", "no_inputs",
-           "one_line", "unique_stem"]
+__all__ = ["Images", "NoInputError", "class_names", "error", "is_runtime_error",
+           "no_inputs", "one_line", "outputs_of_one_image", "unique_stem"]
 
 
 class NoInputError(ValueError):
@@ -58,8 +61,9 @@ class Images:
     An input that matches no file raises :class:`NoInputError` before anything is read."""
 
     def __init__(self, inputs: Sequence[str], desc: str, quiet: bool) -> None:
-        from ..io import expand_inputs
+        from ..io import expand_inputs, max_image_pixels
 
+        max_image_pixels()  # a malformed FISSURE_MAX_IMAGE_PIXELS: exit 2 before anything
         bad = _unmatched(inputs)
         if bad:
             raise NoInputError("no input images match " + "; ".join(bad)
@@ -78,10 +82,12 @@ class Images:
         for number, path in enumerate(self.bar, start=1):
             try:
                 image = read_image(path)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, MemoryError) as exc:
                 self.failed += 1
-                self.skipped.append({"path": str(path), "error": one_line(exc)})
-                tqdm.write(f"fissure: skipped {path}: {exc}", file=sys.stderr)
+                msg = (f"MemoryError: {one_line(exc)}" if isinstance(exc, MemoryError)
+                       else one_line(exc))
+                self.skipped.append({"path": str(path), "error": msg})
+                tqdm.write(f"fissure: skipped {path}: {msg}", file=sys.stderr)
                 continue
             yield number, path, image
 
@@ -153,3 +159,26 @@ def write_overlay(out: Path, name: str, picture: np.ndarray, fmt: str) -> Path:
     from ..io import write_image_atomic
 
     return write_image_atomic(out / f"{name}.{fmt}", picture)
+
+
+@contextlib.contextmanager
+def outputs_of_one_image() -> Iterator[None]:
+    """Writes one image's output files as a unit: a Ctrl-C (SIGINT) arriving meanwhile is held
+    until they are all written, then raised (the run stops with 130 and the image's outputs
+    are complete; each file is atomic on its own). Writing takes milliseconds, so the run
+    still stops within a second. Outside the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    except (ValueError, OSError):  # no signals here (an embedded interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            raise KeyboardInterrupt

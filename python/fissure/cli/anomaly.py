@@ -23,7 +23,7 @@ import numpy as np
 __all__ = ["add_parser", "cmd_fit", "cmd_predict"]
 
 from ._common import (Images, add_overlay_format, error, is_runtime_error, no_inputs, one_line,
-                      unique_stem, write_overlay)
+                      outputs_of_one_image, unique_stem, write_overlay)
 
 _SUMMARY = "summary"  # predict writes summary.json: no image's result may take that name
 
@@ -67,6 +67,14 @@ def glare_warning(path: Any, image: np.ndarray, option: str, threads: int = -1,
             f"if it is specular reflection, not a defect, mask it with {option}")
 
 
+def _setup_error(exc: BaseException) -> bool:
+    """An error opening a bank or a backbone that ends the command with exit 2 (a bad file, a
+    missing runtime, a device that is not there), not a bug."""
+    from ..backends import BackendNotInstalledError
+
+    return isinstance(exc, (OSError, BackendNotInstalledError)) or is_runtime_error(exc)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     """``fissure anomaly fit``: reads the normal images, fits PatchCore and saves the bank.
 
@@ -89,16 +97,24 @@ def cmd_fit(args: argparse.Namespace) -> int:
         specular_dilate=args.specular_dilate, threshold_margin=args.threshold_margin,
         bank_dtype=args.bank_dtype, backend=args.backend, device=args.device,
         num_threads=args.threads)
+    try:
+        pc.model  # noqa: B018  an unusable backbone or device: refused before any image is read
+    except Exception as exc:
+        if not _setup_error(exc):
+            raise
+        return error(f"cannot use the backbone: {one_line(exc)}")
     stream = iter(images)
     first = next(stream, None)
     if first is None:
         return error(f"none of the {len(images.paths)} normal image(s) could be read; "
                       "nothing to fit")
     used = 0
+    current: list[Path] = []
 
     def arrays() -> Iterator[np.ndarray]:
         nonlocal used
         for _, path, image in itertools.chain([first], stream):
+            current[:] = [path]
             used += 1
             warn = None if args.specular else glare_warning(
                 path, image, "--specular mask (when fitting; stored in the bank)", args.threads)
@@ -106,8 +122,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 images.bar.write(warn, file=sys.stderr)
             yield image
 
+    def skip(_image: Any, exc: Exception) -> None:  # one image failed: reported, left out
+        nonlocal used
+        if not images.fail(current[0], exc):
+            raise exc
+        used -= 1
+
     try:
-        pc.fit(arrays())
+        pc.fit(arrays(), on_error=skip)
     except Exception as exc:
         if not is_runtime_error(exc):
             raise
@@ -120,8 +142,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"fissure anomaly fit: {used} image(s), {st.get('train_patches', '?')} patches -> "
           f"bank {bank.shape[0]} x {bank.shape[1]} ({bank.dtype.name}), thresholds: pixel "
           f"{pc.threshold:.4g}, image {pc.image_threshold:.4g}; {dt:.1f} s; written to {out}"
-          + (f"; {images.failed} skipped (unreadable)" if images.failed else ""))
-    return 1 if images.failed else 0
+          + (f"; {len(images.skipped)} skipped" if images.skipped else ""))
+    return 1 if images.skipped else 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -148,7 +170,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     try:
         pc = PatchCore.load(args.bank, args.backbone, backend=args.backend, device=args.device,
                             num_threads=args.threads, **overrides)
-    except (OSError, ValueError) as exc:
+        pc.model  # noqa: B018  the bank's layers, the backbone, the device: before any image
+    except Exception as exc:
+        if not _setup_error(exc):
+            raise
         return error(f"cannot use the memory bank: {one_line(exc)}")
     if args.threshold is not None:
         pc.threshold = args.threshold
@@ -178,10 +203,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if warn:
             inputs.bar.write(warn, file=sys.stderr)
         stem = unique_stem(path, used)
-        write_json_atomic(out / f"{stem}.json",
-                          {"path": str(path), **result.to_dict(), "seconds": seconds})
-        if not args.no_overlay:
-            write_overlay(out, f"{stem}_heatmap", result.overlay(image), args.overlay_format)
+        doc = {"path": str(path), **result.to_dict(), "seconds": seconds}
+        picture = None if args.no_overlay else result.overlay(image)
+        with outputs_of_one_image():
+            write_json_atomic(out / f"{stem}.json", doc)
+            if picture is not None:
+                write_overlay(out, f"{stem}_heatmap", picture, args.overlay_format)
         anomalous += result.is_anomalous
         rows.append({"path": str(path), "result": f"{stem}.json", "score": float(result.score),
                      "is_anomalous": result.is_anomalous, "regions": len(result.boxes)})

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import (Images, add_overlay_format, class_names, error, no_inputs, unique_stem,
-                      write_overlay)
+from ._common import (Images, add_overlay_format, class_names, error, no_inputs,
+                      outputs_of_one_image, unique_stem, write_overlay)
 
 __all__ = ["add_parser", "cmd_detect", "describe_lines"]
 
@@ -50,6 +50,16 @@ def describe_lines(d: dict) -> list[str]:
     ]
 
 
+def _physical_memory() -> int:
+    """This machine's memory in bytes (0 where the system does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     """Tiled detection over images: per image a COCO-style JSON and an overlay PNG, and a
     ``summary.json``. Exit status as every command's (``_common``): 0, 1 when some images were
@@ -89,6 +99,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
             kw["std"] = tuple(args.std)
         kw["rgb"] = not args.bgr
         preprocess = PreprocessConfig(**kw)
+        need = 3 * 4 * preprocess.input_size[0] * preprocess.input_size[1]  # one float32 tile
+        ram = _physical_memory()
+        if ram and need * 4 > ram:  # the batch, its double buffer and the model's first layer
+            return error(f"--input-size {kw['input_size'][0]} {kw['input_size'][1]}: one input "
+                         f"tile alone takes {need / 2**30:.1f} GiB, too much for this machine's "
+                         f"{ram / 2**30:.0f} GiB of memory; nothing was done")
     try:
         det = TiledDetector(
             args.model, backend=args.backend, device=args.device, tile_size=args.tile_size,
@@ -131,15 +147,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
             stem = unique_stem(path, used)
             h, w = image.shape[:2]
             cats = sorted(set(int(c) for c in dets.class_ids) | set(names))
-            write_json_atomic(out / f"{stem}.json", {
+            doc = {
                 "image": {"id": image_id, "file_name": str(path), "height": h, "width": w},
                 "annotations": dets.to_coco(image_id=image_id),
                 "categories": [{"id": c, "name": names.get(c, str(c))} for c in cats],
                 "detector": description,
                 "seconds": seconds,
-            })
-            if not args.no_overlay:
-                write_overlay(out, f"{stem}_overlay", dets.draw(image), args.overlay_format)
+            }
+            picture = None if args.no_overlay else dets.draw(image)
+            with outputs_of_one_image():
+                write_json_atomic(out / f"{stem}.json", doc)
+                if picture is not None:
+                    write_overlay(out, f"{stem}_overlay", picture, args.overlay_format)
             images += 1
             total += len(dets)
             rows.append({"path": str(path), "result": f"{stem}.json", "detections": len(dets),

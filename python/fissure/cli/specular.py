@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ._common import Images, add_overlay_format, no_inputs, write_overlay
+from ._common import (Images, add_overlay_format, no_inputs, outputs_of_one_image,
+                      write_overlay)
 
 __all__ = ["add_info_parser", "add_specular_parser", "cmd_info", "cmd_specular"]
 
@@ -61,9 +62,10 @@ def cmd_specular(args: argparse.Namespace) -> int:
                 raise
             continue
         stem = path.stem
-        write_image_atomic(out / f"{stem}_specular_mask.png", mask.astype(np.uint8) * 255)
-        write_overlay(out, f"{stem}_specular_overlay", draw_specular(image, mask),
-                      args.overlay_format)
+        picture = draw_specular(image, mask)
+        with outputs_of_one_image():
+            write_image_atomic(out / f"{stem}_specular_mask.png", mask.astype(np.uint8) * 255)
+            write_overlay(out, f"{stem}_specular_overlay", picture, args.overlay_format)
         frac = float(mask.mean()) if mask.size else 0.0
         summary.append({"image": str(path), "height": image.shape[0], "width": image.shape[1],
                         "glare_pixels": int(mask.sum()), "glare_fraction": frac})
