@@ -24,7 +24,6 @@ pytest.importorskip("safetensors")
 
 from fissure.anomaly import PatchCore  # noqa: E402
 from fissure.cli import main  # noqa: E402
-from fissure.cli._common import outputs_of_one_image  # noqa: E402
 from fissure.io import write_json_atomic  # noqa: E402
 from test_detect import blob_model, planted  # noqa: E402
 from test_patchcore import texture  # noqa: E402
@@ -155,14 +154,27 @@ def test_the_next_write_removes_orphaned_temporaries(tmp_path) -> None:
 
 
 def test_interrupt_is_held_while_one_image_is_written() -> None:
-    done = []
-    with pytest.raises(KeyboardInterrupt):
-        with outputs_of_one_image():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            done.append("all outputs written")
-    assert done == ["all outputs written"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    """Run in a fresh interpreter: a process that earlier had OpenVINO read a malformed model
+    may have its main thread's alternate signal stack released (seen in this test suite), and
+    a signal delivered there is a SIGSEGV; that is OpenVINO's state, not this context's."""
+    code = """
+import os, signal, time
+from fissure.cli._common import outputs_of_one_image
+done = []
+try:
+    with outputs_of_one_image():
+        signal.raise_signal(signal.SIGINT)
+        time.sleep(0.05)
+        done.append("all outputs written")
+except KeyboardInterrupt:
+    done.append("interrupted after")
+assert done == ["all outputs written", "interrupted after"], done
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
 @pytest.fixture(scope="module")
