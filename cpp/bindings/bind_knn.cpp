@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "arrays.hpp"
+#include "interrupt.hpp"
 #include "fissure/coreset.hpp"
 #include "fissure/knn.hpp"
 
@@ -52,11 +53,10 @@ void bind_knn(py::module_& m) {
             py::array_t<std::int64_t> I({nq, static_cast<py::ssize_t>(k)});
             float* dp = D.mutable_data();
             std::int64_t* ip = I.mutable_data();
-            {
-                py::gil_scoped_release release;
+            fissure::py_interrupt::call_interruptible([&] {
                 fissure::knn_search(b, static_cast<const float*>(q.data), q.rows, k, dp, ip,
                                     num_threads);
-            }
+            });
             return std::make_pair(D, I);
         },
         py::arg("bank").noconvert(), py::arg("queries").noconvert(), py::arg("k") = 1,
@@ -73,10 +73,8 @@ void bind_knn(py::module_& m) {
                                                ", got " + std::to_string(n));
             py::array_t<std::int64_t> out(static_cast<py::ssize_t>(n));
             std::int64_t* o = out.mutable_data();
-            {
-                py::gil_scoped_release release;
-                fissure::kcenter_greedy(f, n, start_index, o, num_threads);
-            }
+            fissure::py_interrupt::call_interruptible(
+                [&] { fissure::kcenter_greedy(f, n, start_index, o, num_threads); });
             return out;
         },
         py::arg("features").noconvert(), py::arg("n"), py::arg("start_index") = 0,
@@ -94,11 +92,10 @@ void bind_knn(py::module_& m) {
             py::array_t<std::int64_t> out(static_cast<py::ssize_t>(n));
             std::int64_t* o = out.mutable_data();
             fissure::detail::KcenterStats st;
-            {
-                py::gil_scoped_release release;
+            fissure::py_interrupt::call_interruptible([&] {
                 fissure::detail::kcenter_greedy_opts(f, n, start_index, o, num_threads, prune, k,
                                                      &st);
-            }
+            });
             py::dict stats;
             stats["plain_steps"] = st.plain_steps;
             stats["pruned_steps"] = st.pruned_steps;

@@ -164,6 +164,7 @@ void search_block(const Problem& P, index_t q0, index_t mq, index_t b_lo, index_
     const index_t ldc = kNC;
 
     for (index_t b0 = b_lo; b0 < b_hi; b0 += kNC) {
+        cancel_point();
         const index_t nbr = std::min(kNC, b_hi - b0);
         const index_t npan = (nbr + kNP - 1) / kNP;
         for (index_t k0 = 0; k0 < d; k0 += kKC) {

@@ -227,6 +227,7 @@ bool knn_bf16_search(const FeatureMatrix& bank, const float* queries, index_t nq
             index_t crowded = 0;  // queries of the block handed to the float32 path
 
             for (index_t b0 = 0; b0 < nb && crowded < mq; b0 += kNC2) {
+                cancel_point();
                 const index_t nbr = std::min(kNC2, nb - b0);
                 const index_t npan = (nbr + kNP - 1) / kNP;
                 for (index_t p0 = 0; p0 < d2; p0 += kKP) {

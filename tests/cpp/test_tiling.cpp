@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -79,6 +80,33 @@ TEST(huge_sizes_are_exact_and_prompt) {
     CHECK(fissure::checked_mul(index_t{1} << 31, index_t{1} << 31, "x") == index_t{1} << 62);
     CHECK_THROWS(fissure::checked_mul(index_t{1} << 32, index_t{1} << 31, "x"));
     CHECK_THROWS(fissure::checked_int32(index_t{1} << 31, "x"));
+}
+
+TEST(cancel_token_stops_parallel_work) {
+    std::atomic<int> checks{0};
+    fissure::CancelToken token([&] { return ++checks >= 3; }, std::chrono::nanoseconds(0));
+    fissure::CancelScope scope(&token);
+    std::atomic<long long> chunks{0};
+    bool cancelled = false;
+    try {
+        fissure::parallel_for(0, 1 << 20, 4, 1, [&](index_t, index_t) {
+            fissure::cancel_point();
+            ++chunks;
+        });
+    } catch (const fissure::Cancelled&) {
+        cancelled = true;
+    }
+    CHECK(cancelled);
+    CHECK(token.cancelled());
+    CHECK(chunks.load() < (1 << 20));
+    // The pool still works afterwards, and without a token nothing is cancelled.
+    fissure::CancelScope none(nullptr);
+    std::atomic<long long> sum{0};
+    fissure::parallel_for(0, 1000, 4, 1, [&](index_t lo, index_t) {
+        fissure::cancel_point();
+        sum += lo;
+    });
+    CHECK(sum.load() == 999LL * 1000 / 2);
 }
 
 TEST(parallel_for_sums_and_rethrows) {
