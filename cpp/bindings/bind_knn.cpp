@@ -65,6 +65,34 @@ void bind_knn(py::module_& m) {
         "(nq, k) float32 ascending and (nq, k) int64 (-1 and FLT_MAX past the bank's size).");
 
     m.def(
+        "_knn_search_stats",
+        [](const py::array& bank, const py::array& queries, index_t k, int num_threads) {
+            const fissure::FeatureMatrix b = matrix_arg(bank, "bank", true);
+            const fissure::FeatureMatrix q = matrix_arg(queries, "queries", false);
+            if (q.cols != b.cols || k < 1)
+                throw fissure::InvalidArgument("queries: width differs from the bank's, or k < 1");
+            const auto nq = static_cast<py::ssize_t>(q.rows);
+            py::array_t<float> D({nq, static_cast<py::ssize_t>(k)});
+            py::array_t<std::int64_t> I({nq, static_cast<py::ssize_t>(k)});
+            float* dp = D.mutable_data();
+            std::int64_t* ip = I.mutable_data();
+            fissure::detail::KnnStats st;
+            fissure::py_interrupt::call_interruptible([&] {
+                fissure::detail::knn_search_opts(b, static_cast<const float*>(q.data), q.rows, k,
+                                                 dp, ip, num_threads, &st);
+            });
+            py::dict stats;
+            stats["bf16_queries"] = st.bf16_queries;
+            stats["fp32_queries"] = st.fp32_queries;
+            stats["direct_queries"] = st.direct_queries;
+            return py::make_tuple(D, I, stats);
+        },
+        py::arg("bank").noconvert(), py::arg("queries").noconvert(), py::arg("k") = 1,
+        py::arg("num_threads") = -1,
+        "Test hook: knn_search and what it did: (D, I, {bf16_queries, fp32_queries, "
+        "direct_queries}).");
+
+    m.def(
         "kcenter_greedy",
         [](const py::array& features, index_t n, index_t start_index, int num_threads) {
             const fissure::FeatureMatrix f = matrix_arg(features, "features", true);
