@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "arrays.hpp"
+#include "interrupt.hpp"
 #include "fissure/coreset.hpp"
 #include "fissure/knn.hpp"
 
@@ -52,17 +53,44 @@ void bind_knn(py::module_& m) {
             py::array_t<std::int64_t> I({nq, static_cast<py::ssize_t>(k)});
             float* dp = D.mutable_data();
             std::int64_t* ip = I.mutable_data();
-            {
-                py::gil_scoped_release release;
+            fissure::py_interrupt::call_interruptible([&] {
                 fissure::knn_search(b, static_cast<const float*>(q.data), q.rows, k, dp, ip,
                                     num_threads);
-            }
+            });
             return std::make_pair(D, I);
         },
         py::arg("bank").noconvert(), py::arg("queries").noconvert(), py::arg("k") = 1,
         py::arg("num_threads") = -1,
         "(D, I): the k nearest bank rows of each query in squared L2, as faiss IndexFlatL2.search: "
         "(nq, k) float32 ascending and (nq, k) int64 (-1 and FLT_MAX past the bank's size).");
+
+    m.def(
+        "_knn_search_stats",
+        [](const py::array& bank, const py::array& queries, index_t k, int num_threads) {
+            const fissure::FeatureMatrix b = matrix_arg(bank, "bank", true);
+            const fissure::FeatureMatrix q = matrix_arg(queries, "queries", false);
+            if (q.cols != b.cols || k < 1)
+                throw fissure::InvalidArgument("queries: width differs from the bank's, or k < 1");
+            const auto nq = static_cast<py::ssize_t>(q.rows);
+            py::array_t<float> D({nq, static_cast<py::ssize_t>(k)});
+            py::array_t<std::int64_t> I({nq, static_cast<py::ssize_t>(k)});
+            float* dp = D.mutable_data();
+            std::int64_t* ip = I.mutable_data();
+            fissure::detail::KnnStats st;
+            fissure::py_interrupt::call_interruptible([&] {
+                fissure::detail::knn_search_opts(b, static_cast<const float*>(q.data), q.rows, k,
+                                                 dp, ip, num_threads, &st);
+            });
+            py::dict stats;
+            stats["bf16_queries"] = st.bf16_queries;
+            stats["fp32_queries"] = st.fp32_queries;
+            stats["direct_queries"] = st.direct_queries;
+            return py::make_tuple(D, I, stats);
+        },
+        py::arg("bank").noconvert(), py::arg("queries").noconvert(), py::arg("k") = 1,
+        py::arg("num_threads") = -1,
+        "Test hook: knn_search and what it did: (D, I, {bf16_queries, fp32_queries, "
+        "direct_queries}).");
 
     m.def(
         "kcenter_greedy",
@@ -73,10 +101,8 @@ void bind_knn(py::module_& m) {
                                                ", got " + std::to_string(n));
             py::array_t<std::int64_t> out(static_cast<py::ssize_t>(n));
             std::int64_t* o = out.mutable_data();
-            {
-                py::gil_scoped_release release;
-                fissure::kcenter_greedy(f, n, start_index, o, num_threads);
-            }
+            fissure::py_interrupt::call_interruptible(
+                [&] { fissure::kcenter_greedy(f, n, start_index, o, num_threads); });
             return out;
         },
         py::arg("features").noconvert(), py::arg("n"), py::arg("start_index") = 0,
@@ -94,11 +120,10 @@ void bind_knn(py::module_& m) {
             py::array_t<std::int64_t> out(static_cast<py::ssize_t>(n));
             std::int64_t* o = out.mutable_data();
             fissure::detail::KcenterStats st;
-            {
-                py::gil_scoped_release release;
+            fissure::py_interrupt::call_interruptible([&] {
                 fissure::detail::kcenter_greedy_opts(f, n, start_index, o, num_threads, prune, k,
                                                      &st);
-            }
+            });
             py::dict stats;
             stats["plain_steps"] = st.plain_steps;
             stats["pruned_steps"] = st.pruned_steps;

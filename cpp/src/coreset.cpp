@@ -59,6 +59,7 @@ void kcenter_greedy_opts(const FeatureMatrix& f, index_t n, index_t start, std::
         std::vector<float> min_d(static_cast<std::size_t>(N),
                                  std::numeric_limits<float>::infinity());
         for (index_t s = 1; s < n; ++s) {
+            cancel_point();  // on the calling thread, between steps
             load_centre(cur);
             min_d[cur] = -1.0f;
             if (T == 1) {

@@ -139,6 +139,7 @@ struct Pruned {
             std::vector<double> v(static_cast<std::size_t>(d));
             double y[32];
             for (index_t b = lo; b < hi; ++b) {
+                if ((b & 63) == 0) cancel_point();
                 for (index_t l = 0; l < kB; ++l) {
                     const index_t i = b * kB + l;
                     if (i >= N) break;
@@ -318,10 +319,15 @@ void pruned_greedy(const FeatureMatrix& f, const KcenterKernels& kern, int k, in
             backoff = 4;
         }
     };
+    // Cancellation: every member reads the decision at the same point of a step (after the
+    // first barrier; it is written only before that barrier), so they all leave together.
+    std::atomic<bool> stop{false};
     auto team = [&](int t) {
         for (index_t s = 1; s < n; ++s) {
             if (t == 0) prepare();
+            if (cancel_requested()) stop.store(true, std::memory_order_relaxed);
             barrier.wait();
+            if (stop.load(std::memory_order_relaxed)) return;
             if (plain) {
                 Best bt;
                 kern.pass(f, pb[t], pb[t + 1], c.data(), md, &bt.v, &bt.i);
@@ -337,6 +343,7 @@ void pruned_greedy(const FeatureMatrix& f, const KcenterKernels& kern, int k, in
         team(0);
     else
         run_parallel(TM, team);
+    if (stop.load()) throw Cancelled();
 }
 
 }  // namespace fissure::coreset_detail

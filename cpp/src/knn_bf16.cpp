@@ -83,23 +83,8 @@ bool knn_bf16_search(const FeatureMatrix& bank, const float* queries, index_t nq
     const KcenterKernels& kk = *kcenter_avx512();
     const index_t d = bank.cols, nb = bank.rows, d2 = (d + 1) / 2;
 
-    // The mean of (up to 1024) sampled bank rows, float32: any vector would do, it only makes
-    // the centred rows short.
-    std::vector<float> mu(static_cast<std::size_t>(round_up(d, 32)), 0.f);
-    {
-        const index_t ns = std::min<index_t>(nb, 1024);
-        std::vector<double> acc(static_cast<std::size_t>(d), 0.0);
-        std::vector<float> buf(static_cast<std::size_t>(d));
-        for (index_t r = 0; r < ns; ++r) {
-            const index_t i = r * nb / ns;
-            const float* x = bank.f16 ? (fk.widen(static_cast<const std::uint16_t*>(bank.data) + i * d,
-                                                  buf.data(), d),
-                                         buf.data())
-                                      : static_cast<const float*>(bank.data) + i * d;
-            for (index_t j = 0; j < d; ++j) acc[j] += x[j];
-        }
-        for (index_t j = 0; j < d; ++j) mu[j] = static_cast<float>(acc[j] / static_cast<double>(ns));
-    }
+    // The centre: any vector would do, it only makes the centred rows short.
+    const std::vector<float> mu = bank_mean(bank, fk);
     // Per-row bound data (float32 sums of d non-negative terms: at most d / 16 + 8 roundings
     // along any path of the 16-lane sums and their reduction).
     const double gsum = gamma32(static_cast<double>(d / 16 + 8));
@@ -227,6 +212,7 @@ bool knn_bf16_search(const FeatureMatrix& bank, const float* queries, index_t nq
             index_t crowded = 0;  // queries of the block handed to the float32 path
 
             for (index_t b0 = 0; b0 < nb && crowded < mq; b0 += kNC2) {
+                cancel_point();
                 const index_t nbr = std::min(kNC2, nb - b0);
                 const index_t npan = (nbr + kNP - 1) / kNP;
                 for (index_t p0 = 0; p0 < d2; p0 += kKP) {

@@ -75,6 +75,10 @@ const KnnKernels* knn_avx512_kernels();  // nullptr when not built for x86
 
 inline index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
 
+/// The float32 mean of up to 1024 evenly sampled bank rows (the centre both routes subtract),
+/// padded with zeros to a multiple of 32.
+std::vector<float> bank_mean(const FeatureMatrix& bank, const KnnKernels& kern);
+
 /// Index of the lowest set bit of a non-zero mask.
 inline int lowest_bit(std::uint32_t m) {
 #if defined(__GNUC__) || defined(__clang__)

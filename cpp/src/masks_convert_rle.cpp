@@ -151,10 +151,10 @@ void runs_tight_region(const std::int64_t* counts, index_t m, index_t canvas_h, 
         }
     }
     if (xe < 0) return;
-    region[0] = static_cast<std::int32_t>(xs);
-    region[1] = static_cast<std::int32_t>(ys);
-    region[2] = static_cast<std::int32_t>(xe - xs + 1);
-    region[3] = static_cast<std::int32_t>(ye - ys + 1);
+    region[0] = checked_int32(xs, "RLE mask region x0");
+    region[1] = checked_int32(ys, "RLE mask region y0");
+    region[2] = checked_int32(xe - xs + 1, "RLE mask region width");
+    region[3] = checked_int32(ye - ys + 1, "RLE mask region height");
 }
 
 void coco_counts_to_string(const std::int64_t* counts, index_t m, std::string& out) {

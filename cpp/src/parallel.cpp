@@ -5,11 +5,14 @@
 #include <cstdlib>
 #include <deque>
 #include <memory>
+#include <utility>
 #include <thread>
 #include <vector>
 
 namespace fissure {
 namespace {
+
+thread_local CancelToken* t_cancel = nullptr;
 
 struct Job {
     const std::function<void(int)>* body = nullptr;
@@ -88,6 +91,30 @@ Pool& pool() {
 
 }  // namespace
 
+CancelToken::CancelToken(std::function<bool()> check, std::chrono::nanoseconds period)
+    : check_(std::move(check)),
+      period_(period),
+      next_(std::chrono::steady_clock::now() + period),
+      owner_(std::this_thread::get_id()) {}
+
+bool CancelToken::poll() {
+    if (cancelled_.load(std::memory_order_relaxed)) return true;
+    if (!check_ || std::this_thread::get_id() != owner_) return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_) return false;
+    next_ = now + period_;
+    if (check_()) {
+        cancelled_.store(true, std::memory_order_relaxed);
+        return true;
+    }
+    return false;
+}
+
+CancelScope::CancelScope(CancelToken* token) : prev_(t_cancel) { t_cancel = token; }
+CancelScope::~CancelScope() { t_cancel = prev_; }
+
+CancelToken* current_cancel_token() { return t_cancel; }
+
 int hardware_threads() {
     if (const char* env = std::getenv("FISSURE_NUM_THREADS")) {
         const int v = std::atoi(env);
@@ -109,8 +136,14 @@ void run_parallel(int n, const std::function<void(int)>& body) {
         if (n == 1) body(0);
         return;
     }
+    // The pool threads run the body under the caller's cancellation token.
+    CancelToken* token = t_cancel;
+    const std::function<void(int)> carried = [&body, token](int t) {
+        CancelScope scope(token);
+        body(t);
+    };
     auto job = std::make_shared<Job>();
-    job->body = &body;
+    job->body = &carried;
     job->n = n;
     pool().submit(job, n - 1);
     while (job->run_one()) {

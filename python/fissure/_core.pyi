@@ -57,6 +57,10 @@ def _knn_force_simd(level: str) -> str:
     """
     Test hook: caps the kNN and k-center kernels at a SIMD level ('none' removes the cap); returns the previous cap.
     """
+def _knn_search_stats(bank: numpy.ndarray, queries: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex = 1, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    Test hook: knn_search and what it did: (D, I, {bf16_queries, fp32_queries, direct_queries}).
+    """
 def _parallel_selftest(n: typing.SupportsInt | typing.SupportsIndex, fail_at: typing.SupportsInt | typing.SupportsIndex = -1) -> int:
     ...
 def _resize_u8(image: numpy.ndarray, out_h: typing.SupportsInt | typing.SupportsIndex, out_w: typing.SupportsInt | typing.SupportsIndex, interpolation: str = 'linear', num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.uint8]:

@@ -11,12 +11,15 @@ from . import _core
 
 __all__ = ["auto_slice_params", "slice_grid"]
 
+#: Largest size the core takes (int64); SAHI's arithmetic is exact below it.
+_MAX_SIZE = 2**63 - 1
+
 
 def _check_size(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected a positive int, got {value!r}")
-    if int(value) <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {value}")
+    if not (0 < int(value) <= _MAX_SIZE):
+        raise ValueError(f"{name}: expected a positive int at most 2**63 - 1, got {value}")
     return int(value)
 
 
@@ -53,7 +56,8 @@ def slice_grid(
     Overlap in pixels is ``int(ratio * slice)`` (truncated). Tiles walk row-major, and the
     last tile of each row and column is snapped inward so that it keeps the full slice size
     (an image smaller than a slice gives one tile clipped to the image). When either slice
-    size is None, SAHI's automatic slice resolution picks sizes and overlaps.
+    size is None, SAHI's automatic slice resolution picks sizes and overlaps. Sizes up to
+    ``2**63 - 1`` are exact; a grid of more than ``2**30`` tiles raises ``ValueError``.
 
     Returns:
         (T, 4) int64 array of ``[x_min, y_min, x_max, y_max]`` tiles.

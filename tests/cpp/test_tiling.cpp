@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
 
 #include "check.hpp"
@@ -52,6 +55,58 @@ TEST(bad_input_throws) {
     CHECK_THROWS(fissure::slice_grid(10, 10, {0, 4, 0, 0}));
     CHECK_THROWS(fissure::slice_grid(100, 100, {10, 10, 10, 0}));
     CHECK_THROWS(fissure::slice_grid(100, 100, {10, 10, -1, 0}));
+}
+
+TEST(huge_sizes_are_exact_and_prompt) {
+    const index_t M = std::numeric_limits<index_t>::max();
+    // 2^31 x (2^31 + 1): the area passes 2^62 (SAHI's numpy loop never ends there); ultra-high.
+    auto p = fissure::auto_slice_params(index_t{1} << 31, (index_t{1} << 31) + 1);
+    CHECK(p.slice_height == (index_t{1} << 31) / 4 && p.slice_width == ((index_t{1} << 31) + 1) / 8);
+    p = fissure::auto_slice_params(M, M);  // area 2^126: square, 4 x 4
+    CHECK(p.slice_height == M / 4 && p.slice_width == M / 4);
+    CHECK(p.overlap_width == static_cast<index_t>(static_cast<double>(M / 4) * 0.4));
+    p = fissure::auto_slice_params(1 << 19, 1);  // exactly 2^19: low
+    CHECK(p.slice_height == (1 << 19) && p.overlap_height == (1 << 19));
+    p = fissure::auto_slice_params((1 << 19) + 1, 1);  // medium, vertical
+    CHECK(p.slice_height == ((1 << 19) + 1) / 2 && p.slice_width == 1);
+    // Sums near INT64_MAX never overflow.
+    auto g = fissure::slice_grid(M, M, {M - 1, M - 1, (M - 1) / 2, (M - 1) / 2});
+    CHECK(g.size() == 4);
+    CHECK(g[3][0] == 1 && g[3][1] == 1 && g[3][2] == M && g[3][3] == M);
+    // Too many tiles: refused before anything is built.
+    CHECK_THROWS(fissure::slice_grid(index_t{1} << 40, index_t{1} << 40, {640, 640, 0, 0}));
+    CHECK_THROWS(fissure::slice_grid(M, M, {1, 1, 0, 0}));
+    CHECK_THROWS(fissure::slice_grid(1 << 15, (1 << 15) + 1, {1, 1, 0, 0}));  // 2^30 + 2^15 tiles
+    CHECK(fissure::checked_mul(index_t{1} << 31, index_t{1} << 31, "x") == index_t{1} << 62);
+    CHECK_THROWS(fissure::checked_mul(index_t{1} << 32, index_t{1} << 31, "x"));
+    CHECK_THROWS(fissure::checked_int32(index_t{1} << 31, "x"));
+}
+
+TEST(cancel_token_stops_parallel_work) {
+    std::atomic<int> checks{0};
+    fissure::CancelToken token([&] { return ++checks >= 3; }, std::chrono::nanoseconds(0));
+    fissure::CancelScope scope(&token);
+    std::atomic<long long> chunks{0};
+    bool cancelled = false;
+    try {
+        fissure::parallel_for(0, 1 << 20, 4, 1, [&](index_t, index_t) {
+            fissure::cancel_point();
+            ++chunks;
+        });
+    } catch (const fissure::Cancelled&) {
+        cancelled = true;
+    }
+    CHECK(cancelled);
+    CHECK(token.cancelled());
+    CHECK(chunks.load() < (1 << 20));
+    // The pool still works afterwards, and without a token nothing is cancelled.
+    fissure::CancelScope none(nullptr);
+    std::atomic<long long> sum{0};
+    fissure::parallel_for(0, 1000, 4, 1, [&](index_t lo, index_t) {
+        fissure::cancel_point();
+        sum += lo;
+    });
+    CHECK(sum.load() == 999LL * 1000 / 2);
 }
 
 TEST(parallel_for_sums_and_rethrows) {

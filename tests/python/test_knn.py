@@ -107,11 +107,9 @@ def test_identical_rows_give_zero_distance(simd: str, rng: np.random.Generator) 
     bank = (rng.standard_normal((300, 64)) * 30).astype(np.float32)
     D, I = fissure.knn_search(bank, bank[::7], 1)
     np.testing.assert_array_equal(I[:, 0], np.arange(0, 300, 7))
-    # The norm expansion cancels: the self-distance is a few float32 ulps of 2|b|^2, clamped
-    # at 0 (never negative), as faiss's BLAS path.
-    norms = (bank[::7].astype(np.float64) ** 2).sum(1)
-    assert (D >= 0).all()
-    assert (D[:, 0] <= 16 * np.finfo(np.float32).eps * 2 * norms).all()
+    # Distances are re-ranked by direct differences: a query equal to a row gets exactly 0
+    # (the norm expansion alone would leave a few float32 ulps of 2|b|^2).
+    assert (D[:, 0] == 0).all()
 
 
 def test_thread_counts_and_bank_splits_agree(rng: np.random.Generator) -> None:
@@ -154,6 +152,70 @@ def test_matches_faiss(simd: str, rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(I, If)  # -1 padding
     np.testing.assert_array_equal(D[:, 3:], Df[:, 3:])  # FLT_MAX padding
     np.testing.assert_allclose(D[:, :3], Df[:, :3], rtol=1e-5, atol=1e-3)
+
+
+def _clusters(rng: np.random.Generator, nb: int, nq: int, d: int, offset: float,
+              spread: float, n_clusters: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    centres = rng.standard_normal((n_clusters, d))
+    bank = offset + centres[rng.integers(0, n_clusters, nb)] + spread * rng.standard_normal((nb, d))
+    q = offset + centres[rng.integers(0, n_clusters, nq)] + spread * rng.standard_normal((nq, d))
+    return bank.astype(np.float32), q.astype(np.float32)
+
+
+@pytest.mark.parametrize(("offset", "k"), [(1e4, 1), (1e4, 5), (-3e3, 3)])
+def test_tight_clusters_far_from_the_origin(simd: str, rng: np.random.Generator, offset: float,
+                                            k: int) -> None:
+    # |q|^2 ~ 1.5e10 next to distances ~0.03: the norm expansion alone cancels completely.
+    # The data sit on float32's 2^-10 grid near 1e4, so float64 direct differences are exact
+    # and exact ties occur: they go to the lower id.
+    bank, q = _clusters(rng, 5000, 784, 152, offset, 1e-2)
+    dd = direct64(bank, q)
+    D, I = fissure.knn_search(bank, q, k)
+    np.testing.assert_array_equal(I, np.argsort(dd, axis=1, kind="stable")[:, :k])
+    np.testing.assert_allclose(D, np.sort(dd, axis=1)[:, :k], rtol=2e-5)
+    # few queries: the bank is split over the threads, the lists merged
+    D2, I2 = fissure.knn_search(bank, q[:3], k)
+    np.testing.assert_array_equal(I2, I[:3])
+    np.testing.assert_array_equal(D2, D[:3])
+    if k == 1:
+        faiss = pytest.importorskip("faiss")
+        index = faiss.IndexFlatL2(152)
+        index.add(bank)
+        np.testing.assert_array_equal(I, index.search(q, 1)[1])
+
+
+def test_distances_are_the_same_on_every_level(rng: np.random.Generator) -> None:
+    # The reported distance is the direct difference in one fixed float32 order: bit for bit
+    # the same on every SIMD level and thread count.
+    bank, q = _clusters(rng, 3000, 200, 96, 50.0, 0.1)
+    out = []
+    for level in _levels():
+        prev = _core._knn_force_simd(level)
+        try:
+            out.append(fissure.knn_search(bank, q, 4))
+            out.append(fissure.knn_search(bank, q, 4, num_threads=1))
+        finally:
+            _core._knn_force_simd(prev)
+    for D, I in out[1:]:
+        np.testing.assert_array_equal(I, out[0][1])
+        np.testing.assert_array_equal(D, out[0][0])
+
+
+def test_crowded_queries_get_every_distance(simd: str, rng: np.random.Generator) -> None:
+    # 3000 copies of one row: every query near it ties them all, its candidates overflow and
+    # every row's distance is computed directly; ties go to the lowest ids.
+    prev = _core._knn_force_bf16("off")
+    try:
+        bank = np.repeat(rng.standard_normal((1, 64)).astype(np.float32), 3100, axis=0)
+        bank[3000:] = rng.standard_normal((100, 64)).astype(np.float32)
+        q = (bank[0] + 0.05 * rng.standard_normal((40, 64))).astype(np.float32)
+        D, I, st = _core._knn_search_stats(bank, q, 5)
+    finally:
+        _core._knn_force_bf16(prev)
+    assert st["fp32_queries"] == 40 and st["direct_queries"] >= 40
+    np.testing.assert_array_equal(I, np.tile(np.arange(5), (40, 1)))
+    dd = direct64(bank, q)
+    np.testing.assert_allclose(D, np.sort(dd, axis=1)[:, :5], rtol=2e-5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,8 +355,8 @@ def test_bf16_pass_float16_bank_and_ties(bf16_on: None, rng: np.random.Generator
 
 def test_bf16_pass_crowded_candidates_fall_back(bf16_on: None, rng: np.random.Generator) -> None:
     # 5000 copies of one row (every query ties them all: its candidates overflow and it takes
-    # the float32 path, whose distances are the norm expansion's) and queries far from
-    # everything (all distances equal to bf16's precision).
+    # the float32 route, where they crowd again and every row's distance is computed) and
+    # queries far from everything (all distances equal to bf16's precision).
     bank = np.repeat(rng.standard_normal((1, 640)).astype(np.float32), 5100, axis=0)
     bank[5000:] = rng.standard_normal((100, 640)).astype(np.float32)
     q = (rng.standard_normal((70, 640)) * 0.01 + 50).astype(np.float32)
@@ -327,10 +389,12 @@ def test_bf16_pass_drops_passed_candidates(bf16_on: None, rng: np.random.Generat
     true = np.sort(dd, axis=1)[:, :3]
     assert (D[:, 0] == 0).all()
     np.testing.assert_allclose(D, true, rtol=1e-5)
-    # the float32 path on the same data misses that (so the check above tells the paths apart)
+    # the float32 route re-ranks by the same direct differences: the same answer
     _core._knn_force_bf16("off")
-    D32, _ = fissure.knn_search(bank, queries, 3)
-    assert not np.allclose(D32[:, 1:], true[:, 1:], rtol=1e-2)
+    D32, I32, st = _core._knn_search_stats(bank, queries, 3)
+    assert st["fp32_queries"] == 64
+    np.testing.assert_array_equal(I32, I)
+    np.testing.assert_array_equal(D32, D)
 
 
 @pytest.mark.parametrize("scale", [1e-18, 1e-12, 1e3, 1e16])
@@ -348,18 +412,17 @@ def test_bf16_pass_at_extreme_scales(bf16_on: None, rng: np.random.Generator,
 
 def test_bf16_pass_auto_rule(rng: np.random.Generator) -> None:
     # 'auto': nb * d >= 50,000 * (k + 1), d >= 8, >= 64 queries and >= 256 rows take the bf16
-    # pass where the CPU has it (exact distances by direct differences: a query equal to a row
-    # gets 0 exactly); the float32 path returns the norm expansion (a few ulps of 2|b|^2,
-    # clamped at 0, so some of these self-distances are not 0).
+    # pass where the CPU has it; both routes return direct differences (a query equal to a row
+    # gets 0 exactly), the test hook says which route ran.
     bf16 = _core._knn_bf16_available()  # AVX512_BF16 and the SIMD level not capped below it
     prev = _core._knn_force_bf16("auto")
 
     def route(nb: int, d: int, nq: int, k: int) -> str:
         bank = (rng.standard_normal((nb, d)) * 30).astype(np.float32)
-        D, I = fissure.knn_search(bank, bank[:nq], k)
+        D, I, st = _core._knn_search_stats(bank, bank[:nq], k)
         np.testing.assert_array_equal(I[:, 0], np.arange(nq))
-        assert (D[:, 0] >= 0).all()
-        return "bf16" if (D[:, 0] == 0).all() else "fp32"
+        assert (D[:, 0] == 0).all()
+        return "bf16" if st["bf16_queries"] == nq else "fp32"
 
     try:
         cases = [

@@ -86,3 +86,89 @@ def test_info_reports_core() -> None:
     assert d["simd"] in {"scalar", "sse4", "avx2", "avx512", "neon"}
     assert d["threads"] >= 1
     assert set(d["backends"]) == {"onnxruntime", "openvino"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes past 2^31: exact (SAHI's arithmetic on Python ints) and prompt, or a ValueError
+# ---------------------------------------------------------------------------------------------
+
+_HUGE = [(2**31, 2**31 + 1), (2**40, 2**40), (2**62, 3), (2**63 - 1, 2**63 - 1), (1, 2**63 - 1),
+         (2**19, 1), (2**19 + 1, 1), (2**21 + 1, 1), (2**24, 1), (2**24 + 1, 1)]
+
+
+def _in_subprocess(code: str, timeout: float = 60.0) -> object:
+    """Runs `code` (which prints a JSON value) in a fresh interpreter; fails on a hang."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    try:
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"did not return within {timeout} s")
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def _sahi_exact_auto(height: int, width: int) -> tuple[int, int, int, int]:
+    """SAHI's get_auto_slice_params with its one numpy-int64 loop (calc_resolution_factor,
+    which never ends once the area passes 2^62) replaced by the same definition on Python
+    ints: expo - 1 for the smallest expo with 2^expo >= area."""
+    slicing = pytest.importorskip("sahi.slicing")
+    orig = slicing.calc_resolution_factor
+    slicing.calc_resolution_factor = lambda res: (int(res) - 1).bit_length() - 1
+    try:
+        return tuple(int(v) for v in slicing.get_auto_slice_params(height, width))
+    finally:
+        slicing.calc_resolution_factor = orig
+
+
+def test_huge_sizes_return_promptly_and_exactly() -> None:
+    got = _in_subprocess(
+        "import json, fissure\n"
+        f"sizes = {_HUGE!r}\n"
+        "out = [list(fissure.auto_slice_params(h, w)) for h, w in sizes]\n"
+        "grid = fissure.slice_grid(2**31, 2**31 + 1, None, None).tolist()\n"
+        "print(json.dumps([out, grid]))\n"
+    )
+    params, grid = got  # type: ignore[misc]
+    for (h, w), p in zip(_HUGE, params):
+        assert tuple(p) == _sahi_exact_auto(h, w), (h, w)
+    # The grid: SAHI's get_slice_bboxes (Python ints throughout) with the same auto params.
+    slicing = pytest.importorskip("sahi.slicing")
+    orig = slicing.calc_resolution_factor
+    slicing.calc_resolution_factor = lambda res: (int(res) - 1).bit_length() - 1
+    try:
+        want = slicing.get_slice_bboxes(2**31, 2**31 + 1, auto_slice_resolution=True)
+    finally:
+        slicing.calc_resolution_factor = orig
+    assert grid == want
+
+
+def test_huge_grids_raise_value_error_promptly() -> None:
+    got = _in_subprocess(
+        "import json, fissure\n"
+        "out = []\n"
+        "for args in [(2**40, 2**40, 640, 640), (2**63 - 1, 2**63 - 1, 1, 1), (2**64, 10, 5, 5),\n"
+        "             (10, 10, 2**63, 5)]:\n"
+        "    try:\n"
+        "        fissure.slice_grid(*args)\n"
+        "        out.append('returned')\n"
+        "    except ValueError as e:\n"
+        "        out.append(str(e))\n"
+        "print(json.dumps(out))\n"
+    )
+    assert "2147483648 x 2147483648 tiles, more than the 1073741824" in got[0]  # type: ignore[index]
+    assert "tiles, more than" in got[1]  # type: ignore[index]
+    assert "at most 2**63 - 1" in got[2] and "at most 2**63 - 1" in got[3]  # type: ignore[index]
+
+
+def test_sizes_near_int64_max_match_sahi() -> None:
+    sahi = pytest.importorskip("sahi.slicing")
+    M = 2**63 - 1
+    for h, w, s, r in [(M, M, M - 1, 0.5), (M, 3, 2**62, 0.25), (2**62 + 7, 2**40, 2**61, 0.1)]:
+        want = sahi.get_slice_bboxes(h, w, s, s, False, r, r)
+        assert fissure.slice_grid(h, w, s, s, r, r).tolist() == want

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -47,5 +48,22 @@ struct Image8View {
 using InvalidArgument = std::invalid_argument;
 
 [[noreturn]] inline void fail(const std::string& msg) { throw InvalidArgument(msg); }
+
+/// a * b for sizes (a, b >= 0); throws InvalidArgument naming `what` when the product does not
+/// fit in int64 (a size that large cannot be allocated or indexed).
+inline index_t checked_mul(index_t a, index_t b, const char* what) {
+    if (a < 0 || b < 0 || (a != 0 && b > std::numeric_limits<index_t>::max() / a))
+        fail(std::string(what) + ": size out of range (" + std::to_string(a) + " x " +
+             std::to_string(b) + " does not fit in 64 bits)");
+    return a * b;
+}
+
+/// v as int32 (masks' regions are int32); throws InvalidArgument naming `what` when out of range.
+inline std::int32_t checked_int32(index_t v, const char* what) {
+    if (v < std::numeric_limits<std::int32_t>::min() || v > std::numeric_limits<std::int32_t>::max())
+        fail(std::string(what) + ": " + std::to_string(v) +
+             " is outside the int32 range supported for mask regions");
+    return static_cast<std::int32_t>(v);
+}
 
 }  // namespace fissure

@@ -3,10 +3,12 @@
 /// @brief The core's thread pool: a small persistent pool of std::threads (no OpenMP) and
 ///        parallel_for on top of it. Exceptions thrown by a worker are captured, the other
 ///        workers stop taking new chunks, and the first exception is rethrown on the caller.
+///        Cooperative cancellation of long calls (CancelToken) travels with the work.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -15,6 +17,59 @@
 #include "fissure/common.hpp"
 
 namespace fissure {
+
+/// Thrown by cancel_point() once the current call is cancelled; nothing the call was writing
+/// is to be used. The binding that installed the token turns it into the error its check left.
+struct Cancelled : std::exception {
+    const char* what() const noexcept override { return "fissure: call cancelled"; }
+};
+
+/// Cooperative cancellation of a long call. A binding creates one on its calling thread with a
+/// `check` that may only run there (Python: PyErr_CheckSignals under the GIL) and installs it
+/// with CancelScope; the core's long loops call cancel_point() (or cancel_requested()) between
+/// blocks, on any thread. The check runs only on the installing thread and at most once per
+/// `period` (a steady_clock read otherwise); every other thread reads the flag. run_parallel
+/// carries the caller's token to the pool threads for the duration of the work.
+class CancelToken {
+public:
+    CancelToken(std::function<bool()> check, std::chrono::nanoseconds period);
+    /// True once cancelled; on the installing thread runs the check when `period` has passed.
+    bool poll();
+    bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+
+private:
+    std::function<bool()> check_;
+    std::chrono::nanoseconds period_;
+    std::chrono::steady_clock::time_point next_;
+    std::thread::id owner_;
+    std::atomic<bool> cancelled_{false};
+};
+
+/// Makes `token` the calling thread's current token until destroyed (nullptr: none).
+class CancelScope {
+public:
+    explicit CancelScope(CancelToken* token);
+    ~CancelScope();
+    CancelScope(const CancelScope&) = delete;
+    CancelScope& operator=(const CancelScope&) = delete;
+
+private:
+    CancelToken* prev_;
+};
+
+/// The calling thread's token (nullptr when none is installed).
+CancelToken* current_cancel_token();
+
+/// Whether the current call is cancelled (false when no token is installed).
+inline bool cancel_requested() {
+    CancelToken* t = current_cancel_token();
+    return t != nullptr && t->poll();
+}
+
+/// Throws Cancelled when the current call is cancelled.
+inline void cancel_point() {
+    if (cancel_requested()) throw Cancelled();
+}
 
 /// Number of hardware threads (at least 1). Honours FISSURE_NUM_THREADS when set.
 int hardware_threads();
