@@ -485,8 +485,9 @@ class BoxMasks:
         shape = None
         if image_shape is not None:
             shape = _as_image_shape(image_shape)
-            x_lo = np.maximum(0, -org64[:, 0])
-            y_lo = np.maximum(0, -org64[:, 1])
+            # a tile wholly outside the image gives an empty window inside the tile
+            x_lo = np.minimum(np.maximum(0, -org64[:, 0]), tw)
+            y_lo = np.minimum(np.maximum(0, -org64[:, 1]), th)
             x_hi = np.maximum(x_lo, np.minimum(tw, shape[1] - org64[:, 0]))
             y_hi = np.maximum(y_lo, np.minimum(th, shape[0] - org64[:, 1]))
         src = _clipped_box_regions(b, x_lo, y_lo, x_hi, y_hi, dx, dy)

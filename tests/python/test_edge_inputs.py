@@ -168,3 +168,11 @@ def test_preprocess_out_aliasing_the_image_is_refused() -> None:
         preprocess_tiles(img, [[0, 0, 8, 8]], cfg, out=buf)
     ok = preprocess_tiles(img.copy(), [[0, 0, 8, 8]], cfg, out=np.empty_like(buf))
     assert ok.shape == (1, 3, 4, 4)
+
+
+@pytest.mark.parametrize("origin", [(0, -2), (-3, 0), (5, 0), (0, 9)])
+def test_tile_wholly_outside_the_image_gives_empty_masks(origin) -> None:
+    # a 1 x 1 tile placed outside a 1 x 1 image: every mask is empty (used to raise)
+    got = BoxMasks.from_tile_masks(np.ones((1, 1, 1), bool), [[0, 0, 1, 1]], origin, (1, 1))
+    assert got.areas().tolist() == [0]
+    assert got.image_shape == (1, 1)
