@@ -82,15 +82,12 @@ def test_knn_exact_on_small_integers(nb: int, nq: int, d: int, k: int, seed: int
 @st.composite
 def coresets(draw):
     N, d = draw(st.integers(1, 250)), draw(st.integers(1, 40))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    kind = draw(st.sampled_from(["normal", "grid", "duplicates"]))
-    if kind == "normal":
-        f = rng.standard_normal((N, d))
-    elif kind == "grid":
-        f = rng.integers(0, 3, (N, d))  # ties and duplicates
-    else:
-        f = np.repeat(rng.standard_normal((max(1, N // 4), d)), 4, axis=0)[:N]
-    N = f.shape[0]
+    make = {
+        "normal": lambda g: g.standard_normal((N, d)),
+        "grid": lambda g: g.integers(0, 3, (N, d)),  # ties and duplicates
+        "repeated": lambda g: np.repeat(g.standard_normal((-(-N // 4), d)), 4, axis=0)[:N],
+    }[draw(st.sampled_from(["normal", "grid", "repeated"]))]
+    f = make(np.random.default_rng(draw(st.integers(0, 2**32 - 1))))
     dtype = draw(st.sampled_from([np.float32, np.float16]))
     n = draw(st.integers(1, N))
     return f.astype(dtype), n, draw(st.integers(0, N - 1))
