@@ -24,19 +24,63 @@ from . import _core
 from ._optional import require_cv2
 from ._validate import as_boxes, as_int, check_num_threads, describe
 
-__all__ = ["BoxMasks", "regions_from_boxes"]
+__all__ = ["BoxMasks", "MAX_MASK_PIXELS", "regions_from_boxes"]
 
 _I32 = np.iinfo(np.int32)
 
+#: The largest image (height * width) whose masks are decoded from COCO RLE or polygons:
+#: geometry is int32, and a few bytes of RLE must not make gigabytes of bitmap.
+MAX_MASK_PIXELS = 2**31 - 1
+# Polygon vertices beyond this are refused: OpenCV rasterises in int32 arithmetic.
+_MAX_POLY_COORD = _I32.max // 2
+
+
+def _box_edges(boxes: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """float64 ``floor(x1), floor(y1), ceil(x2), ceil(y2)`` of (N, 4) xyxy boxes."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.floor(b[:, 0]), np.floor(b[:, 1]), np.ceil(b[:, 2]), np.ceil(b[:, 3])
+
 
 def regions_from_boxes(boxes: np.ndarray) -> np.ndarray:
-    """(N, 4) int32 regions ``[x0, y0, w, h]`` owned by float xyxy boxes."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    x0 = np.floor(b[:, 0])
-    y0 = np.floor(b[:, 1])
-    w = np.ceil(b[:, 2]) - x0
-    h = np.ceil(b[:, 3]) - y0
-    return np.ascontiguousarray(np.stack([x0, y0, w, h], axis=1), dtype=np.int32)
+    """(N, 4) int32 regions ``[x0, y0, w, h]`` owned by float xyxy boxes.
+
+    Raises ValueError where a region does not fit int32 geometry (coordinates beyond
+    +-2**31, or non-finite ones); the mask constructors clip boxes to the image first."""
+    x0, y0, x1, y1 = _box_edges(boxes)
+    lo, hi = float(_I32.min), float(_I32.max)
+    ok = (
+        np.isfinite(x0) & np.isfinite(y0) & np.isfinite(x1) & np.isfinite(y1)
+        & (x0 >= lo) & (y0 >= lo) & (x1 <= hi) & (y1 <= hi)
+        & (x1 - x0 <= hi) & (y1 - y0 <= hi)
+    )
+    if not ok.all():
+        bad = int(np.flatnonzero(~ok)[0])
+        raise ValueError(
+            f"boxes: row {bad} ({np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[bad].tolist()}) "
+            "gives a region outside the int32 range"
+        )
+    return np.ascontiguousarray(np.stack([x0, y0, x1 - x0, y1 - y0], axis=1), dtype=np.int32)
+
+
+def _clipped_box_regions(boxes: Any, x_lo: Any, y_lo: Any, x_hi: Any, y_hi: Any,
+                         dx: Any = 0, dy: Any = 0) -> np.ndarray:
+    """The regions of boxes moved by (-dx, -dy) and cut to [x_lo, x_hi) x [y_lo, y_hi), the
+    clipping done in float64 before any integer cast (so huge finite boxes clip correctly).
+    Bounds and shifts are scalars or per-row arrays of ints; as ``_clip_regions`` does, a
+    region that misses the window becomes zero-size, its origin clamped into the window."""
+    fx0, fy0, fx1, fy1 = _box_edges(boxes)
+    dx = np.asarray(dx, dtype=np.float64)
+    dy = np.asarray(dy, dtype=np.float64)
+    x_lo, x_hi = np.asarray(x_lo, np.float64), np.asarray(x_hi, np.float64)
+    y_lo, y_hi = np.asarray(y_lo, np.float64), np.asarray(y_hi, np.float64)
+    x0 = np.clip(fx0 - dx, x_lo, x_hi)
+    y0 = np.clip(fy0 - dy, y_lo, y_hi)
+    x1 = np.clip(fx1 - dx, x_lo, x_hi)
+    y1 = np.clip(fy1 - dy, y_lo, y_hi)
+    w = np.maximum(x1 - x0, 0)
+    h = np.maximum(y1 - y0, 0)
+    out = np.stack([x0, y0, w, h], axis=1).astype(np.int64)
+    return np.ascontiguousarray(out, dtype=np.int32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,7 +101,50 @@ def _as_image_shape(value: Any, name: str = "image_shape") -> tuple[int, int]:
         out.append(int(v))
     if out[0] <= 0 or out[1] <= 0:
         raise ValueError(f"{name}: expected positive (height, width), got {tuple(out)}")
+    if out[0] > _I32.max or out[1] > _I32.max:
+        raise ValueError(f"{name}: height and width must fit int32 (<= {_I32.max}), got {tuple(out)}")
     return out[0], out[1]
+
+
+def _check_pixels(shape: tuple[int, int], name: str) -> None:
+    """ValueError when an image of ``shape`` has more than MAX_MASK_PIXELS pixels."""
+    if shape[0] * shape[1] > MAX_MASK_PIXELS:
+        raise ValueError(
+            f"{name}: {shape[0]} x {shape[1]} is more than MAX_MASK_PIXELS = {MAX_MASK_PIXELS} "
+            "pixels"
+        )
+
+
+def _finite_threshold(value: Any, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    return v
+
+
+def _typed(a: Any, name: str, dtype: Any, allowed: str) -> np.ndarray:
+    """``a`` as C-contiguous ``dtype``: TypeError for another kind of dtype, ValueError where a
+    value would not survive the cast. ``allowed``: "bitmap" (bool/uint8) or "int"."""
+    arr = np.asarray(a)
+    if arr.size == 0:
+        return np.ascontiguousarray(arr, dtype=dtype)
+    if allowed == "bitmap":
+        if arr.dtype != np.bool_ and arr.dtype != np.uint8:
+            raise TypeError(f"{name}: expected dtype uint8 or bool, got {arr.dtype}")
+        return np.ascontiguousarray(arr, dtype=dtype)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name}: expected an integer dtype, got {arr.dtype}")
+    info = np.iinfo(dtype)
+    if arr.dtype != dtype:
+        if arr.dtype == np.uint64:
+            too_big = int(arr.max()) > info.max
+        else:
+            too_big = arr.max() > info.max or arr.min() < info.min
+        if too_big:
+            raise ValueError(f"{name}: values leave the {np.dtype(dtype).name} range")
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def _as_regions(regions: Any, name: str = "regions") -> np.ndarray:
@@ -200,9 +287,9 @@ class BoxMasks:
         *,
         validate: bool = True,
     ) -> None:
-        self.data = np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
-        self.offsets = np.ascontiguousarray(offsets, dtype=np.int64).reshape(-1)
-        self.regions = np.ascontiguousarray(regions, dtype=np.int32).reshape(-1, 4)
+        self.data = _typed(data, "data", np.uint8, "bitmap").reshape(-1)
+        self.offsets = _typed(offsets, "offsets", np.int64, "int").reshape(-1)
+        self.regions = _typed(regions, "regions", np.int32, "int").reshape(-1, 4)
         self.image_shape = None if image_shape is None else _as_image_shape(image_shape)
         if validate:
             self._validate()
@@ -342,7 +429,7 @@ class BoxMasks:
             b = as_boxes(boxes)
             if b.shape[0] != n:
                 raise ValueError(f"boxes: expected {n} boxes to match the masks, got {b.shape[0]}")
-            src = _clip_regions(regions_from_boxes(b), 0, 0, W, H)
+            src = _clipped_box_regions(b, 0, 0, W, H)
         return cls._trusted(_core.crop_dense(planes, src, None, num_threads=nt), (H, W))
 
     @classmethod
@@ -392,24 +479,22 @@ class BoxMasks:
         org64 = org.astype(np.int64)
         if box_coords not in ("tile", "image"):
             raise ValueError(f"box_coords: expected 'tile' or 'image', got {box_coords!r}")
-        if isinstance(mask_threshold, bool) or not isinstance(mask_threshold, numbers.Real):
-            raise TypeError(f"mask_threshold: expected a number, got {mask_threshold!r}")
-        reg = regions_from_boxes(b).astype(np.int64)
-        if box_coords == "image":
-            reg[:, :2] -= org64
+        threshold = _finite_threshold(mask_threshold, "mask_threshold")
+        dx, dy = (org64[:, 0], org64[:, 1]) if box_coords == "image" else (0, 0)
         x_lo, y_lo, x_hi, y_hi = 0, 0, tw, th
         shape = None
         if image_shape is not None:
             shape = _as_image_shape(image_shape)
-            x_lo = np.maximum(0, -org64[:, 0])
-            y_lo = np.maximum(0, -org64[:, 1])
+            # a tile wholly outside the image gives an empty window inside the tile
+            x_lo = np.minimum(np.maximum(0, -org64[:, 0]), tw)
+            y_lo = np.minimum(np.maximum(0, -org64[:, 1]), th)
             x_hi = np.maximum(x_lo, np.minimum(tw, shape[1] - org64[:, 0]))
             y_hi = np.maximum(y_lo, np.minimum(th, shape[0] - org64[:, 1]))
-        src = _clip_regions(reg, x_lo, y_lo, x_hi, y_hi)
+        src = _clipped_box_regions(b, x_lo, y_lo, x_hi, y_hi, dx, dy)
         if n and (org64.min() < _I32.min or org64.max() > _I32.max):
             raise ValueError("tile_origin: values leave the int32 range")
         shifts = np.ascontiguousarray(org64, dtype=np.int32)
-        out = _core.crop_dense(planes, src, shifts, float(mask_threshold), num_threads=nt)
+        out = _core.crop_dense(planes, src, shifts, threshold, num_threads=nt)
         return cls._trusted(out, shape)
 
     @classmethod
@@ -698,6 +783,9 @@ class BoxMasks:
             boxes: (N, 4) xyxy boxes: mask ``i`` keeps the pixels in its box's region (clipped
                 to the image). None: each mask gets the tight region of its set pixels.
             image_shape: required only to give an empty list a shape; otherwise it must match.
+
+        An image larger than ``MAX_MASK_PIXELS`` (height * width) or with a side beyond int32
+        is refused with ValueError before anything is allocated.
         """
         if isinstance(rles, (Mapping, str, bytes)):
             raise TypeError("rles: expected a list of RLE dicts (wrap a single dict in a list)")
@@ -716,13 +804,15 @@ class BoxMasks:
             counts.append(_normalise_counts(rle["counts"], i))
         nt = check_num_threads(num_threads)
         n = len(items)
+        if n:
+            _check_pixels(shape, "rles[0]['size']")
         regions = None
         if boxes is not None:
             b = as_boxes(boxes)
             if b.shape[0] != n:
                 raise ValueError(f"boxes: expected {n} boxes to match the RLEs, got {b.shape[0]}")
             if n:
-                regions = _clip_regions(regions_from_boxes(b), 0, 0, shape[1], shape[0])
+                regions = _clipped_box_regions(b, 0, 0, shape[1], shape[0])
         if n == 0:
             return cls.empty(shape)
         return cls._trusted(
@@ -864,10 +954,13 @@ class BoxMasks:
 
         Args:
             polygons_per_mask: per mask, a list of polygons, each flat ``[x1, y1, ...]`` or
-                (K, 2); a mask without polygons is empty (zero-size region).
+                (K, 2); a mask without polygons is empty (zero-size region). Coordinates must
+                be finite and within +-(2**30 - 1) (ValueError otherwise).
+            image_shape: (height, width), at most ``MAX_MASK_PIXELS`` pixels.
         """
         cv2 = require_cv2("polygon conversions")
         H, W = _as_image_shape(image_shape)
+        _check_pixels((H, W), "image_shape")
         if isinstance(polygons_per_mask, (str, bytes)) or not isinstance(
             polygons_per_mask, Sequence
         ):
@@ -895,6 +988,11 @@ class BoxMasks:
                     )
                 if not np.isfinite(a).all():
                     raise ValueError(f"polygons_per_mask[{i}][{k}]: coordinates must be finite")
+                if a.size and np.abs(a).max() > _MAX_POLY_COORD:
+                    raise ValueError(
+                        f"polygons_per_mask[{i}][{k}]: coordinates out of range (|v| <= "
+                        f"{_MAX_POLY_COORD}), got {float(np.abs(a).max())}"
+                    )
                 if a.size:
                     pts.append(a.reshape(-1, 2).round().astype(np.int64))
             if not pts:

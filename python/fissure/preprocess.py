@@ -182,7 +182,8 @@ def preprocess_tiles(
         tiles: (T, 4) integer xyxy tiles inside the image, e.g. from :func:`slice_grid`.
         config: a :class:`PreprocessConfig` (default: 640 x 640 resize, RGB, /255, float32).
         out: optional C-contiguous, writeable (T, 3, h, w) array of the config's dtype to fill
-            (a reusable batch buffer); it is returned.
+            (a reusable batch buffer); it is returned. It must not share memory with the
+            image (ValueError).
         num_threads: threads of the core's pool (-1: all cores).
 
     Returns:
@@ -223,6 +224,10 @@ def preprocess_tiles(
             raise ValueError("out: expected a C-contiguous array")
         if not out.flags.writeable:
             raise ValueError("out: the array is read-only")
+        if np.may_share_memory(out, img) or (
+            isinstance(image, np.ndarray) and np.may_share_memory(out, image)
+        ):
+            raise ValueError("out: must not share memory with the image")
     if t.shape[0] == 0:
         return out
     return _core.preprocess_tiles(

@@ -33,3 +33,29 @@ def twin_calls(monkeypatch: pytest.MonkeyPatch) -> collections.Counter:
 
             monkeypatch.setattr(module, name, counted)
     return calls
+
+
+# Hypothesis profiles for the property tests (tests/python/test_properties_*.py):
+#   "ci" (default): deterministic (derandomize), a short budget per test;
+#   "sanitize": the same, smaller (tools/sanitize.sh, under ASan/UBSan);
+#   "fuzz": random examples, a long budget: FISSURE_FUZZ=1 pytest tests/python/test_properties_*.py
+# FISSURE_HYPOTHESIS_PROFILE names a profile explicitly.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover - hypothesis is a test dependency
+    pass
+else:
+    _common = dict(
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                               HealthCheck.filter_too_much],
+    )
+    settings.register_profile("ci", derandomize=True, max_examples=60, database=None,
+                              print_blob=True, **_common)
+    settings.register_profile("sanitize", derandomize=True, max_examples=15, database=None,
+                              print_blob=True, **_common)
+    settings.register_profile("fuzz", max_examples=2000, **_common)
+    settings.load_profile(
+        os.environ.get("FISSURE_HYPOTHESIS_PROFILE")
+        or ("fuzz" if os.environ.get("FISSURE_FUZZ") == "1" else "ci")
+    )

@@ -136,9 +136,11 @@ def _check_common(output: np.ndarray, tiles: np.ndarray, mode: str, input_size: 
         raise ValueError(f"{name}: expected no NaN, got NaN at index {idx}")
 
 
-def _threshold(v: Any, name: str) -> float:
+def _threshold(v: Any, name: str, *, finite: bool = False) -> float:
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or math.isnan(float(v)):
         raise ValueError(f"{name}: expected a number, got {v!r}")
+    if finite and not math.isfinite(float(v)):
+        raise ValueError(f"{name}: expected a finite number, got {v!r}")
     return float(v)
 
 
@@ -220,7 +222,7 @@ def decode_probability_map(
     if isinstance(min_area, bool) or not isinstance(min_area, numbers.Integral) or min_area < 0:
         raise ValueError(f"min_area: expected a non-negative int, got {min_area!r}")
     res = _core.decode_probability_map(
-        arr, t, size[0], size[1], mode, _threshold(mask_threshold, "mask_threshold"),
+        arr, t, size[0], size[1], mode, _threshold(mask_threshold, "mask_threshold", finite=True),
         _threshold(conf_threshold, "conf_threshold"), int(min_area), bool(masks),
         check_num_threads(num_threads))
     return _wrap(res, image_shape)
@@ -535,8 +537,10 @@ class DecoderOptionError(ValueError):
 def _check_option(kind: str, key: str, v: Any) -> Optional[str]:
     """Why ``v`` is not a valid value of option ``key`` (None when it is)."""
     if key in ("mask_threshold",):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or math.isnan(float(v)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
             return "expected a number"
+        if not math.isfinite(float(v)):
+            return "expected a finite number"
     elif key == "min_area":
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
             return "expected a non-negative int"

@@ -24,7 +24,7 @@ from .._draw import place_tag
 from .._optional import require_cv2
 from ..io import as_image
 from .._validate import as_boxes, as_class_ids, as_scores, check_threshold, describe
-from ..masks import BoxMasks, _as_image_shape, regions_from_boxes
+from ..masks import BoxMasks, _as_image_shape
 
 __all__ = ["PALETTE", "Detections", "coco_dataset"]
 
@@ -656,14 +656,18 @@ class Detections:
                 sub = out[ya:yb, xa:xb]
                 px = sub[sel].astype(np.float64)
                 sub[sel] = np.floor((1.0 - a) * px + a * colors[i] + 0.5).astype(np.uint8)
-        reg = regions_from_boxes(self.boxes).astype(np.int64)
-        reg[:, 2:] = np.maximum(reg[:, 2:], 1)
-        # Keep coordinates within what OpenCV's int arithmetic handles; drawing clips anyway.
+        # The regions regions_from_boxes gives, computed in float64 and clipped before the int
+        # cast: coordinates stay within what OpenCV's int arithmetic handles (drawing clips
+        # anyway), and huge finite boxes do not wrap.
+        b = self.boxes.astype(np.float64).reshape(-1, 4)
+        fx0, fy0 = np.floor(b[:, 0]), np.floor(b[:, 1])
+        fx1 = np.maximum(np.ceil(b[:, 2]), fx0 + 1)
+        fy1 = np.maximum(np.ceil(b[:, 3]), fy0 + 1)
         lim = max(H, W) + thickness + 2
-        x0s = np.clip(reg[:, 0], -lim, lim)
-        y0s = np.clip(reg[:, 1], -lim, lim)
-        x1s = np.clip(reg[:, 0] + reg[:, 2] - 1, -lim, lim)
-        y1s = np.clip(reg[:, 1] + reg[:, 3] - 1, -lim, lim)
+        x0s = np.clip(fx0, -lim, lim).astype(np.int64)
+        y0s = np.clip(fy0, -lim, lim).astype(np.int64)
+        x1s = np.clip(fx1 - 1, -lim, lim).astype(np.int64)
+        y1s = np.clip(fy1 - 1, -lim, lim).astype(np.int64)
         if boxes:
             for i in range(len(self)):
                 col = tuple(int(v) for v in colors[i])
