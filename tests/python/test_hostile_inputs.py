@@ -194,3 +194,46 @@ def test_inputs_reached_twice_are_processed_once(tmp_path) -> None:
     again = list(fio.expand_inputs([str(root / "sub" / "b.png"), str(root / "sub"),
                                     str(root / "a.png"), str(root / "sub" / "loop" / "a.png")]))
     assert again == [root / "sub" / "b.png", root / "a.png"]
+
+
+@pytest.mark.parametrize("command", ["detect", "specular", "fit", "predict"])
+def test_every_command_skips_broken_files_and_processes_the_rest(small_bank, tmp_path, command,
+                                                                 capsys) -> None:
+    """Zero-byte, truncated PNG and JPEG, and a non-UTF-8 file name among good images: the
+    broken ones are reported and skipped, the good ones processed (exit 1), no traceback."""
+    good = [tmp_path / "good1.png", tmp_path / "good2.png"]
+    for s, p in enumerate(good):
+        cv2.imwrite(str(p), texture(128, 128, 10 + s) if command in ("fit", "predict")
+                    else planted(160, 160, 3, seed=s + 1)[0])
+    png = good[0].read_bytes()
+    ok, jpg = cv2.imencode(".jpg", np.full((96, 96, 3), 90, np.uint8))
+    assert ok
+    broken = [tmp_path / "empty.png", tmp_path / "cut.png", tmp_path / "cut.jpg",
+              Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9-cut.png")))]
+    broken[0].write_bytes(b"")
+    broken[1].write_bytes(png[: len(png) // 3])
+    broken[2].write_bytes(jpg.tobytes()[:40])
+    broken[3].write_bytes(png[:60])
+    model = tmp_path / "blobs.onnx"
+    model.write_bytes(blob_model())
+    images = [str(good[0]), *map(str, broken), str(good[1])]
+    out = tmp_path / "out"
+    argv = {
+        "detect": ["detect", str(model), *images, "--out", str(out), "--tile-size", "128", *FAST],
+        "specular": ["specular", *images, "--out", str(out), "--quiet"],
+        "fit": ["anomaly", "fit", *images, "--out", str(out / "b.safetensors"), "--no-tile",
+                "--coreset-ratio", "0.25", *FAST],
+        "predict": ["anomaly", "predict", str(small_bank), *images, "--out", str(out), *FAST],
+    }[command]
+    assert main(argv) == 1
+    cap = capsys.readouterr()
+    assert "Traceback" not in cap.err
+    assert cap.err.count("fissure: skipped") == len(broken)
+    if command == "fit":
+        assert (out / "b.safetensors").is_file() and "2 image(s)" in cap.out
+        return
+    summary = json.loads((out / {"specular": "specular.json"}.get(command, "summary.json"))
+                         .read_text())
+    done = [r.get("path", r.get("image")) for r in summary["images"]]
+    assert done == [str(good[0]), str(good[1])]
+    assert len(summary["failed"]) == len(broken)

@@ -11,7 +11,7 @@ import io
 import os
 import sys
 from collections.abc import Sequence
-from typing import Optional
+from typing import Any, Optional
 
 __all__ = ["main"]
 
@@ -66,7 +66,8 @@ def _run(argv: Optional[Sequence[str]]) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs one ``fissure`` command; returns its exit status (see ``_common``: 0 done, 1 some
     inputs skipped, 2 nothing done, 130 interrupted, 141 output pipe closed)."""
-    errors = _printable_stdout()
+    errors = _printable(sys.stdout)
+    errors_err = _printable(sys.stderr)
     try:
         rc = _run(argv)
         sys.stdout.flush()  # a closed pipe shows here rather than at interpreter exit
@@ -78,18 +79,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _stdout_to_devnull()
         return 141
     finally:
-        if errors is not None:
-            try:
-                sys.stdout.reconfigure(errors=errors)  # type: ignore[union-attr]
-            except (AttributeError, ValueError, OSError):
-                pass
+        for stream, previous in ((sys.stdout, errors), (sys.stderr, errors_err)):
+            if previous is not None:
+                try:
+                    stream.reconfigure(errors=previous)  # type: ignore[union-attr]
+                except (AttributeError, ValueError, OSError):
+                    pass
 
 
-def _printable_stdout() -> Optional[str]:
-    """Lets stdout print any path: a file name that its encoding cannot write (undecodable
-    bytes, PYTHONIOENCODING=ascii) comes out backslash-escaped instead of failing the run
-    after its work is done. Returns the previous error handler (None: left as it was)."""
-    stream = sys.stdout
+def _printable(stream: Any) -> Optional[str]:
+    """Lets ``stream`` (stdout, stderr) print any path: a file name that its encoding cannot
+    write (undecodable bytes, PYTHONIOENCODING=ascii) comes out backslash-escaped instead of
+    failing the run. Returns the previous error handler (None: left as it was)."""
     errors = getattr(stream, "errors", None)
     if errors in (None, "backslashreplace") or not hasattr(stream, "reconfigure"):
         return None
