@@ -26,6 +26,7 @@ from fissure.anomaly import PatchCore  # noqa: E402
 from fissure.cli import main  # noqa: E402
 from fissure.io import write_json_atomic  # noqa: E402
 from test_detect import blob_model, planted  # noqa: E402
+from test_interrupt import default_sigint  # noqa: E402
 from test_patchcore import texture  # noqa: E402
 
 FAST = ["--backend", "onnxruntime", "--threads", "2", "--quiet"]
@@ -173,7 +174,7 @@ assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 print("ok")
 """
     r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True,
-                       timeout=60)
+                       timeout=60, preexec_fn=default_sigint)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
@@ -196,7 +197,8 @@ def test_ctrl_c_stops_within_a_second_with_130(many, tmp_path, command) -> None:
                     *FAST]}[command]
     for delay in (1.0, 1.6):
         p = subprocess.Popen([sys.executable, "-m", "fissure", *argv], env=ENV,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=default_sigint)
         time.sleep(delay)
         sent = time.perf_counter()
         p.send_signal(signal.SIGINT)

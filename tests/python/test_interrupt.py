@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -47,11 +48,18 @@ print(json.dumps(out))
 """
 
 
+def default_sigint() -> None:
+    """The child's SIGINT back to the default disposition: a test runner started in the
+    background (``cmd &`` in a non-interactive shell) ignores SIGINT, an ignored SIGINT is
+    inherited, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("calls", [["knn", "kcenter"], ["kcenter_plain", "kcenter_pruned"]])
 def test_sigint_raises_keyboard_interrupt_promptly(calls: list[str]) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     p = subprocess.run([sys.executable, "-c", _SCRIPT, *calls], capture_output=True, text=True,
-                       timeout=300, env=env)
+                       timeout=300, env=env, preexec_fn=default_sigint)
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout)
     for name in calls:
