@@ -40,7 +40,11 @@ def describe_lines(d: dict) -> list[str]:
     return [
         f"fissure detect: {Path(d['model']).name} on {d['backend']} {d['device']}, precision "
         f"{d['precision']}; decoder {decoder}; {classes}",
-        f"  input {p['input_size'][0]}x{p['input_size'][1]} {d['input']['layout']} {p['dtype']} "
+        f"  input {p['input_size'][0]}x{p['input_size'][1]}"
+        + (f" (rounded up from {d['input_size_rounded_from'][0]}x"
+           f"{d['input_size_rounded_from'][1]} to stride {d['stride']})"
+           if d.get("input_size_rounded_from") else "")
+        + f" {d['input']['layout']} {p['dtype']} "
         f"{p['mode']}, {'RGB' if p['rgb'] else 'BGR'} x{p['scale']:.6g} mean {nums(p['mean'])} "
         f"std {nums(p['std'])}; tiles {d['tile_size'][0]}x{d['tile_size'][1]} overlap "
         f"{nums(d['overlap_ratio'])}; conf >= {d['conf_threshold']:g}; merge {m['method']} "
@@ -120,9 +124,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
                      exc.option)
         return error(f"--decoder-option {given}: {exc.reason}")
     except ValueError as exc:
+        if "the model's stride is" in str(exc):
+            return error(str(exc).replace("input size", "--input-size", 1)
+                         if args.input_size else str(exc) + " (pass --input-size)")
         if "select_decoder" not in str(exc):
             raise
         return error(str(exc).replace("select_decoder: ", "").replace(
+            'pass decoder="yolox_raw" or decoder="yolov5" (select_decoder(..., name=...)) '
+            "explicitly", "pass --decoder yolox_raw or --decoder yolov5").replace(
             "pass decoder= (select_decoder(..., name=...)) explicitly",
             "pass --decoder KIND (" + ", ".join(KINDS) + ")"))
     description = det.describe()

@@ -45,7 +45,9 @@ __all__ = [
     "decode_yolo_seg",
     "decode_yolov5",
     "decode_yolov5_seg",
+    "decode_yolox_raw",
     "select_decoder",
+    "yolox_grid_count",
 ]
 
 _MODES = ("resize", "letterbox", "none")
@@ -295,6 +297,68 @@ def decode_yolov5(
                          num_threads)
 
 
+#: The strides of YOLOX's three heads (P3, P4, P5).
+YOLOX_STRIDES = (8, 16, 32)
+
+
+def yolox_grid_count(input_size: Any, strides: Sequence[int] = YOLOX_STRIDES) -> int:
+    """The anchors of a raw YOLOX head at ``input_size`` ``(h, w)``: the sum over ``strides``
+    of ``(h // s) * (w // s)`` (3549 at 416 x 416: 52 * 52 + 26 * 26 + 13 * 13)."""
+    h, w = _as_input_size(input_size)
+    return sum((h // int(s)) * (w // int(s)) for s in strides)
+
+
+def yolox_grid(input_size: Any, strides: Sequence[int] = YOLOX_STRIDES
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``(grids, expanded_strides)`` of YOLOX's ``demo_postprocess``: ``(N, 2)`` int64 cell
+    (x, y) in raster order per stride, and ``(N, 1)`` the stride of each anchor."""
+    h, w = _as_input_size(input_size)
+    grids, exp = [], []
+    for s in strides:
+        hs, ws = h // int(s), w // int(s)
+        xv, yv = np.meshgrid(np.arange(ws), np.arange(hs))
+        grids.append(np.stack((xv, yv), 2).reshape(-1, 2))
+        exp.append(np.full((hs * ws, 1), int(s)))
+    return np.concatenate(grids).astype(np.int64), np.concatenate(exp).astype(np.int64)
+
+
+def decode_yolox_raw(
+    output: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "letterbox",
+    *,
+    conf_threshold: float = 0.25,
+    num_threads: int = -1,
+) -> Decoded:
+    """A raw YOLOX head (exported without ``decode_in_inference``) ``(B, N, 5 + C)``: per
+    anchor ``dx, dy, log w, log h, objectness, C class scores`` on grids at strides 8, 16 and
+    32 over the model input (N = :func:`yolox_grid_count` of ``input_size``, else ValueError).
+
+    The grid decode is YOLOX's own ``demo_postprocess``: ``cx = (dx + grid_x) * stride``,
+    ``cy = (dy + grid_y) * stride``, ``w = exp(log w) * stride``, ``h = exp(log h) * stride``
+    (computed in float64, stored in float32); the decoded ``(cx, cy, w, h, obj, cls...)`` is
+    exactly YOLOv5's layout and goes through :func:`decode_yolov5` (score = max of
+    ``obj * cls``, the same tile mapping, clipping and threshold)."""
+    arr = _as_output(output, "output")
+    if arr.ndim != 3 or arr.shape[2] < 6:
+        raise ValueError(f"output: expected shape (B, N, 5 + C) with C >= 1, got {arr.shape}")
+    size = _as_input_size(input_size)
+    n = yolox_grid_count(size)
+    if arr.shape[1] != n:
+        raise ValueError(
+            f"output: a raw YOLOX head at input_size {size} has {n} anchors (strides "
+            f"{', '.join(map(str, YOLOX_STRIDES))}), got {arr.shape[1]} (shape {arr.shape})")
+    _check_nan(arr, "output")
+    grids, strides = yolox_grid(size)
+    out = arr.copy()
+    with np.errstate(over="ignore"):
+        out[..., :2] = (arr[..., :2] + grids) * strides
+        out[..., 2:4] = np.exp(arr[..., 2:4]) * strides
+    return decode_yolov5(out, tiles, size, mode, conf_threshold=conf_threshold,
+                         num_threads=num_threads)
+
+
 # --------------------------------------------------------------------------------------------
 # Segmentation (mask prototypes) and DETR-style decoders
 # --------------------------------------------------------------------------------------------
@@ -487,9 +551,11 @@ def decode_detr(
 # --------------------------------------------------------------------------------------------
 
 KINDS = ("yolo", "yolov5", "end_to_end", "yolo_seg", "yolov5_seg", "detr", "detr_seg",
-         "probability_map")
+         "probability_map", "yolox_raw")
 DecoderKind = Literal["yolo", "yolov5", "end_to_end", "yolo_seg", "yolov5_seg", "detr",
-                      "detr_seg", "probability_map"]
+                      "detr_seg", "probability_map", "yolox_raw"]
+#: The kinds that ``"auto"`` never picks (only by name): a raw YOLOX head looks like YOLOv5.
+_EXPLICIT_ONLY = ("yolox_raw",)
 
 #: Largest K of an end-to-end (B, K, 6) output read as end-to-end (YOLOv10 / YOLO26 use 300).
 MAX_END_TO_END = 300
@@ -508,20 +574,21 @@ _ACCEPTED = """accepted layouts (B = batch, ? = dynamic, axes in any output orde
   yolo_seg         (B, 4+C+M, N) and protos (B, M, mh, mw), as yolo
   yolov5_seg       (B, N, 5+C+M) and protos (B, M, mh, mw), as yolov5
   detr             boxes (B, Q, 4) and logits (B, Q, C)
-  detr_seg         boxes (B, Q, 4), logits (B, Q, C) and mask logits (B, Q, mh, mw)"""
+  detr_seg         boxes (B, Q, 4), logits (B, Q, C) and mask logits (B, Q, mh, mw)
+  yolox_raw        one (B, N, 5+C), N = the YOLOX grid count (strides 8/16/32); by name only"""
 
 #: The decoder's inputs (roles), in the order its function takes them.
 _ROLES = {
     "yolo": ("output",), "yolov5": ("output",), "end_to_end": ("output",),
     "probability_map": ("maps",), "yolo_seg": ("output", "protos"),
     "yolov5_seg": ("output", "protos"), "detr": ("boxes", "logits"),
-    "detr_seg": ("boxes", "logits", "mask_logits"),
+    "detr_seg": ("boxes", "logits", "mask_logits"), "yolox_raw": ("output",),
 }
 _OPTIONS = {
     "yolo": ("layout",), "yolov5": (), "end_to_end": (),
     "probability_map": ("mask_threshold", "min_area", "masks"),
     "yolo_seg": ("layout", "masks"), "yolov5_seg": ("masks",),
-    "detr": ("score", "top_k"), "detr_seg": ("score", "top_k", "masks"),
+    "detr": ("score", "top_k"), "detr_seg": ("score", "top_k", "masks"), "yolox_raw": (),
 }
 
 
@@ -585,7 +652,8 @@ class DecoderSpec:
 
     Attributes:
         kind: one of ``"yolo"``, ``"yolov5"``, ``"end_to_end"``, ``"yolo_seg"``,
-            ``"yolov5_seg"``, ``"detr"``, ``"detr_seg"``, ``"probability_map"``.
+            ``"yolov5_seg"``, ``"detr"``, ``"detr_seg"``, ``"probability_map"``,
+            ``"yolox_raw"``.
         inputs: ``(role, output name, output index)`` per decoder input, e.g.
             ``(("output", "output0", 0), ("protos", "output1", 1))``.
         layout: ``"channels_first"`` / ``"channels_last"`` for the YOLO kinds, else None.
@@ -655,6 +723,8 @@ class DecoderSpec:
             return decode_yolo(arrays[0], tiles, input_size, mode, **common, **options)
         if k == "yolov5":
             return decode_yolov5(arrays[0], tiles, input_size, mode, **common)
+        if k == "yolox_raw":
+            return decode_yolox_raw(arrays[0], tiles, input_size, mode, **common)
         if k == "end_to_end":
             return decode_end_to_end(arrays[0], tiles, input_size, mode, **common)
         if k == "yolo_seg":
@@ -741,7 +811,8 @@ def _yolo_family(kind: str, shape: tuple[Optional[int], ...], m: Optional[int],
     return layout, ""
 
 
-def select_decoder(outputs: Sequence[Any], *, name: str = "auto") -> DecoderSpec:
+def select_decoder(outputs: Sequence[Any], *, name: str = "auto",
+                   input_size: Any = None) -> DecoderSpec:
     """Picks the decoder for a model from its output specs.
 
     Args:
@@ -750,6 +821,11 @@ def select_decoder(outputs: Sequence[Any], *, name: str = "auto") -> DecoderSpec
             ``backend.outputs``.
         name: ``"auto"``, or one of the kinds to force it (its outputs are then matched by
             shape to the decoder's inputs, with looser layout rules).
+        input_size: the model input ``(h, w)`` when known (``TiledDetector`` passes its
+            own). ``"auto"`` never picks ``yolox_raw``; with ``input_size`` given, a
+            channels-last ``(B, N, 5+C)`` output whose N is the raw YOLOX grid count at that
+            size (:func:`yolox_grid_count`) fits both ``yolov5`` and ``yolox_raw`` and raises
+            ValueError naming both instead of guessing.
 
     Returns:
         a :class:`DecoderSpec` whose ``decode(outputs, tiles, input_size=..., mode=...,
@@ -766,7 +842,8 @@ def select_decoder(outputs: Sequence[Any], *, name: str = "auto") -> DecoderSpec
     if name != "auto" and name not in KINDS:
         raise ValueError(f"name: expected 'auto' or one of {KINDS}, got {name!r}")
     specs = [_shape_of(s, i) for i, s in enumerate(outputs)]
-    kinds = KINDS if name == "auto" else (name,)
+    size = _as_input_size(input_size) if input_size is not None else None
+    kinds = tuple(k for k in KINDS if k not in _EXPLICIT_ONLY) if name == "auto" else (name,)
     found: list[DecoderSpec] = []
     reasons: list[str] = []
     for kind in kinds:
@@ -776,6 +853,14 @@ def select_decoder(outputs: Sequence[Any], *, name: str = "auto") -> DecoderSpec
         elif why and (name != "auto" or len(_ROLES[kind]) == len(specs)):
             reasons.append(f"  {kind}: {why}")
     shapes = ", ".join(f"{n} {_fmt(s)}" for n, s in specs) or "none"
+    if (name == "auto" and len(found) == 1 and found[0].kind == "yolov5"
+            and size is not None and specs[0][1][1] == yolox_grid_count(size)):
+        raise ValueError(
+            f"select_decoder: the output [{shapes}] is ambiguous at input size "
+            f"{size[0]}x{size[1]}: {specs[0][1][1]} candidates is also the raw YOLOX grid count "
+            f"(strides 8, 16, 32), so it fits both 'yolov5' (boxes already decoded) and "
+            f"'yolox_raw' (grid offsets and log sizes); pass decoder=\"yolox_raw\" or "
+            f"decoder=\"yolov5\" (select_decoder(..., name=...)) explicitly")
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
@@ -826,6 +911,13 @@ def _match(kind: str, specs: list, explicit: bool) -> tuple[Optional[DecoderSpec
                 (s[1] is not None and s[1] <= MAX_END_TO_END) or explicit):
             return _spec(kind, specs, [0]), ""
         return None, f"expects (B, K, 6) with K <= {MAX_END_TO_END}, got {_fmt(s)}"
+    if kind == "yolox_raw":
+        if n != 1:
+            return None, f"expects one output, got {n}"
+        s = specs[0][1]
+        if len(s) != 3 or (s[2] is not None and s[2] < 6):
+            return None, f"expects (B, N, 5+C) with C >= 1, got {_fmt(s)}"
+        return _spec(kind, specs, [0], "channels_last"), ""
     if kind in ("yolo", "yolov5"):
         if n != 1:
             return None, f"expects one output, got {n}"

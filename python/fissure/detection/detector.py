@@ -49,7 +49,7 @@ __all__ = ["DetectStats", "TiledDetector"]
 _MERGES = ("greedy_nmm", "nmm", "nms", "none")
 _METRICS = ("ios", "iou")
 #: The decoders that read each Ultralytics task's outputs (its ``task`` metadata).
-_TASK_DECODERS = {"detect": ("yolo", "yolov5", "end_to_end", "detr"),
+_TASK_DECODERS = {"detect": ("yolo", "yolov5", "end_to_end", "detr", "yolox_raw"),
                   "segment": ("yolo_seg", "yolov5_seg", "detr_seg")}
 
 
@@ -244,15 +244,35 @@ class TiledDetector:
         if self.class_names is None and meta.names:
             self.class_names = dict(meta.names)
             self.class_names_source = "model metadata"
+        stride = meta.stride if meta.stride is not None and meta.stride > 0 else None
+        self.stride: Optional[int] = stride
+        self.input_size_from: Optional[list[int]] = None
         if preprocess is None:
-            # a dynamic side: the exporter's imgsz (what the model was trained at), else the tile
+            # a dynamic side: the exporter's imgsz (what the model was trained at), else the tile,
+            # rounded up to the model's stride (as Ultralytics does): letterboxing pads the tile
             dyn = meta.imgsz if meta.imgsz is not None else self.tile_size
-            size = (static_hw[0] if static_hw[0] is not None else dyn[0],
-                    static_hw[1] if static_hw[1] is not None else dyn[1])
-            preprocess = PreprocessConfig(input_size=(int(size[0]), int(size[1])),
+            asked = (static_hw[0] if static_hw[0] is not None else dyn[0],
+                     static_hw[1] if static_hw[1] is not None else dyn[1])
+            size = tuple(int(v) if fixed is not None or stride is None
+                         else -(-int(v) // stride) * stride
+                         for v, fixed in zip(asked, static_hw))
+            if size != tuple(asked):
+                self.input_size_from = [int(asked[0]), int(asked[1])]
+            preprocess = PreprocessConfig(input_size=(size[0], size[1]),
                                           mode="letterbox", dtype=np.dtype(inp.dtype).name)
         elif not isinstance(preprocess, PreprocessConfig):
             raise TypeError(f"preprocess: expected a PreprocessConfig, got {type(preprocess).__name__}")
+        elif stride is not None:
+            bad = [(axis, v) for axis, (v, fixed) in enumerate(zip(preprocess.input_size, static_hw))
+                   if fixed is None and v % stride]
+            if bad:
+                axis, v = bad[0]
+                lo, hi = v // stride * stride, -(-v // stride) * stride
+                near = f"{lo} or {hi}" if lo > 0 else f"{hi}"
+                raise ValueError(
+                    f"input size {preprocess.input_size[0]}x{preprocess.input_size[1]}: the "
+                    f"model's stride is {stride} (its metadata), and its {'hw'[axis]} = {v} is "
+                    f"not a multiple of it; the nearest valid sizes are {near}")
         for axis, (want, got) in enumerate(zip(static_hw, preprocess.input_size)):
             if want is not None and want != got:
                 raise ValueError(
@@ -271,7 +291,8 @@ class TiledDetector:
         self.max_batch = int(max_batch) if max_batch is not None else (16 if on_gpu else 4)
         self._on_gpu = on_gpu
         if isinstance(decoder, str):
-            self.decoder: Any = select_decoder(spec.outputs, name=decoder)
+            self.decoder: Any = select_decoder(spec.outputs, name=decoder,
+                                               input_size=preprocess.input_size)
         elif callable(getattr(decoder, "decode", None)):
             self.decoder = decoder  # a DecoderSpec, or an object with DecoderSpec's decode()
         else:
@@ -321,6 +342,8 @@ class TiledDetector:
                            "pad_value": cfg.pad_value, "rgb": cfg.rgb, "scale": cfg.scale,
                            "mean": list(cfg.mean), "std": list(cfg.std), "dtype": cfg.dtype,
                            "interpolation": cfg.interpolation},
+            "stride": self.stride,
+            "input_size_rounded_from": self.input_size_from,
             "tile_size": list(self.tile_size),
             "overlap_ratio": list(self.overlap_ratio),
             "full_image_pass": self.full_image_pass,
