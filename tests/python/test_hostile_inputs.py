@@ -147,38 +147,52 @@ def small_bank(tmp_path_factory) -> Path:
     return pc.save(d / "bank.safetensors")
 
 
-@pytest.mark.parametrize("command", ["detect", "specular", "fit", "predict"])
-def test_every_command_skips_bombs_and_processes_the_rest(bombs, small_bank, tmp_path,
-                                                          command, capsys) -> None:
+def _good_images(tmp_path: Path, command: str) -> list[Path]:
     good = [tmp_path / "good1.png", tmp_path / "good2.png"]
     for s, p in enumerate(good):
         cv2.imwrite(str(p), texture(128, 128, 10 + s) if command in ("fit", "predict")
                     else planted(160, 160, 3, seed=s + 1)[0])
+    return good
+
+
+def _run_skipping(command: str, images: list[str], good: list[Path], bad: list[Path],
+                  bank: Path, tmp_path: Path, capsys) -> str:
+    """Runs ``command`` over ``images``: exit 1, no traceback, the good images processed and
+    the bad ones listed as failed in the run's summary. Returns stderr."""
     model = tmp_path / "blobs.onnx"
     model.write_bytes(blob_model())
-    images = [str(good[0]), *map(str, bombs.values()), str(good[1])]
     out = tmp_path / "out"
     argv = {
         "detect": ["detect", str(model), *images, "--out", str(out), "--tile-size", "128", *FAST],
         "specular": ["specular", *images, "--out", str(out), "--quiet"],
         "fit": ["anomaly", "fit", *images, "--out", str(out / "b.safetensors"), "--no-tile",
                 "--coreset-ratio", "0.25", *FAST],
-        "predict": ["anomaly", "predict", str(small_bank), *images, "--out", str(out), *FAST],
+        "predict": ["anomaly", "predict", str(bank), *images, "--out", str(out), *FAST],
     }[command]
     assert main(argv) == 1
     cap = capsys.readouterr()
     assert "Traceback" not in cap.err
-    for p in bombs.values():
-        assert f"fissure: skipped {p}" in cap.err
-    assert cap.err.count("not decoded") == 3
     if command == "fit":
         assert (out / "b.safetensors").is_file() and "2 image(s)" in cap.out
-        return
+        return cap.err
     summary = json.loads((out / {"specular": "specular.json"}.get(command, "summary.json"))
                          .read_text())
     done = [r.get("path", r.get("image")) for r in summary["images"]]
     assert done == [str(good[0]), str(good[1])]
-    assert sorted(f["path"] for f in summary["failed"]) == sorted(map(str, bombs.values()))
+    assert sorted(f["path"] for f in summary["failed"]) == sorted(map(str, bad))
+    return cap.err
+
+
+@pytest.mark.parametrize("command", ["detect", "specular", "fit", "predict"])
+def test_every_command_skips_bombs_and_processes_the_rest(bombs, small_bank, tmp_path,
+                                                          command, capsys) -> None:
+    good = _good_images(tmp_path, command)
+    images = [str(good[0]), *map(str, bombs.values()), str(good[1])]
+    err = _run_skipping(command, images, good, list(bombs.values()), small_bank, tmp_path,
+                        capsys)
+    for p in bombs.values():
+        assert f"fissure: skipped {p}" in err
+    assert err.count("not decoded") == 3
 
 
 def test_inputs_reached_twice_are_processed_once(tmp_path) -> None:
@@ -201,10 +215,7 @@ def test_every_command_skips_broken_files_and_processes_the_rest(small_bank, tmp
                                                                  capsys) -> None:
     """Zero-byte, truncated PNG and JPEG, and a non-UTF-8 file name among good images: the
     broken ones are reported and skipped, the good ones processed (exit 1), no traceback."""
-    good = [tmp_path / "good1.png", tmp_path / "good2.png"]
-    for s, p in enumerate(good):
-        cv2.imwrite(str(p), texture(128, 128, 10 + s) if command in ("fit", "predict")
-                    else planted(160, 160, 3, seed=s + 1)[0])
+    good = _good_images(tmp_path, command)
     png = good[0].read_bytes()
     ok, jpg = cv2.imencode(".jpg", np.full((96, 96, 3), 90, np.uint8))
     assert ok
@@ -214,26 +225,6 @@ def test_every_command_skips_broken_files_and_processes_the_rest(small_bank, tmp
     broken[1].write_bytes(png[: len(png) // 3])
     broken[2].write_bytes(jpg.tobytes()[:40])
     broken[3].write_bytes(png[:60])
-    model = tmp_path / "blobs.onnx"
-    model.write_bytes(blob_model())
     images = [str(good[0]), *map(str, broken), str(good[1])]
-    out = tmp_path / "out"
-    argv = {
-        "detect": ["detect", str(model), *images, "--out", str(out), "--tile-size", "128", *FAST],
-        "specular": ["specular", *images, "--out", str(out), "--quiet"],
-        "fit": ["anomaly", "fit", *images, "--out", str(out / "b.safetensors"), "--no-tile",
-                "--coreset-ratio", "0.25", *FAST],
-        "predict": ["anomaly", "predict", str(small_bank), *images, "--out", str(out), *FAST],
-    }[command]
-    assert main(argv) == 1
-    cap = capsys.readouterr()
-    assert "Traceback" not in cap.err
-    assert cap.err.count("fissure: skipped") == len(broken)
-    if command == "fit":
-        assert (out / "b.safetensors").is_file() and "2 image(s)" in cap.out
-        return
-    summary = json.loads((out / {"specular": "specular.json"}.get(command, "summary.json"))
-                         .read_text())
-    done = [r.get("path", r.get("image")) for r in summary["images"]]
-    assert done == [str(good[0]), str(good[1])]
-    assert len(summary["failed"]) == len(broken)
+    err = _run_skipping(command, images, good, broken, small_bank, tmp_path, capsys)
+    assert err.count("fissure: skipped") == len(broken)

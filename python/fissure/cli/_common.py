@@ -25,8 +25,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Images", "NoInputError", "class_names", "error", "is_runtime_error",
-           "no_inputs", "one_line", "outputs_of_one_image", "unique_stem"]
+__all__ = [
+    "SUMMARY",
+    "class_names",
+    "error",
+    "finish_run",
+    "Images",
+    "is_runtime_error",
+    "no_inputs",
+    "NoInputError",
+    "one_line",
+    "outputs_of_one_image",
+    "unique_stem",
+]
 
 
 class NoInputError(ValueError):
@@ -102,6 +113,20 @@ class Images:
         write = self.bar.write if self.bar is not None else print
         write(f"fissure: skipped {path}: {msg}", file=sys.stderr)
         return True
+
+
+#: The run summary's file stem (``summary.json``): no image's result may take that name.
+SUMMARY = "summary"
+
+
+def finish_run(out: Path, summary: dict[str, Any], line: str, failures: int) -> int:
+    """Closes a folder run: writes ``out/summary.json`` (atomically), prints ``line`` with the
+    number of failed inputs, and returns the exit status (1 when some inputs failed, else 0)."""
+    from ..io import write_json_atomic
+
+    write_json_atomic(out / f"{SUMMARY}.json", summary)
+    print(line + (f"; {failures} failed (skipped)" if failures else ""))
+    return 1 if failures else 0
 
 
 def no_inputs() -> int:

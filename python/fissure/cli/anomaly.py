@@ -22,10 +22,9 @@ import numpy as np
 
 __all__ = ["add_parser", "cmd_fit", "cmd_predict"]
 
-from ._common import (Images, add_overlay_format, error, is_runtime_error, no_inputs, one_line,
-                      outputs_of_one_image, unique_stem, write_overlay)
+from ._common import (SUMMARY, Images, add_overlay_format, error, finish_run, is_runtime_error,
+                      no_inputs, one_line, outputs_of_one_image, unique_stem, write_overlay)
 
-_SUMMARY = "summary"  # predict writes summary.json: no image's result may take that name
 
 
 def _finite_nonneg(text: str) -> float:
@@ -179,7 +178,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         pc.threshold = args.threshold
     if args.image_threshold is not None:
         pc.image_threshold = args.image_threshold
-    used: set = {_SUMMARY}
+    used: set = {SUMMARY}
     rows: list[dict[str, Any]] = []
     seen: set = set()
     failed_predict: list[dict[str, str]] = []
@@ -216,7 +215,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     unreadable = [str(p) for i, p in enumerate(inputs.paths, start=1) if i not in seen]
     failures = len(unreadable) + len(failed_predict)
-    write_json_atomic(out / f"{_SUMMARY}.json", {
+    return finish_run(out, {
         "bank": str(args.bank),
         "pixel_threshold": float(pc.threshold),  # type: ignore[arg-type]
         "image_threshold": float(pc.image_threshold),  # type: ignore[arg-type]
@@ -224,11 +223,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "anomalous": anomalous,
         "failed": [{"path": p, "error": "unreadable"} for p in unreadable] + failed_predict,
         "seconds": dt,
-    })
-    print(f"fissure anomaly predict: {len(rows)} image(s), {anomalous} anomalous in {dt:.1f} s "
-          f"({len(rows) / dt if dt > 0 else 0:.2f} img/s), written to {out}"
-          + (f"; {failures} failed (skipped)" if failures else ""))
-    return 1 if failures else 0
+    }, f"fissure anomaly predict: {len(rows)} image(s), {anomalous} anomalous in {dt:.1f} s "
+       f"({len(rows) / dt if dt > 0 else 0:.2f} img/s), written to {out}", failures)
 
 
 def add_parser(sub: Any) -> None:

@@ -6,12 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import (Images, add_overlay_format, class_names, error, no_inputs,
-                      outputs_of_one_image, unique_stem, write_overlay)
+from ._common import (SUMMARY, Images, add_overlay_format, class_names, error, finish_run,
+                      no_inputs, outputs_of_one_image, unique_stem, write_overlay)
 
 __all__ = ["add_parser", "cmd_detect", "describe_lines"]
 
-_SUMMARY = "summary"  # detect writes summary.json: no image's result may take that name
 
 
 def _option_value(text: str) -> Any:
@@ -138,7 +137,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     for line in describe_lines(description):
         print(line, flush=True)
     images = total = 0
-    used: set = {_SUMMARY}
+    used: set = {SUMMARY}
     rows: list[dict[str, Any]] = []
     failed = inputs.skipped  # unreadable images and those the model failed on, in order
     t0 = time.perf_counter()
@@ -174,14 +173,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
                          "seconds": seconds})
             inputs.bar.set_postfix(dets=len(dets))
     dt = time.perf_counter() - t0
-    write_json_atomic(out / f"{_SUMMARY}.json", {
+    return finish_run(out, {
         "detector": description, "images": rows, "detections": total, "failed": failed,
         "seconds": dt,
-    })
-    print(f"fissure detect: {images} image(s), {total} detection(s) in {dt:.1f} s "
-          f"({images / dt if dt > 0 else 0:.2f} img/s), written to {out}"
-          + (f"; {len(failed)} failed (skipped)" if failed else ""))
-    return 1 if failed else 0
+    }, f"fissure detect: {images} image(s), {total} detection(s) in {dt:.1f} s "
+       f"({images / dt if dt > 0 else 0:.2f} img/s), written to {out}", len(failed))
 
 
 def add_parser(sub: Any) -> None:
