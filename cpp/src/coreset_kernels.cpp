@@ -20,13 +20,34 @@ inline float tree16(const float* acc) {
     return a20 + a21;
 }
 
+// Columns j .. j+15 of row i (fewer at the row's end) into the 16 lane sums of squared
+// differences from c; lanes past the row's end take c itself (a difference of 0 adds +0).
+template <bool F16>
+inline void add_block16(const FeatureMatrix& m, index_t i, index_t j, const float* c,
+                        float* acc) {
+    const index_t d = m.cols;
+    const index_t n = std::min<index_t>(16, d - j);
+    float x[16];
+    if (F16) {
+        const std::uint16_t* src = static_cast<const std::uint16_t*>(m.data) + i * d + j;
+        for (index_t l = 0; l < n; ++l) x[l] = half_to_float(src[l]);
+    } else {
+        const float* src = static_cast<const float*>(m.data) + i * d + j;
+        for (index_t l = 0; l < n; ++l) x[l] = src[l];
+    }
+    for (index_t l = n; l < 16; ++l) x[l] = c[j + l];
+    for (int l = 0; l < 16; ++l) {
+        const float s = x[l] - c[j + l];
+        acc[l] += s * s;
+    }
+}
+
 template <bool F16>
 void kcenter_generic_t(const FeatureMatrix& m, index_t lo, index_t hi, const float* c,
                        float* min_d, float* best, index_t* best_idx) {
     const index_t d = m.cols;
     float bv = -std::numeric_limits<float>::infinity();
     index_t bi = -1;
-    float x[16];
     for (index_t i = lo; i < hi; ++i) {
         float acc[16] = {};
         index_t j = 0;
@@ -39,21 +60,7 @@ void kcenter_generic_t(const FeatureMatrix& m, index_t lo, index_t hi, const flo
                 }
             }
         }
-        for (; j < d; j += 16) {
-            const index_t n = std::min<index_t>(16, d - j);
-            if (F16) {
-                const std::uint16_t* src = static_cast<const std::uint16_t*>(m.data) + i * d + j;
-                for (index_t l = 0; l < n; ++l) x[l] = half_to_float(src[l]);
-            } else {
-                const float* src = static_cast<const float*>(m.data) + i * d + j;
-                for (index_t l = 0; l < n; ++l) x[l] = src[l];
-            }
-            for (index_t l = n; l < 16; ++l) x[l] = c[j + l];  // diff 0: adds +0, a no-op
-            for (int l = 0; l < 16; ++l) {
-                const float s = x[l] - c[j + l];
-                acc[l] += s * s;
-            }
-        }
+        for (; j < d; j += 16) add_block16<F16>(m, i, j, c, acc);
         const float v = tree16(acc);
         float md = min_d[i];
         if (v < md) md = v;
@@ -80,21 +87,8 @@ template <bool F16>
 float row_generic_t(const FeatureMatrix& m, index_t i, const float* c, float bound) {
     const index_t d = m.cols;
     float acc[16] = {};
-    float x[16];
     for (index_t j = 0; j < d; j += 16) {
-        const index_t n = std::min<index_t>(16, d - j);
-        if (F16) {
-            const std::uint16_t* src = static_cast<const std::uint16_t*>(m.data) + i * d + j;
-            for (index_t l = 0; l < n; ++l) x[l] = half_to_float(src[l]);
-        } else {
-            const float* src = static_cast<const float*>(m.data) + i * d + j;
-            for (index_t l = 0; l < n; ++l) x[l] = src[l];
-        }
-        for (index_t l = n; l < 16; ++l) x[l] = c[j + l];
-        for (int l = 0; l < 16; ++l) {
-            const float s = x[l] - c[j + l];
-            acc[l] += s * s;
-        }
+        add_block16<F16>(m, i, j, c, acc);
         if ((j & 63) == 48 && j + 16 < d) {
             const float v = tree16(acc);
             if (v >= bound) return v;
