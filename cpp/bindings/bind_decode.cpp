@@ -179,6 +179,29 @@ void bind_decode(py::module_& m) {
         "scores, class_ids, tile_index, masks).");
 
     m.def(
+        "decode_end_to_end_seg",
+        [](const carray<float>& out, const carray<float>& protos, const carray<std::int64_t>& tiles,
+           int input_h, int input_w, const std::string& mode, float conf_threshold, bool masks,
+           int num_threads) {
+            check_shape(out, "output", {-1, -1, -1});
+            const fissure::ProtoView pv = protos_arg(protos, out.shape(0));
+            const fissure::DecodeGeometry g = geometry_arg(tiles, input_h, input_w, mode);
+            fissure::Decoded d;
+            {
+                py::gil_scoped_release release;
+                d = fissure::decode_end_to_end_seg(out.data(), out.shape(0), out.shape(1),
+                                                   out.shape(2), pv, g, conf_threshold, masks,
+                                                   num_threads);
+            }
+            return to_python(std::move(d));
+        },
+        py::arg("output").noconvert(), py::arg("protos").noconvert(),
+        py::arg("tiles").noconvert(), py::arg("input_h"), py::arg("input_w"), py::arg("mode"),
+        py::arg("conf_threshold"), py::arg("masks"), py::arg("num_threads") = -1,
+        "End-to-end seg (B, K, 6+M) and protos (B, M, mh, mw) -> (boxes, scores, class_ids, "
+        "tile_index, masks).");
+
+    m.def(
         "decode_yolov5_seg",
         [](const carray<float>& out, const carray<float>& protos, const carray<std::int64_t>& tiles,
            int input_h, int input_w, const std::string& mode, float conf_threshold, bool masks,

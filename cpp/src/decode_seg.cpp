@@ -298,4 +298,35 @@ Decoded decode_yolov5_seg(const float* out, index_t batch, index_t n, index_t di
     });
 }
 
+Decoded decode_end_to_end_seg(const float* out, index_t batch, index_t k, index_t dims,
+                              const ProtoView& protos, const DecodeGeometry& g,
+                              float conf_threshold, bool masks, int num_threads) {
+    if (dims != 6 + protos.m)
+        fail("output: expected 6 + M values per detection with M = " + std::to_string(protos.m) +
+             " (the protos' channels), got " + std::to_string(dims));
+    decode_detail::check_batch(g, batch);
+    check_protos(protos, batch);
+    decode_detail::check_finite_nan(out, static_cast<std::size_t>(batch * k * dims), "output");
+    const SegTaps taps(protos, g, masks);
+    return decode_seg_batch(batch, protos, g, masks, num_threads, [&](index_t b,
+                                                                      const TileTransform& tr,
+                                                                      Decoded& d, SegScratch& s) {
+        for (index_t i = 0; i < k; ++i) {
+            const float* r = out + (b * k + i) * dims;
+            if (!(r[4] >= conf_threshold)) continue;
+            const float c = r[5];
+            if (!std::isfinite(c) || c < 0.0f || c > 9.0e15f)
+                fail("output: class of detection " + std::to_string(i) + " in batch item " +
+                     std::to_string(b) + " is not a valid class id: " + std::to_string(c));
+            if (!emit_box(d, tr, r[0], r[1], r[2], r[3], r[4],
+                          static_cast<std::int64_t>(std::lround(c)), b) ||
+                !masks)
+                continue;
+            for (index_t m = 0; m < protos.m; ++m)
+                s.coeff[static_cast<std::size_t>(m)] = r[6 + m];
+            seg_mask(d, tr, g, protos, b, r[0], r[1], r[2], r[3], taps.x, taps.y, s);
+        }
+    });
+}
+
 }  // namespace fissure

@@ -113,6 +113,10 @@ def decode_end_to_end(output: numpy.typing.NDArray[numpy.float32], tiles: numpy.
     """
     End-to-end (B, K, 6) -> (boxes, scores, class_ids, tile_index, None).
     """
+def decode_end_to_end_seg(output: numpy.typing.NDArray[numpy.float32], protos: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, masks: bool, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+    """
+    End-to-end seg (B, K, 6+M) and protos (B, M, mh, mw) -> (boxes, scores, class_ids, tile_index, masks).
+    """
 def decode_local_runs(counts: numpy.typing.NDArray[numpy.int64], run_offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
     """
     Decodes crop-scoped column-major runs (CSR) over their regions: (data, offsets, regions).

@@ -201,7 +201,7 @@ def test_onnx_detection_kinds_through_select():
     yolo[0, 4:, 2] = [0.1, 0.8, 0.3]
     e2e = np.zeros((1, 4, 6), np.float32)
     e2e[0, 0] = [10, 20, 30, 40, 0.9, 3]
-    v5 = np.zeros((1, 40, 7), np.float32)
+    v5 = np.zeros((1, 320, 7), np.float32)  # N > 300: (B, <= 300, 4 + C) is RT-DETR's
     v5[0, 0] = [32, 32, 10, 20, 0.5, 0.9, 0.4]
     pm = np.zeros((1, 1, 64, 64), np.float32)
     pm[0, 0, 2:5, 3:7] = 0.8

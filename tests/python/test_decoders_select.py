@@ -28,6 +28,26 @@ CASES = [
     # YOLOv10 / YOLO26 end-to-end
     ([T("output0", 1, 300, 6)], "end_to_end", None, {"output": "output0"}),
     ([T("output0", N, 300, 6)], "end_to_end", None, {"output": "output0"}),
+    # YOLO26-seg end-to-end (K, 6 + M) and protos, in either order
+    ([T("output0", 1, 300, 38), T("output1", 1, 32, 160, 160)], "end_to_end_seg", None,
+     {"output": "output0", "protos": "output1"}),
+    ([T("output1", N, 32, 80, 80), T("output0", N, 300, 38)], "end_to_end_seg", None,
+     {"output": "output0", "protos": "output1"}),
+    # Ultralytics RT-DETR (B, 300, 4 + C)
+    ([T("output0", 1, 300, 84)], "rtdetr", None, {"output": "output0"}),
+    ([T("output0", N, 300, 7)], "rtdetr", None, {"output": "output0"}),
+    # D-FINE / DEIM deploy outputs (labels int64), any order
+    ([TensorSpec("labels", (N, 300), np.int64), T("boxes", N, 300, 4), T("scores", N, 300)],
+     "dfine", None, {"labels": "labels", "boxes": "boxes", "scores": "scores"}),
+    ([T("scores", 1, 300), TensorSpec("labels", (1, 300), np.int64), T("boxes", 1, 300, 4)],
+     "dfine", None, {"labels": "labels", "boxes": "boxes", "scores": "scores"}),
+    # PaddleDetection (paddle2onnx): NMS in the graph, and without it (static and dynamic)
+    ([T("multiclass_nms3_0.tmp_0", N, 6), TensorSpec("multiclass_nms3_0.tmp_2", (N,), np.int32)],
+     "paddle_nms", None, {"rows": "multiclass_nms3_0.tmp_0", "counts": "multiclass_nms3_0.tmp_2"}),
+    ([T("concat_14.tmp_0", 1, 2100, 4), T("tmp_20", 1, 3, 2100)], "paddle_raw", None,
+     {"boxes": "concat_14.tmp_0", "scores": "tmp_20"}),
+    ([T("tmp_20", N, 80, N), T("concat_14.tmp_0", N, N, 4)], "paddle_raw", None,
+     {"boxes": "concat_14.tmp_0", "scores": "tmp_20"}),
     # DBNet (PP-OCRv4 det: dynamic), rank-3 maps
     ([T("sigmoid_0.tmp_0", N, 1, N, N)], "probability_map", None, {"maps": "sigmoid_0.tmp_0"}),
     ([T("maps", 1, 1, 640, 640)], "probability_map", None, {"maps": "maps"}),
@@ -85,7 +105,6 @@ def _error(outputs, **kw):
     [T("o", 1, 3, 8400)],  # too few values per candidate for any YOLO
     [T("o", 1, 2, 64, 64)],  # two-channel map
     [T("o", 1, N, 64, 64)],
-    [T("o", 1, 300, 38), T("p", 1, 32, 160, 160)],  # end-to-end segmentation (K, 6 + M)
     [T("o", 1, 36, 8400), T("p", 1, 32, 160, 160)],  # 36 < 4 + 1 + 32
     [T("o", 2, 116, 8400), T("p", 1, 32, 160, 160)],  # batch sizes differ
     [T("a", 1, 300, 4), T("b", 1, 300, 4)],  # C == 4 and no names to tell boxes apart

@@ -106,6 +106,12 @@ Decoded decode_yolov5_seg(const float* out, index_t batch, index_t n, index_t di
                           const ProtoView& protos, const DecodeGeometry& g, float conf_threshold,
                           bool masks, int num_threads = -1);
 
+/// End-to-end segmentation (YOLO26-seg): `out` is (B, K, 6 + M): x1, y1, x2, y2, score, class
+/// (model-input pixels), then M mask coefficients; masks as decode_yolo_seg.
+Decoded decode_end_to_end_seg(const float* out, index_t batch, index_t k, index_t dims,
+                              const ProtoView& protos, const DecodeGeometry& g,
+                              float conf_threshold, bool masks, int num_threads = -1);
+
 enum class DetrScore {
     sigmoid,  ///< p = sigmoid(logit) per class (RF-DETR, Deformable DETR)
     softmax,  ///< p = softmax over all C logits; the last class is "no object" and never wins

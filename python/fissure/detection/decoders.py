@@ -39,8 +39,13 @@ __all__ = [
     "DecoderSpec",
     "check_decoder_options",
     "decode_detr",
+    "decode_dfine",
     "decode_end_to_end",
+    "decode_end_to_end_seg",
+    "decode_paddle_nms",
+    "decode_paddle_raw",
     "decode_probability_map",
+    "decode_rtdetr",
     "decode_yolo",
     "decode_yolo_seg",
     "decode_yolov5",
@@ -359,6 +364,157 @@ def decode_yolox_raw(
                          num_threads=num_threads)
 
 
+def _rows(arr: np.ndarray, tiles: Any, input_size: tuple[int, int], mode: str,
+          conf_threshold: float, num_threads: int) -> Decoded:
+    """Decodes ``(B, K, 6)`` rows ``x1, y1, x2, y2, score, class`` in model-input pixels (the
+    end-to-end layout the decoders below convert to) with :func:`decode_end_to_end`."""
+    return decode_end_to_end(np.ascontiguousarray(arr, np.float32), tiles, input_size, mode,
+                             conf_threshold=conf_threshold, num_threads=num_threads)
+
+
+def decode_rtdetr(
+    output: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "resize",
+    *,
+    conf_threshold: float = 0.25,
+    num_threads: int = -1,
+) -> Decoded:
+    """Ultralytics RT-DETR output ``(B, Q, 4 + C)``: ``cx, cy, w, h`` normalised to ``[0, 1]`` of
+    the model input, then C class probabilities (the graph applies the sigmoid).
+
+    As Ultralytics' ``RTDETRPredictor.postprocess``: ``x1 = cx - w / 2`` (float32, its
+    ``xywh2xyxy``), score = the highest class probability, class = the first class with it;
+    then times the input width and height. Ultralytics stretches the image into the input
+    (``scale_fill``, no letterbox), hence ``mode="resize"``. Kept where ``score >=
+    conf_threshold`` (Ultralytics keeps ``> conf``)."""
+    arr = _as_output(output, "output")
+    if arr.ndim != 3 or arr.shape[2] < 5:
+        raise ValueError(f"output: expected shape (B, Q, 4 + C) with C >= 1, got {arr.shape}")
+    _check_nan(arr, "output")
+    size = _as_input_size(input_size)
+    rows = np.empty(arr.shape[:2] + (6,), np.float32)
+    half = arr[..., 2:4] / np.float32(2)
+    scale = np.array([size[1], size[0]], np.float32)
+    rows[..., 0:2] = (arr[..., 0:2] - half) * scale
+    rows[..., 2:4] = (arr[..., 0:2] + half) * scale
+    probs = arr[..., 4:]
+    rows[..., 4] = probs.max(axis=2)
+    rows[..., 5] = probs.argmax(axis=2)
+    return _rows(rows, tiles, size, mode, conf_threshold, num_threads)
+
+
+def decode_dfine(
+    labels: Any,
+    boxes: Any,
+    scores: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "resize",
+    *,
+    conf_threshold: float = 0.25,
+    num_threads: int = -1,
+) -> Decoded:
+    """D-FINE / DEIM / RT-DETRv2 deploy outputs (their ``PostProcessor`` in the graph):
+    ``labels`` ``(B, Q)`` integer class ids, ``boxes`` ``(B, Q, 4)`` ``x1, y1, x2, y2`` in the
+    pixels of the ``orig_target_sizes`` input, ``scores`` ``(B, Q)``. :class:`TiledDetector`
+    feeds ``orig_target_sizes = [input_w, input_h]``, so boxes arrive in model-input pixels;
+    these models resize (no letterbox), hence ``mode="resize"``."""
+    lb = np.asarray(labels)
+    b = _as_output(boxes, "boxes")
+    sc = _as_output(scores, "scores")
+    if b.ndim != 3 or b.shape[2] != 4:
+        raise ValueError(f"boxes: expected shape (B, Q, 4), got {b.shape}")
+    if sc.shape != b.shape[:2]:
+        raise ValueError(f"scores: expected shape (B, Q) = {b.shape[:2]} to match boxes "
+                         f"{b.shape}, got {sc.shape}")
+    if lb.shape != b.shape[:2]:
+        raise ValueError(f"labels: expected shape (B, Q) = {b.shape[:2]} to match boxes "
+                         f"{b.shape}, got {lb.shape}")
+    if not (np.issubdtype(lb.dtype, np.integer) or np.issubdtype(lb.dtype, np.floating)):
+        raise ValueError(f"labels: expected integer class ids, got dtype {lb.dtype}")
+    rows = np.empty(b.shape[:2] + (6,), np.float32)
+    rows[..., :4] = b
+    rows[..., 4] = sc
+    rows[..., 5] = lb
+    return _rows(rows, tiles, input_size, mode, conf_threshold, num_threads)
+
+
+def decode_paddle_nms(
+    rows: Any,
+    counts: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "resize",
+    *,
+    conf_threshold: float = 0.25,
+    num_threads: int = -1,
+) -> Decoded:
+    """PaddleDetection exports with the NMS in the graph (``multiclass_nms3`` through
+    paddle2onnx): ``rows`` ``(N, 6)`` = ``class, score, x1, y1, x2, y2`` for the whole batch,
+    image after image, and ``counts`` ``(B,)`` how many rows each image has. Boxes are in
+    input pixels divided by the ``scale_factor`` input; :class:`TiledDetector` feeds
+    ``scale_factor = [1, 1]``, so they are model-input pixels. Rows with a negative class
+    (Paddle's placeholder when an image has no detection) are skipped. PP-YOLOE resizes
+    without a letterbox, hence ``mode="resize"``."""
+    r = _as_output(rows, "rows")
+    c = np.asarray(counts)
+    if r.ndim != 2 or r.shape[1] != 6:
+        raise ValueError(f"rows: expected shape (N, 6) = class, score, x1, y1, x2, y2, "
+                         f"got {r.shape}")
+    if c.ndim != 1 or not np.issubdtype(c.dtype, np.integer):
+        raise ValueError(f"counts: expected a (B,) integer array, got {c.dtype} {c.shape}")
+    _check_nan(r, "rows")
+    c = c.astype(np.int64)
+    if (c < 0).any() or int(c.sum()) > r.shape[0]:
+        raise ValueError(f"counts: expected non-negative counts summing to at most the "
+                         f"{r.shape[0]} rows, got {c.tolist()}")
+    k = max(int(c.max()) if c.size else 0, 1)
+    out = np.zeros((c.shape[0], k, 6), np.float32)
+    out[..., 4] = -np.inf
+    start = 0
+    for i, n in enumerate(c.tolist()):
+        part = r[start:start + n]
+        start += n
+        part = part[part[:, 0] >= 0]
+        out[i, :len(part), :4] = part[:, 2:6]
+        out[i, :len(part), 4] = part[:, 1]
+        out[i, :len(part), 5] = part[:, 0]
+    return _rows(out, tiles, input_size, mode, conf_threshold, num_threads)
+
+
+def decode_paddle_raw(
+    boxes: Any,
+    scores: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "resize",
+    *,
+    conf_threshold: float = 0.25,
+    num_threads: int = -1,
+) -> Decoded:
+    """PaddleDetection exports without the NMS (PP-YOLOE ``exclude_nms``, PicoDet):
+    ``boxes`` ``(B, N, 4)`` ``x1, y1, x2, y2`` in input pixels divided by ``scale_factor`` (fed
+    as 1, so model-input pixels) and ``scores`` ``(B, C, N)`` class probabilities. Each
+    candidate gives one detection: score = its highest class probability, class = the first
+    class with it. The NMS Paddle would run per image is left to the merge over the whole
+    image (as for the YOLO heads)."""
+    b = _as_output(boxes, "boxes")
+    sc = _as_output(scores, "scores")
+    if b.ndim != 3 or b.shape[2] != 4:
+        raise ValueError(f"boxes: expected shape (B, N, 4), got {b.shape}")
+    if sc.ndim != 3 or sc.shape[0] != b.shape[0] or sc.shape[2] != b.shape[1] or sc.shape[1] < 1:
+        raise ValueError(f"scores: expected shape (B, C, N) = ({b.shape[0]}, C, {b.shape[1]}) "
+                         f"to match boxes {b.shape}, got {sc.shape}")
+    _check_nan(sc, "scores")
+    rows = np.empty(b.shape[:2] + (6,), np.float32)
+    rows[..., :4] = b
+    rows[..., 4] = sc.max(axis=1)
+    rows[..., 5] = sc.argmax(axis=1)
+    return _rows(rows, tiles, input_size, mode, conf_threshold, num_threads)
+
+
 # --------------------------------------------------------------------------------------------
 # Segmentation (mask prototypes) and DETR-style decoders
 # --------------------------------------------------------------------------------------------
@@ -469,6 +625,38 @@ def decode_yolov5_seg(
     return _wrap(res, image_shape)
 
 
+def decode_end_to_end_seg(
+    output: Any,
+    protos: Any,
+    tiles: Any,
+    input_size: Any,
+    mode: Mode = "letterbox",
+    *,
+    conf_threshold: float = 0.25,
+    masks: bool = True,
+    image_shape: Optional[tuple[int, int]] = None,
+    num_threads: int = -1,
+) -> Decoded:
+    """End-to-end (NMS-free) segmentation (YOLO26-seg exports): ``output`` ``(B, K, 6 + M)`` =
+    ``x1, y1, x2, y2, score, class`` in model-input pixels and M mask coefficients, ``protos``
+    ``(B, M, mh, mw)``. Boxes as :func:`decode_end_to_end`, masks as :func:`decode_yolo_seg`
+    (Ultralytics' ``process_mask(..., upsample=True)``)."""
+    arr = _as_output(output, "output")
+    if arr.ndim != 3:
+        raise ValueError(f"output: expected shape (B, K, 6 + M), got {arr.shape}")
+    pr = _as_protos(protos, arr.shape[0])
+    if arr.shape[2] != 6 + pr.shape[1]:
+        raise ValueError(f"output: expected shape (B, K, 6 + M) with M = {pr.shape[1]} (the "
+                         f"channels of protos {pr.shape}), got {arr.shape}")
+    t = _as_tiles(tiles)
+    size = _as_input_size(input_size)
+    _check_common(arr, t, mode, size, "output")
+    res = _core.decode_end_to_end_seg(arr, pr, t, size[0], size[1], mode,
+                                      _threshold(conf_threshold, "conf_threshold"), bool(masks),
+                                      check_num_threads(num_threads))
+    return _wrap(res, image_shape)
+
+
 def decode_detr(
     boxes: Any,
     logits: Any,
@@ -550,10 +738,12 @@ def decode_detr(
 # Automatic selection from the model's output specs
 # --------------------------------------------------------------------------------------------
 
-KINDS = ("yolo", "yolov5", "end_to_end", "yolo_seg", "yolov5_seg", "detr", "detr_seg",
-         "probability_map", "yolox_raw")
-DecoderKind = Literal["yolo", "yolov5", "end_to_end", "yolo_seg", "yolov5_seg", "detr",
-                      "detr_seg", "probability_map", "yolox_raw"]
+KINDS = ("yolo", "yolov5", "end_to_end", "yolo_seg", "yolov5_seg", "end_to_end_seg", "detr",
+         "detr_seg", "rtdetr", "dfine", "paddle_nms", "paddle_raw", "probability_map",
+         "yolox_raw")
+DecoderKind = Literal["yolo", "yolov5", "end_to_end", "yolo_seg", "yolov5_seg", "end_to_end_seg",
+                      "detr", "detr_seg", "rtdetr", "dfine", "paddle_nms", "paddle_raw",
+                      "probability_map", "yolox_raw"]
 #: The kinds that ``"auto"`` never picks (only by name): a raw YOLOX head looks like YOLOv5.
 _EXPLICIT_ONLY = ("yolox_raw",)
 
@@ -568,13 +758,18 @@ PROBMAP_ASPECT = 2
 _ACCEPTED = """accepted layouts (B = batch, ? = dynamic, axes in any output order):
   probability_map  one (B, 1, H, W); or one (B, H, W) with H, W both dynamic, or both >= 32
                    and within 2x of each other
-  end_to_end       one (B, K, 6) with a static K <= 300
+  end_to_end       one (B, K, 6) with a static K <= 300  (YOLOv10, YOLO26)
+  end_to_end_seg   (B, K, 6+M) with a static K <= 300 and protos (B, M, mh, mw)  (YOLO26-seg)
+  rtdetr           one (B, Q, 4+C), static Q <= 300, 4+C != 6 and < Q  (Ultralytics RT-DETR)
   yolo             one (B, 4+C, N), N dynamic or >= 4 * (4+C)  (YOLOv8/11: channels first)
-  yolov5           one (B, N, 5+C), N dynamic or >= 4 * (5+C)  (YOLOv5: channels last)
+  yolov5           one (B, N, 5+C), N dynamic or > 300 and >= 4 * (5+C)  (YOLOv5)
   yolo_seg         (B, 4+C+M, N) and protos (B, M, mh, mw), as yolo
   yolov5_seg       (B, N, 5+C+M) and protos (B, M, mh, mw), as yolov5
   detr             boxes (B, Q, 4) and logits (B, Q, C)
   detr_seg         boxes (B, Q, 4), logits (B, Q, C) and mask logits (B, Q, mh, mw)
+  dfine            labels (B, Q) integer, boxes (B, Q, 4), scores (B, Q)  (D-FINE, DEIM)
+  paddle_nms       rows (N, 6) and counts (B,)  (PaddleDetection, NMS in the graph)
+  paddle_raw       boxes (B, N, 4) and scores (B, C, N)  (PaddleDetection without NMS)
   yolox_raw        one (B, N, 5+C), N = the YOLOX grid count (strides 8/16/32); by name only"""
 
 #: The decoder's inputs (roles), in the order its function takes them.
@@ -583,12 +778,17 @@ _ROLES = {
     "probability_map": ("maps",), "yolo_seg": ("output", "protos"),
     "yolov5_seg": ("output", "protos"), "detr": ("boxes", "logits"),
     "detr_seg": ("boxes", "logits", "mask_logits"), "yolox_raw": ("output",),
+    "end_to_end_seg": ("output", "protos"), "rtdetr": ("output",),
+    "dfine": ("labels", "boxes", "scores"), "paddle_nms": ("rows", "counts"),
+    "paddle_raw": ("boxes", "scores"),
 }
 _OPTIONS = {
     "yolo": ("layout",), "yolov5": (), "end_to_end": (),
     "probability_map": ("mask_threshold", "min_area", "masks"),
     "yolo_seg": ("layout", "masks"), "yolov5_seg": ("masks",),
     "detr": ("score", "top_k"), "detr_seg": ("score", "top_k", "masks"), "yolox_raw": (),
+    "end_to_end_seg": ("masks",), "rtdetr": (), "dfine": (), "paddle_nms": (),
+    "paddle_raw": (),
 }
 
 
@@ -651,9 +851,8 @@ class DecoderSpec:
     """A decoder chosen for a model's outputs (see :func:`select_decoder`).
 
     Attributes:
-        kind: one of ``"yolo"``, ``"yolov5"``, ``"end_to_end"``, ``"yolo_seg"``,
-            ``"yolov5_seg"``, ``"detr"``, ``"detr_seg"``, ``"probability_map"``,
-            ``"yolox_raw"``.
+        kind: one of :data:`KINDS` (the layouts are listed in ``docs/decoders.md`` and, by
+            model family, in ``docs/models.md``).
         inputs: ``(role, output name, output index)`` per decoder input, e.g.
             ``(("output", "output0", 0), ("protos", "output1", 1))``.
         layout: ``"channels_first"`` / ``"channels_last"`` for the YOLO kinds, else None.
@@ -727,6 +926,18 @@ class DecoderSpec:
             return decode_yolox_raw(arrays[0], tiles, input_size, mode, **common)
         if k == "end_to_end":
             return decode_end_to_end(arrays[0], tiles, input_size, mode, **common)
+        if k == "end_to_end_seg":
+            return decode_end_to_end_seg(arrays[0], arrays[1], tiles, input_size, mode,
+                                         image_shape=image_shape, **common, **options)
+        if k == "rtdetr":
+            return decode_rtdetr(arrays[0], tiles, input_size, mode, **common)
+        if k == "dfine":
+            return decode_dfine(arrays[0], arrays[1], arrays[2], tiles, input_size, mode,
+                                **common)
+        if k == "paddle_nms":
+            return decode_paddle_nms(arrays[0], arrays[1], tiles, input_size, mode, **common)
+        if k == "paddle_raw":
+            return decode_paddle_raw(arrays[0], arrays[1], tiles, input_size, mode, **common)
         if k == "yolo_seg":
             return decode_yolo_seg(arrays[0], arrays[1], tiles, input_size, mode,
                                    image_shape=image_shape, **common, **options)
@@ -842,12 +1053,13 @@ def select_decoder(outputs: Sequence[Any], *, name: str = "auto",
     if name != "auto" and name not in KINDS:
         raise ValueError(f"name: expected 'auto' or one of {KINDS}, got {name!r}")
     specs = [_shape_of(s, i) for i, s in enumerate(outputs)]
+    ints = [_is_integer(getattr(s, "dtype", None)) for s in outputs]
     size = _as_input_size(input_size) if input_size is not None else None
     kinds = tuple(k for k in KINDS if k not in _EXPLICIT_ONLY) if name == "auto" else (name,)
     found: list[DecoderSpec] = []
     reasons: list[str] = []
     for kind in kinds:
-        spec, why = _match(kind, specs, explicit=name != "auto")
+        spec, why = _match(kind, specs, explicit=name != "auto", ints=ints)
         if spec is not None:
             found.append(spec)
         elif why and (name != "auto" or len(_ROLES[kind]) == len(specs)):
@@ -884,10 +1096,90 @@ def _batch_ok(specs: list, idx: Sequence[int]) -> bool:
     return all(_same(specs[idx[0]][1][0], specs[i][1][0]) for i in idx)
 
 
-def _match(kind: str, specs: list, explicit: bool) -> tuple[Optional[DecoderSpec], str]:
+def _is_integer(dtype: Any) -> Optional[bool]:
+    """Whether an output's dtype is an integer type (None when unknown)."""
+    if dtype is None:
+        return None
+    try:
+        return bool(np.issubdtype(np.dtype(dtype), np.integer))
+    except TypeError:
+        return None
+
+
+def _match(kind: str, specs: list, explicit: bool,
+           ints: Optional[list] = None) -> tuple[Optional[DecoderSpec], str]:
     """The spec of `kind` for these outputs, or (None, why not)."""
     n = len(specs)
     ranks = [len(s) for _, s in specs]
+    ints = ints if ints is not None else [None] * n
+    if kind == "end_to_end_seg":
+        if n != 2 or sorted(ranks) != [3, 4]:
+            return None, f"expects a rank-3 output and rank-4 protos, got {n} outputs"
+        io, ip = (0, 1) if ranks[0] == 3 else (1, 0)
+        s, p = specs[io][1], specs[ip][1]
+        if not _batch_ok(specs, [io, ip]):
+            return None, f"batch sizes differ: {_fmt(s)} and {_fmt(p)}"
+        if s[2] is not None and p[1] is not None and s[2] != 6 + p[1]:
+            return None, f"{_fmt(s)} does not hold 6 + M values with M = {p[1]} (protos {_fmt(p)})"
+        if not explicit and (s[1] is None or s[1] > MAX_END_TO_END or s[2] is None
+                             or p[1] is None):
+            return None, f"expects (B, K, 6 + M) with a static K <= {MAX_END_TO_END}, got {_fmt(s)}"
+        return _spec(kind, specs, [io, ip]), ""
+    if kind == "rtdetr":
+        if n != 1:
+            return None, f"expects one output, got {n}"
+        s = specs[0][1]
+        if len(s) != 3 or (s[2] is not None and s[2] < 5):
+            return None, f"expects (B, Q, 4 + C) with C >= 1, got {_fmt(s)}"
+        if not explicit and (s[1] is None or s[1] > MAX_END_TO_END or s[2] is None
+                             or s[2] == 6 or s[2] >= s[1]):
+            return None, (f"expects (B, Q, 4 + C) with a static Q <= {MAX_END_TO_END}, "
+                          f"4 + C != 6 (that is end-to-end) and 4 + C < Q, got {_fmt(s)}")
+        return _spec(kind, specs, [0]), ""
+    if kind == "dfine":
+        if n != 3 or sorted(ranks) != [2, 2, 3]:
+            return None, f"expects labels (B, Q), boxes (B, Q, 4), scores (B, Q), got {n} outputs"
+        ib = ranks.index(3)
+        two = [i for i in range(n) if ranks[i] == 2]
+        if specs[ib][1][2] not in (None, 4):
+            return None, f"boxes {_fmt(specs[ib][1])}: expects (B, Q, 4)"
+        lab = [i for i in two if ints[i]]
+        if len(lab) != 1:
+            lab = [i for i in two if "label" in specs[i][0].lower()]
+        if len(lab) != 1:
+            return None, "expects one integer (B, Q) labels output"
+        il = lab[0]
+        isc = next(i for i in two if i != il)
+        idx = [il, ib, isc]
+        if not _batch_ok(specs, idx) or not all(_same(specs[ib][1][1], specs[i][1][1])
+                                                for i in idx):
+            return None, "labels, boxes and scores must share B and Q"
+        return _spec(kind, specs, idx), ""
+    if kind == "paddle_nms":
+        if n != 2 or sorted(ranks) != [1, 2]:
+            return None, f"expects rows (N, 6) and counts (B,), got {n} outputs of ranks {ranks}"
+        ir, ic = (0, 1) if ranks[0] == 2 else (1, 0)
+        if specs[ir][1][1] not in (None, 6):
+            return None, f"rows {_fmt(specs[ir][1])}: expects (N, 6)"
+        if ints[ic] is False:
+            return None, f"counts {_fmt(specs[ic][1])}: expects integers"
+        return _spec(kind, specs, [ir, ic]), ""
+    if kind == "paddle_raw":
+        if n != 2 or ranks != [3, 3]:
+            return None, f"expects boxes (B, N, 4) and scores (B, C, N), got {n} outputs"
+        fours = [i for i in (0, 1) if specs[i][1][2] == 4]
+        if len(fours) == 2:
+            fours = [i for i in (0, 1) if "box" in specs[i][0].lower()] or fours
+        if len(fours) != 1:
+            return None, "expects boxes (B, N, 4): exactly one rank-3 output ending in 4"
+        ib = fours[0]
+        isc = 1 - ib
+        b, sc = specs[ib][1], specs[isc][1]
+        if not _batch_ok(specs, [ib, isc]) or not _same(b[1], sc[2]):
+            return None, f"boxes {_fmt(b)} and scores {_fmt(sc)}: expects scores (B, C, N)"
+        if not explicit and sc[2] is not None and sc[1] is not None and sc[1] >= sc[2]:
+            return None, f"scores {_fmt(sc)}: expects more candidates N than classes C"
+        return _spec(kind, specs, [ib, isc]), ""
     if kind == "probability_map":
         if n != 1:
             return None, f"expects one output, got {n}"
@@ -926,6 +1218,10 @@ def _match(kind: str, specs: list, explicit: bool) -> tuple[Optional[DecoderSpec
                 s[1] is None or s[1] <= MAX_END_TO_END):
             return None, (f"{_fmt(s)} is end-to-end (B, K, 6) when K <= {MAX_END_TO_END}, and "
                           f"could be either with a dynamic K")
+        if kind == "yolov5" and not explicit and len(s) == 3 and s[1] is not None \
+                and s[1] <= MAX_END_TO_END:
+            return None, (f"{_fmt(s)} has {s[1]} <= {MAX_END_TO_END} rows: a query output "
+                          f"(RT-DETR), not a YOLOv5 grid")
         layout, why = _yolo_family(kind, s, 0, explicit)
         return (_spec(kind, specs, [0], layout), "") if layout else (None, why)
     if kind in ("yolo_seg", "yolov5_seg"):
@@ -957,6 +1253,9 @@ def _match(kind: str, specs: list, explicit: bool) -> tuple[Optional[DecoderSpec
         return None, "expects boxes (B, Q, 4): no rank-3 output ends in 4"
     ib = fours[0]
     il = next(i for i in r3 if i != ib)
+    if not explicit and specs[il][1][2] is None:
+        return None, (f"logits {_fmt(specs[il][1])}: expects a static class axis (B, Q, C); "
+                      f"a dynamic last axis is PaddleDetection's scores (B, C, N)")
     idx = [ib, il] + ([ranks.index(4)] if kind == "detr_seg" else [])
     if not _batch_ok(specs, idx) or not all(_same(specs[ib][1][1], specs[i][1][1]) for i in idx):
         return None, "boxes, logits (and masks) must share B and Q"

@@ -49,8 +49,9 @@ __all__ = ["DetectStats", "TiledDetector"]
 _MERGES = ("greedy_nmm", "nmm", "nms", "none")
 _METRICS = ("ios", "iou")
 #: The decoders that read each Ultralytics task's outputs (its ``task`` metadata).
-_TASK_DECODERS = {"detect": ("yolo", "yolov5", "end_to_end", "detr", "yolox_raw"),
-                  "segment": ("yolo_seg", "yolov5_seg", "detr_seg")}
+_TASK_DECODERS = {"detect": ("yolo", "yolov5", "end_to_end", "detr", "yolox_raw", "rtdetr",
+                             "dfine", "paddle_nms", "paddle_raw"),
+                  "segment": ("yolo_seg", "yolov5_seg", "end_to_end_seg", "detr_seg")}
 
 
 def _ratio_pair(v: Any, name: str) -> tuple[float, float]:
