@@ -345,3 +345,60 @@ def test_detr_box_exact_known_values():
     np.testing.assert_allclose(d.boxes, [[150, 350, 250, 450]], rtol=0, atol=1e-4)
     np.testing.assert_array_equal(d.class_ids, [0])
     np.testing.assert_allclose(d.scores, [1 / (1 + np.exp(-3.0))], rtol=1e-7)
+
+
+# --------------------------------------------------------------------------------------------
+# End-to-end segmentation (YOLO26-seg): rows x1, y1, x2, y2, score, class, M coefficients
+# --------------------------------------------------------------------------------------------
+
+
+def _ref_e2e_seg(rows, protos, tiles, input_size, mode, conf):
+    m = protos.shape[1]
+    dets = []
+    for t in range(rows.shape[0]):
+        for i in range(rows.shape[1]):
+            r = rows[t, i]
+            if not r[4] >= np.float32(conf):
+                continue
+            f, keep = _to_image(r[:4].astype(np.float64), tiles[t], input_size, mode)
+            if not keep[0]:
+                continue
+            up = _ref_process_mask(r[6:6 + m], protos[t], r[:4], input_size)
+            region, vals = _sample_region(up, f[0], tiles[t], input_size, mode)
+            dets.append((f[0], r[4], int(round(float(r[5]))), t, region, vals))
+    return dets
+
+
+@pytest.mark.parametrize("mode", ["letterbox", "resize", "none"])
+def test_end_to_end_seg_matches_numpy(mode):
+    from fissure.detection.decoders import decode_end_to_end_seg
+
+    rng = np.random.default_rng(5)
+    size = (64, 96)
+    b, k, m = 3, 40, 8
+    rows = np.empty((b, k, 6 + m), np.float32)
+    x1 = rng.uniform(-10, size[1], (b, k))
+    y1 = rng.uniform(-10, size[0], (b, k))
+    rows[..., 0], rows[..., 1] = x1, y1
+    rows[..., 2] = x1 + rng.uniform(2, size[1] / 2, (b, k))
+    rows[..., 3] = y1 + rng.uniform(2, size[0] / 2, (b, k))
+    rows[..., 4] = rng.random((b, k))
+    rows[..., 5] = rng.integers(0, 5, (b, k))
+    rows[..., 6:] = rng.normal(size=(b, k, m))
+    protos = rng.normal(size=(b, m, 16, 24)).astype(np.float32)
+    if mode == "none":
+        tiles = np.array([[i * 30, 7, i * 30 + 96, 71] for i in range(b)], np.int64)
+    else:
+        tiles = _tiles(rng, b, size)
+    dets = _ref_e2e_seg(rows, protos, tiles, size, mode, 0.3)
+    got = decode_end_to_end_seg(rows, protos, tiles, size, mode, conf_threshold=0.3)
+    _assert_dets(got, dets)
+    nom = decode_end_to_end_seg(rows, protos, tiles, size, mode, conf_threshold=0.3, masks=False)
+    assert nom.masks is None
+    np.testing.assert_array_equal(nom.boxes, got.boxes)
+    with pytest.raises(ValueError, match=r"6 \+ M"):
+        decode_end_to_end_seg(rows[..., :-1], protos, tiles, size, mode)
+    bad = rows.copy()
+    bad[0, 0, 4], bad[0, 0, 5] = 0.99, -3
+    with pytest.raises(ValueError, match="not a valid class id"):
+        decode_end_to_end_seg(bad, protos, tiles, size, mode)

@@ -54,6 +54,28 @@ _TASK_DECODERS = {"detect": ("yolo", "yolov5", "end_to_end", "detr", "yolox_raw"
                   "segment": ("yolo_seg", "yolov5_seg", "end_to_end_seg", "detr_seg")}
 
 
+#: The extra model inputs fissure fills (lower-case name -> role), each (B, 2) per batch item:
+#: PaddleDetection's ``scale_factor`` (fed 1, 1: boxes come out in model-input pixels) and
+#: ``im_shape`` (the input h, w); D-FINE / DEIM / RT-DETRv2's ``orig_target_sizes`` (the
+#: input w, h: boxes come out in model-input pixels).
+_EXTRA_INPUTS = {"scale_factor": "scale_factor", "im_shape": "im_shape",
+                 "orig_target_sizes": "orig_target_sizes"}
+#: The decoders of models that stretch the image into the input (no letterbox).
+_RESIZE_KINDS = ("detr", "detr_seg", "rtdetr", "dfine", "paddle_nms", "paddle_raw")
+
+
+def _default_mode(outputs: Any, decoder: Any, size: tuple[int, int]) -> str:
+    """The preprocessing mode a model's own pipeline uses: ``"resize"`` for the families that
+    stretch (RT-DETR, DETR, D-FINE, PaddleDetection), else Ultralytics' ``"letterbox"``."""
+    kind = getattr(decoder, "kind", decoder)
+    if kind == "auto":
+        try:
+            kind = select_decoder(outputs, input_size=size).kind
+        except ValueError:
+            return "letterbox"  # the decoder selection below reports it
+    return "resize" if kind in _RESIZE_KINDS else "letterbox"
+
+
 def _ratio_pair(v: Any, name: str) -> tuple[float, float]:
     vals = v if isinstance(v, Sequence) and not isinstance(v, str) else (v, v)
     if len(vals) != 2:
@@ -132,7 +154,10 @@ class TiledDetector:
             probability map).
         preprocess: a :class:`PreprocessConfig`; default: the model's static input size (or
             for a dynamic input the model metadata's ``imgsz``, else the tile size),
-            Ultralytics letterbox with pad 114, RGB, /255, the model input's float dtype.
+            Ultralytics letterbox with pad 114 (a plain resize for the families that stretch:
+            RT-DETR, DETR, D-FINE, PaddleDetection), RGB, /255, the model input's float dtype.
+            Extra inputs of PaddleDetection (``scale_factor``, ``im_shape``) and D-FINE
+            (``orig_target_sizes``) exports are filled so boxes come out in input pixels.
             NCHW inputs ``(N, 3, H, W)`` and NHWC ones ``(N, H, W, 3)`` (TFLite) are both
             read; NHWC batches are transposed after preprocessing.
         specular: ``None``, ``"mask"`` (remove detections whose glare fraction is
@@ -224,10 +249,24 @@ class TiledDetector:
     def _setup_model(self, preprocess: Optional[PreprocessConfig], decoder: Any,
                      batch_size: Optional[int], max_batch: Optional[int]) -> None:
         spec = self.backend.spec
-        if len(spec.inputs) != 1:
+        images = [t for t in spec.inputs if t.rank == 4]
+        if len(images) != 1:
             names = ", ".join(str(t) for t in spec.inputs)
-            raise ValueError(f"model: expected one image input, got {len(spec.inputs)} ({names})")
-        inp = spec.inputs[0]
+            raise ValueError(f"model: expected one image input (rank 4), got {len(images)} "
+                             f"among its inputs ({names})")
+        inp = images[0]
+        self.extra_inputs: dict[str, str] = {}
+        for t in spec.inputs:
+            if t is inp:
+                continue
+            role = _EXTRA_INPUTS.get(t.name.lower())
+            if role is None or t.rank != 2 or t.shape[1] not in (None, 2):
+                raise ValueError(
+                    f"model input {t}: fissure feeds the image input and, by name, "
+                    f"{', '.join(sorted(_EXTRA_INPUTS))} as (B, 2); it cannot fill this one "
+                    f"(wrap the model in a backend whose run() supplies it)")
+            self.extra_inputs[t.name] = role
+        self._extra_specs = {t.name: t for t in spec.inputs if t.name in self.extra_inputs}
         if inp.rank == 4 and inp.shape[3] == 3 and inp.shape[1] != 3:
             self.layout = "NHWC"  # TFLite and Keras exports: channels last
             static_hw = (inp.shape[1], inp.shape[2])
@@ -260,7 +299,8 @@ class TiledDetector:
             if size != tuple(asked):
                 self.input_size_from = [int(asked[0]), int(asked[1])]
             preprocess = PreprocessConfig(input_size=(size[0], size[1]),
-                                          mode="letterbox", dtype=np.dtype(inp.dtype).name)
+                                          mode=_default_mode(spec.outputs, decoder, size),
+                                          dtype=np.dtype(inp.dtype).name)
         elif not isinstance(preprocess, PreprocessConfig):
             raise TypeError(f"preprocess: expected a PreprocessConfig, got {type(preprocess).__name__}")
         elif stride is not None:
@@ -317,6 +357,22 @@ class TiledDetector:
             return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         return x
 
+    def _extra_values(self, cfg: PreprocessConfig) -> dict[str, list]:
+        """The row each extra input gets (the same for every batch item)."""
+        h, w = cfg.input_size
+        rows = {"scale_factor": [1, 1], "im_shape": [h, w], "orig_target_sizes": [w, h]}
+        return {name: rows[role] for name, role in self.extra_inputs.items()}
+
+    def _feed(self, x: np.ndarray, cfg: Optional[PreprocessConfig] = None) -> dict[str, np.ndarray]:
+        """The model's inputs for a preprocessed batch ``x`` (in the model's layout): the image
+        and the extra inputs a PaddleDetection or D-FINE export takes, sized to the batch."""
+        feed = {self.input_name: x}
+        if self.extra_inputs:
+            for name, row in self._extra_values(cfg or self.preprocess).items():
+                dtype = self._extra_specs[name].dtype
+                feed[name] = np.tile(np.asarray(row, dtype=dtype), (x.shape[0], 1))
+        return feed
+
     def describe(self) -> dict[str, Any]:
         """What this detector runs, as plain JSON-ready values: the backend, device and
         precision actually used, the model input, the decoder, the preprocessing, tiling,
@@ -324,7 +380,7 @@ class TiledDetector:
         ``fissure detect`` prints it and records it in every output JSON."""
         b = self.backend
         cfg = self.preprocess
-        inp = b.spec.inputs[0]
+        inp = next(t for t in b.spec.inputs if t.name == self.input_name)
         # OpenVINO reports what the device runs; ONNX Runtime runs the model as exported
         precision = getattr(b, "inference_precision", None) or (
             f"as exported ({np.dtype(inp.dtype).name} input)")
@@ -337,6 +393,7 @@ class TiledDetector:
             "precision": str(precision),
             "input": {"name": inp.name, "shape": list(inp.shape),
                       "dtype": np.dtype(inp.dtype).name, "layout": self.layout},
+            "extra_inputs": self._extra_values(cfg),
             "decoder": {"kind": d, "layout": getattr(self.decoder, "layout", None),
                         "options": dict(self.decoder_options)},
             "preprocess": {"input_size": list(cfg.input_size), "mode": cfg.mode,
@@ -368,7 +425,7 @@ class TiledDetector:
         out_bytes = [0]
 
         def run(n: int) -> None:
-            res = self.backend.run({self.input_name: x1 if n == 1 else x2})
+            res = self.backend.run(self._feed(x1 if n == 1 else x2))
             out_bytes[0] = sum(int(v.nbytes) for v in res.values()) // n
 
         dev = str(getattr(self.backend, "device", "cpu"))
@@ -411,7 +468,7 @@ class TiledDetector:
                 t0 = time.perf_counter()
                 stats.wait_s += t0 - t_wait
                 x = self._to_model(buf if self.static_batch is not None else buf[:count])
-                out = self.backend.run({self.input_name: x})
+                out = self.backend.run(self._feed(x, cfg))
                 t1 = time.perf_counter()
                 stats.model_s += t1 - t0
                 if count != x.shape[0]:
