@@ -138,6 +138,34 @@ def test_cli_refuses_input_size_off_the_stride(tmp_path, capsys) -> None:
     assert "480 or 512" in err
 
 
+def test_partial_preprocess_keeps_the_model_defaults(tmp_path, capsys) -> None:
+    """A dict of some PreprocessConfig settings (the CLI's --mode/--mean/--std/--bgr without
+    --input-size) is laid over the defaults: the input size still comes from the model (its
+    imgsz, or the tile rounded up to the stride), never the raw tile size."""
+    from fissure.cli import main
+
+    path = _package_file("nudenet", "320n.onnx")
+    with TiledDetector(path, backend="onnxruntime", tile_size=500,
+                       preprocess={"mean": (0.1, 0.2, 0.3), "rgb": False}) as det:
+        cfg = det.preprocess
+        assert cfg.input_size == (320, 320) and cfg.mode == "letterbox"
+        assert cfg.mean == (0.1, 0.2, 0.3) and cfg.rgb is False
+    with TiledDetector(_without_imgsz(path), backend="onnxruntime", tile_size=500,
+                       preprocess={"mode": "resize"}) as det:
+        assert det.preprocess.input_size == (512, 512) and det.preprocess.mode == "resize"
+    with pytest.raises(ValueError, match=r"preprocess input_size|stride is 32"):
+        TiledDetector(path, backend="onnxruntime", preprocess={"input_size": 500})
+    with pytest.raises(ValueError, match=r"unknown settings \['size'\]"):
+        TiledDetector(path, backend="onnxruntime", preprocess={"size": 320})
+    cv2.imwrite(str(tmp_path / "a.png"), _scene(300, 300, 1))
+    rc = main(["detect", str(path), str(tmp_path / "a.png"), "--out",
+               str(tmp_path / "o"), "--tile-size", "500", "--mode", "resize", "--backend",
+               "onnxruntime", "--quiet", "--no-overlay"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "input 320x320 resize" in out.out
+
+
 # --- raw YOLOX heads -----------------------------------------------------------------------------
 
 

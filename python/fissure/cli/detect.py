@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ._common import (SUMMARY, Images, add_overlay_format, class_names, error, finish_run,
                       no_inputs, outputs_of_one_image, unique_stem, write_overlay)
@@ -72,7 +72,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from ..detection import TiledDetector
     from ..detection.decoders import KINDS, DecoderOptionError
     from ..io import write_json_atomic
-    from ..preprocess import PreprocessConfig
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -89,25 +88,26 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if not inputs.paths:
         return no_inputs()
     preprocess = None
+    preprocess: Optional[dict] = None
     if args.input_size or args.mode or args.mean or args.std or args.bgr:
-        size = args.input_size or [args.tile_size]
-        kw: dict = {"input_size": (size[0], size[-1])}
+        # only what was given; the rest (input size, mode) comes from the model as without flags
+        preprocess = {}
+        if args.input_size:
+            preprocess["input_size"] = (args.input_size[0], args.input_size[-1])
+            need = 3 * 4 * args.input_size[0] * args.input_size[-1]  # one float32 tile
+            ram = _physical_memory()
+            if ram and need * 4 > ram:  # the batch, its double buffer and the model's first layer
+                return error(f"--input-size {args.input_size[0]} {args.input_size[-1]}: one "
+                             f"input tile alone takes {need / 2**30:.1f} GiB, too much for this "
+                             f"machine's {ram / 2**30:.0f} GiB of memory; nothing was done")
         if args.mode:
-            kw["mode"] = args.mode
-        else:
-            kw["mode"] = "letterbox"
+            preprocess["mode"] = args.mode
         if args.mean:
-            kw["mean"] = tuple(args.mean)
+            preprocess["mean"] = tuple(args.mean)
         if args.std:
-            kw["std"] = tuple(args.std)
-        kw["rgb"] = not args.bgr
-        preprocess = PreprocessConfig(**kw)
-        need = 3 * 4 * preprocess.input_size[0] * preprocess.input_size[1]  # one float32 tile
-        ram = _physical_memory()
-        if ram and need * 4 > ram:  # the batch, its double buffer and the model's first layer
-            return error(f"--input-size {kw['input_size'][0]} {kw['input_size'][1]}: one input "
-                         f"tile alone takes {need / 2**30:.1f} GiB, too much for this machine's "
-                         f"{ram / 2**30:.0f} GiB of memory; nothing was done")
+            preprocess["std"] = tuple(args.std)
+        if args.bgr:
+            preprocess["rgb"] = False
     try:
         det = TiledDetector(
             args.model, backend=args.backend, device=args.device, tile_size=args.tile_size,
@@ -215,7 +215,7 @@ def add_parser(sub: Any) -> None:
                    help="model input h [w] (default: the model's; for a dynamic input its "
                         "metadata imgsz, else the tile size)")
     s.add_argument("--mode", choices=["letterbox", "resize", "none"], default=None,
-                   help="tile to input: letterbox (default), resize or none")
+                   help="tile to input: letterbox, resize or none (default: the model family's own: resize for RT-DETR, DETR, D-FINE and PaddleDetection, else letterbox)")
     s.add_argument("--mean", type=float, nargs=3, default=None, help="per-channel mean after /255")
     s.add_argument("--std", type=float, nargs=3, default=None, help="per-channel std after /255")
     s.add_argument("--bgr", action="store_true", help="feed BGR (default: RGB)")

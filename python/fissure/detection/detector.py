@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -152,7 +152,9 @@ class TiledDetector:
             read that task's outputs is a ValueError.
         decoder_options: extra keyword arguments for the decoder (e.g. ``mask_threshold`` of a
             probability map).
-        preprocess: a :class:`PreprocessConfig`; default: the model's static input size (or
+        preprocess: a :class:`PreprocessConfig`, or a dict of some of its settings (e.g.
+            ``{"mean": ..., "std": ...}``) laid over the defaults; default: the model's
+            static input size (or
             for a dynamic input the model metadata's ``imgsz``, else the tile size),
             Ultralytics letterbox with pad 114 (a plain resize for the families that stretch:
             RT-DETR, DETR, D-FINE, PaddleDetection), RGB, /255, the model input's float dtype.
@@ -287,23 +289,38 @@ class TiledDetector:
         stride = meta.stride if meta.stride is not None and meta.stride > 0 else None
         self.stride: Optional[int] = stride
         self.input_size_from: Optional[list[int]] = None
+        overrides: dict[str, Any] = {}
+        if isinstance(preprocess, Mapping):
+            overrides = dict(preprocess)
+            known = {f.name for f in fields(PreprocessConfig)}
+            unknown = sorted(set(map(str, overrides)) - known)
+            if unknown:
+                raise ValueError(f"preprocess: unknown settings {unknown}; expected some of "
+                                 f"{sorted(known)} (PreprocessConfig's fields)")
+            preprocess = None
+        explicit_size = preprocess is not None or "input_size" in overrides
         if preprocess is None:
             # a dynamic side: the exporter's imgsz (what the model was trained at), else the tile,
             # rounded up to the model's stride (as Ultralytics does): letterboxing pads the tile
-            dyn = meta.imgsz if meta.imgsz is not None else self.tile_size
-            asked = (static_hw[0] if static_hw[0] is not None else dyn[0],
-                     static_hw[1] if static_hw[1] is not None else dyn[1])
-            size = tuple(int(v) if fixed is not None or stride is None
-                         else -(-int(v) // stride) * stride
-                         for v, fixed in zip(asked, static_hw))
-            if size != tuple(asked):
-                self.input_size_from = [int(asked[0]), int(asked[1])]
-            preprocess = PreprocessConfig(input_size=(size[0], size[1]),
-                                          mode=_default_mode(spec.outputs, decoder, size),
-                                          dtype=np.dtype(inp.dtype).name)
+            if "input_size" in overrides:
+                size = int_pair(overrides.pop("input_size"), "preprocess input_size", 1, 65535)
+            else:
+                dyn = meta.imgsz if meta.imgsz is not None else self.tile_size
+                asked = (static_hw[0] if static_hw[0] is not None else dyn[0],
+                         static_hw[1] if static_hw[1] is not None else dyn[1])
+                size = tuple(int(v) if fixed is not None or stride is None
+                             else -(-int(v) // stride) * stride
+                             for v, fixed in zip(asked, static_hw))
+                if size != tuple(asked):
+                    self.input_size_from = [int(asked[0]), int(asked[1])]
+            kw: dict[str, Any] = {"mode": _default_mode(spec.outputs, decoder, size),
+                                  "dtype": np.dtype(inp.dtype).name}
+            kw.update(overrides)
+            preprocess = PreprocessConfig(input_size=(size[0], size[1]), **kw)
         elif not isinstance(preprocess, PreprocessConfig):
-            raise TypeError(f"preprocess: expected a PreprocessConfig, got {type(preprocess).__name__}")
-        elif stride is not None:
+            raise TypeError(f"preprocess: expected a PreprocessConfig or a dict of its settings, "
+                            f"got {type(preprocess).__name__}")
+        if explicit_size and stride is not None:
             bad = [(axis, v) for axis, (v, fixed) in enumerate(zip(preprocess.input_size, static_hw))
                    if fixed is None and v % stride]
             if bad:
