@@ -163,7 +163,11 @@ def test_partial_preprocess_keeps_the_model_defaults(tmp_path, capsys) -> None:
                "onnxruntime", "--quiet", "--no-overlay"])
     out = capsys.readouterr()
     assert rc == 0, out.err
-    assert "input 320x320 resize" in out.out
+    import json
+
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    pre = summary["detector"]["preprocess"]
+    assert pre["input_size"] == [320, 320] and pre["mode"] == "resize"
 
 
 # --- raw YOLOX heads -----------------------------------------------------------------------------
