@@ -56,6 +56,13 @@ py::tuple to_python(fissure::Decoded&& d) {
                           masks);
 }
 
+/// The mask crop of the seg decoders: "input" (true) or "proto" (false).
+bool crop_arg(const std::string& crop) {
+    if (crop == "input") return true;
+    if (crop == "proto") return false;
+    throw py::value_error("crop: expected 'input' or 'proto', got '" + crop + "'");
+}
+
 fissure::ProtoView protos_arg(const carray<float>& protos, py::ssize_t batch) {
     check_shape(protos, "protos", {-1, -1, -1, -1});
     if (protos.shape(0) != batch)
@@ -157,7 +164,8 @@ void bind_decode(py::module_& m) {
         "decode_yolo_seg",
         [](const carray<float>& out, const carray<float>& protos, const carray<std::int64_t>& tiles,
            int input_h, int input_w, const std::string& mode, bool channels_first,
-           float conf_threshold, bool masks, int num_threads) {
+           float conf_threshold, bool masks, int num_threads, const std::string& crop,
+           bool drop_empty) {
             check_shape(out, "output", {-1, -1, -1});
             const fissure::ProtoView pv = protos_arg(protos, out.shape(0));
             const fissure::DecodeGeometry g = geometry_arg(tiles, input_h, input_w, mode);
@@ -167,14 +175,15 @@ void bind_decode(py::module_& m) {
             {
                 py::gil_scoped_release release;
                 d = fissure::decode_yolo_seg(out.data(), out.shape(0), dims, n, channels_first, pv,
-                                             g, conf_threshold, masks, num_threads);
+                                             g, conf_threshold, masks, num_threads,
+                                             crop_arg(crop), drop_empty);
             }
             return to_python(std::move(d));
         },
         py::arg("output").noconvert(), py::arg("protos").noconvert(),
         py::arg("tiles").noconvert(), py::arg("input_h"), py::arg("input_w"), py::arg("mode"),
         py::arg("channels_first"), py::arg("conf_threshold"), py::arg("masks"),
-        py::arg("num_threads") = -1,
+        py::arg("num_threads") = -1, py::arg("crop") = "input", py::arg("drop_empty") = true,
         "YOLOv8/11-seg (B, 4+C+M, N) or (B, N, 4+C+M) and protos (B, M, mh, mw) -> (boxes, "
         "scores, class_ids, tile_index, masks).");
 
@@ -182,7 +191,7 @@ void bind_decode(py::module_& m) {
         "decode_end_to_end_seg",
         [](const carray<float>& out, const carray<float>& protos, const carray<std::int64_t>& tiles,
            int input_h, int input_w, const std::string& mode, float conf_threshold, bool masks,
-           int num_threads) {
+           int num_threads, const std::string& crop, bool drop_empty) {
             check_shape(out, "output", {-1, -1, -1});
             const fissure::ProtoView pv = protos_arg(protos, out.shape(0));
             const fissure::DecodeGeometry g = geometry_arg(tiles, input_h, input_w, mode);
@@ -191,13 +200,14 @@ void bind_decode(py::module_& m) {
                 py::gil_scoped_release release;
                 d = fissure::decode_end_to_end_seg(out.data(), out.shape(0), out.shape(1),
                                                    out.shape(2), pv, g, conf_threshold, masks,
-                                                   num_threads);
+                                                   num_threads, crop_arg(crop), drop_empty);
             }
             return to_python(std::move(d));
         },
         py::arg("output").noconvert(), py::arg("protos").noconvert(),
         py::arg("tiles").noconvert(), py::arg("input_h"), py::arg("input_w"), py::arg("mode"),
         py::arg("conf_threshold"), py::arg("masks"), py::arg("num_threads") = -1,
+        py::arg("crop") = "input", py::arg("drop_empty") = true,
         "End-to-end seg (B, K, 6+M) and protos (B, M, mh, mw) -> (boxes, scores, class_ids, "
         "tile_index, masks).");
 
@@ -205,7 +215,7 @@ void bind_decode(py::module_& m) {
         "decode_yolov5_seg",
         [](const carray<float>& out, const carray<float>& protos, const carray<std::int64_t>& tiles,
            int input_h, int input_w, const std::string& mode, float conf_threshold, bool masks,
-           int num_threads) {
+           int num_threads, const std::string& crop, bool drop_empty) {
             check_shape(out, "output", {-1, -1, -1});
             const fissure::ProtoView pv = protos_arg(protos, out.shape(0));
             const fissure::DecodeGeometry g = geometry_arg(tiles, input_h, input_w, mode);
@@ -213,13 +223,15 @@ void bind_decode(py::module_& m) {
             {
                 py::gil_scoped_release release;
                 d = fissure::decode_yolov5_seg(out.data(), out.shape(0), out.shape(1), out.shape(2),
-                                               pv, g, conf_threshold, masks, num_threads);
+                                               pv, g, conf_threshold, masks, num_threads,
+                                               crop_arg(crop), drop_empty);
             }
             return to_python(std::move(d));
         },
         py::arg("output").noconvert(), py::arg("protos").noconvert(),
         py::arg("tiles").noconvert(), py::arg("input_h"), py::arg("input_w"), py::arg("mode"),
         py::arg("conf_threshold"), py::arg("masks"), py::arg("num_threads") = -1,
+        py::arg("crop") = "input", py::arg("drop_empty") = true,
         "YOLOv5-seg (B, N, 5+C+M) and protos (B, M, mh, mw) -> (boxes, scores, class_ids, "
         "tile_index, masks).");
 

@@ -92,6 +92,13 @@ void check_protos(const ProtoView& p, index_t batch) {
                                     "protos");
 }
 
+/// What a seg decoder does with masks.
+struct SegOptions {
+    bool masks = true;        ///< build masks at all
+    bool crop_input = true;   ///< crop at input resolution (Ultralytics >= 8.4.100), else proto
+    bool drop_empty = true;   ///< drop detections whose mask is empty (Ultralytics >= 8.4.0)
+};
+
 /// Scratch and shared tables of one worker.
 struct SegScratch {
     PixelMap pm;
@@ -101,61 +108,106 @@ struct SegScratch {
     std::vector<index_t> arg_row;
 };
 
+/// Removes the detection just emitted (its box, score, class and tile).
+void pop_last(Decoded& d) {
+    d.boxes.resize(d.boxes.size() - 4);
+    d.scores.pop_back();
+    d.class_ids.pop_back();
+    d.tile_index.pop_back();
+}
+
+/// The input pixels [lo, hi) whose index i satisfies b1 <= i < b2 (float32 compares, as
+/// Ultralytics' crop_mask on an arange), clamped to [0, n).
+void pixel_span(float b1, float b2, index_t n, index_t& lo, index_t& hi) {
+    const double c1 = std::ceil(static_cast<double>(b1)), c2 = std::ceil(static_cast<double>(b2));
+    lo = static_cast<index_t>(std::clamp(c1, 0.0, static_cast<double>(n)));
+    hi = static_cast<index_t>(std::clamp(c2, 0.0, static_cast<double>(n)));
+    if (hi < lo) hi = lo;
+}
+
 /// Appends the mask of the detection just emitted into d (its box is the last one), from
-/// the M coefficients in s.coeff and model-pixel box (x1, y1, x2, y2): Ultralytics'
-/// process_mask(upsample=True) evaluated at the input pixels the region samples.
-void seg_mask(Decoded& d, const TileTransform& tr, const DecodeGeometry& g, const ProtoView& P,
+/// the M coefficients in s.coeff and model-pixel box (x1, y1, x2, y2), with Ultralytics'
+/// process_mask(upsample=True) evaluated at the input pixels the region samples:
+/// - crop_input (Ultralytics >= 8.4.100): the logits upsampled bilinearly to the input, > 0,
+///   kept at the input pixels i with x1 <= i < x2 (likewise in y);
+/// - else (earlier): zeroed outside the box at proto resolution, then upsampled, > 0.
+/// Returns false, appending nothing, when drop_empty and no input pixel of the mask is set
+/// (Ultralytics >= 8.4.0 drops such detections).
+bool seg_mask(Decoded& d, const TileTransform& tr, const DecodeGeometry& g, const ProtoView& P,
               index_t b, float x1, float y1, float x2, float y2, const Taps& tx, const Taps& ty,
-              SegScratch& s) {
+              bool crop_input, bool drop_empty, SegScratch& s) {
     PixelMap& pm = s.pm;
     decode_detail::pixel_map(d.boxes.data() + d.boxes.size() - 4, tr, g.input_h, g.input_w, pm);
-    // The proto window the region's samples read.
-    index_t xlo = P.w, xhi = -1, ylo = P.h, yhi = -1;
-    for (const index_t ix : pm.cols)
-        if (ix >= 0) {
-            xlo = std::min(xlo, tx.i0[static_cast<std::size_t>(ix)]);
-            xhi = std::max(xhi, tx.i1[static_cast<std::size_t>(ix)]);
-        }
-    for (const index_t iy : pm.rows)
-        if (iy >= 0) {
-            ylo = std::min(ylo, ty.i0[static_cast<std::size_t>(iy)]);
-            yhi = std::max(yhi, ty.i1[static_cast<std::size_t>(iy)]);
-        }
-    if (xhi < 0 || yhi < 0) {
-        append_mask(d, pm, [](index_t, index_t) { return false; });
-        return;
+    // Kept at proto resolution [k0, k1) (proto crop), or the input pixels [c0, c1) (input crop).
+    index_t kx0 = 0, kx1 = P.w, ky0 = 0, ky1 = P.h;
+    index_t cx0 = 0, cx1 = g.input_w, cy0 = 0, cy1 = g.input_h;
+    if (crop_input) {
+        pixel_span(x1, x2, g.input_w, cx0, cx1);
+        pixel_span(y1, y2, g.input_h, cy0, cy1);
+    } else {
+        // proto pixel p is kept when box_lo * ratio <= p < box_hi * ratio (float32, as
+        // Ultralytics multiplies the float box by mw / input_w)
+        const auto rxp = static_cast<float>(static_cast<double>(P.w) / static_cast<double>(g.input_w));
+        const auto ryp = static_cast<float>(static_cast<double>(P.h) / static_cast<double>(g.input_h));
+        const float bx1 = x1 * rxp, bx2 = x2 * rxp, by1 = y1 * ryp, by2 = y2 * ryp;
+        while (kx0 < kx1 && !(static_cast<float>(kx0) >= bx1)) ++kx0;
+        while (kx1 > kx0 && !(static_cast<float>(kx1 - 1) < bx2)) --kx1;
+        while (ky0 < ky1 && !(static_cast<float>(ky0) >= by1)) ++ky0;
+        while (ky1 > ky0 && !(static_cast<float>(ky1 - 1) < by2)) --ky1;
+        // the input pixels whose taps reach the kept window (elsewhere the value is 0)
+        while (cx0 < cx1 && tx.i1[static_cast<std::size_t>(cx0)] < kx0) ++cx0;
+        while (cx1 > cx0 && tx.i0[static_cast<std::size_t>(cx1 - 1)] >= kx1) --cx1;
+        while (cy0 < cy1 && ty.i1[static_cast<std::size_t>(cy0)] < ky0) ++cy0;
+        while (cy1 > cy0 && ty.i0[static_cast<std::size_t>(cy1 - 1)] >= ky1) --cy1;
+        if (kx0 >= kx1 || ky0 >= ky1) cx1 = cx0;  // nothing kept
     }
+    if (cx0 >= cx1 || cy0 >= cy1) {
+        if (drop_empty) return false;
+        append_mask(d, pm, [](index_t, index_t) { return false; });
+        return true;
+    }
+    // The proto window the input pixels [c0, c1) read (taps are monotonic).
+    const index_t xlo = tx.i0[static_cast<std::size_t>(cx0)];
+    const index_t xhi = tx.i1[static_cast<std::size_t>(cx1 - 1)];
+    const index_t ylo = ty.i0[static_cast<std::size_t>(cy0)];
+    const index_t yhi = ty.i1[static_cast<std::size_t>(cy1 - 1)];
     const index_t ww = xhi - xlo + 1, wh = yhi - ylo + 1;
     s.win.assign(static_cast<std::size_t>(ww * wh), 0.0f);
-    // Crop at proto resolution: proto pixel p is kept when box_lo * ratio <= p < box_hi * ratio
-    // (float32, as Ultralytics multiplies the float box by mw / input_w).
-    const auto rxp = static_cast<float>(static_cast<double>(P.w) / static_cast<double>(g.input_w));
-    const auto ryp = static_cast<float>(static_cast<double>(P.h) / static_cast<double>(g.input_h));
-    const float bx1 = x1 * rxp, bx2 = x2 * rxp, by1 = y1 * ryp, by2 = y2 * ryp;
-    index_t kx0 = xlo, kx1 = xhi + 1, ky0 = ylo, ky1 = yhi + 1;  // kept [k0, k1)
-    while (kx0 < kx1 && !(static_cast<float>(kx0) >= bx1)) ++kx0;
-    while (kx1 > kx0 && !(static_cast<float>(kx1 - 1) < bx2)) --kx1;
-    while (ky0 < ky1 && !(static_cast<float>(ky0) >= by1)) ++ky0;
-    while (ky1 > ky0 && !(static_cast<float>(ky1 - 1) < by2)) --ky1;
-    if (kx0 < kx1 && ky0 < ky1) {
+    const index_t ax0 = std::max(xlo, kx0), ax1 = std::min(xhi + 1, kx1);
+    const index_t ay0 = std::max(ylo, ky0), ay1 = std::min(yhi + 1, ky1);
+    if (ax0 < ax1 && ay0 < ay1) {
         const index_t plane = P.h * P.w;
         const float* base = P.data + b * P.m * plane;
         for (index_t k = 0; k < P.m; ++k) {
             const float c = s.coeff[static_cast<std::size_t>(k)];
             const float* pk = base + k * plane;
-            for (index_t y = ky0; y < ky1; ++y) {
+            for (index_t y = ay0; y < ay1; ++y) {
                 const float* src = pk + y * P.w;
                 float* dst = s.win.data() + (y - ylo) * ww - xlo;
-                for (index_t x = kx0; x < kx1; ++x) dst[x] += c * src[x];
+                for (index_t x = ax0; x < ax1; ++x) dst[x] += c * src[x];
             }
         }
     }
     const float* win = s.win.data();
-    append_mask(d, pm, [&](index_t ix, index_t iy) {
+    const auto value = [&](index_t ix, index_t iy) {
         return bilinear_at(tx, ty, ix, iy, [&](index_t x, index_t y) {
-                   return win[(y - ylo) * ww + (x - xlo)];
-               }) > 0.0f;
+            return win[(y - ylo) * ww + (x - xlo)];
+        });
+    };
+    if (drop_empty) {
+        bool any = false;
+        for (index_t iy = cy0; iy < cy1 && !any; ++iy)
+            for (index_t ix = cx0; ix < cx1; ++ix)
+                if (value(ix, iy) > 0.0f) {
+                    any = true;
+                    break;
+                }
+        if (!any) return false;
+    }
+    append_mask(d, pm, [&](index_t ix, index_t iy) {
+        return ix >= cx0 && ix < cx1 && iy >= cy0 && iy < cy1 && value(ix, iy) > 0.0f;
     });
+    return true;
 }
 
 }  // namespace
@@ -209,25 +261,37 @@ struct SegTaps {
     }
 };
 
+/// Emits the detection (x1, y1, x2, y2) with its score and class and, with masks, its mask
+/// from the M coefficients coeff(k); drops it again when its mask is empty and o.drop_empty.
+template <class Coeff>
+void emit_xyxy(Decoded& d, const TileTransform& tr, const DecodeGeometry& g, const ProtoView& P,
+               index_t b, float x1, float y1, float x2, float y2, float score, std::int64_t cls,
+               const SegOptions& o, const SegTaps& t, SegScratch& s, const Coeff& coeff) {
+    if (!emit_box(d, tr, x1, y1, x2, y2, score, cls, b) || !o.masks) return;
+    for (index_t k = 0; k < P.m; ++k) s.coeff[static_cast<std::size_t>(k)] = coeff(k);
+    if (!seg_mask(d, tr, g, P, b, x1, y1, x2, y2, t.x, t.y, o.crop_input, o.drop_empty, s))
+        pop_last(d);
+}
+
 /// Emits the detection (cx, cy, w, h) with its score and class and, with masks, its mask from
 /// the M coefficients coeff(k).
 template <class Coeff>
 void emit_seg(Decoded& d, const TileTransform& tr, const DecodeGeometry& g, const ProtoView& P,
               index_t b, float cx, float cy, float w, float h, float score, index_t cls,
-              bool masks, const SegTaps& t, SegScratch& s, const Coeff& coeff) {
+              const SegOptions& o, const SegTaps& t, SegScratch& s, const Coeff& coeff) {
     const float x1 = cx - w * 0.5f, y1 = cy - h * 0.5f;
     const float x2 = cx + w * 0.5f, y2 = cy + h * 0.5f;
-    if (!emit_box(d, tr, x1, y1, x2, y2, score, cls, b) || !masks) return;
-    for (index_t k = 0; k < P.m; ++k) s.coeff[static_cast<std::size_t>(k)] = coeff(k);
-    seg_mask(d, tr, g, P, b, x1, y1, x2, y2, t.x, t.y, s);
+    emit_xyxy(d, tr, g, P, b, x1, y1, x2, y2, score, cls, o, t, s, coeff);
 }
 
 }  // namespace
 
 Decoded decode_yolo_seg(const float* out, index_t batch, index_t dims, index_t n,
                         bool channels_first, const ProtoView& protos, const DecodeGeometry& g,
-                        float conf_threshold, bool masks, int num_threads) {
+                        float conf_threshold, bool masks, int num_threads, bool crop_input,
+                        bool drop_empty) {
     const index_t classes = seg_classes(out, batch, dims, n, 4, protos, g);
+    const SegOptions opts{masks, crop_input, drop_empty};
     const SegTaps taps(protos, g, masks);
     return decode_seg_batch(batch, protos, g, masks, num_threads, [&](index_t b,
                                                                       const TileTransform& tr,
@@ -265,7 +329,7 @@ Decoded decode_yolo_seg(const float* out, index_t batch, index_t dims, index_t n
                     }
             }
             if (!(best >= conf_threshold)) continue;
-            emit_seg(d, tr, g, protos, b, r[0], r[sv], r[2 * sv], r[3 * sv], best, arg, masks,
+            emit_seg(d, tr, g, protos, b, r[0], r[sv], r[2 * sv], r[3 * sv], best, arg, opts,
                      taps, s, [&](index_t k) { return r[(4 + classes + k) * sv]; });
         }
     });
@@ -273,8 +337,9 @@ Decoded decode_yolo_seg(const float* out, index_t batch, index_t dims, index_t n
 
 Decoded decode_yolov5_seg(const float* out, index_t batch, index_t n, index_t dims,
                           const ProtoView& protos, const DecodeGeometry& g, float conf_threshold,
-                          bool masks, int num_threads) {
+                          bool masks, int num_threads, bool crop_input, bool drop_empty) {
     const index_t classes = seg_classes(out, batch, dims, n, 5, protos, g);
+    const SegOptions opts{masks, crop_input, drop_empty};
     const SegTaps taps(protos, g, masks);
     return decode_seg_batch(batch, protos, g, masks, num_threads, [&](index_t b,
                                                                       const TileTransform& tr,
@@ -292,7 +357,7 @@ Decoded decode_yolov5_seg(const float* out, index_t batch, index_t n, index_t di
                 }
             }
             if (!(best >= conf_threshold)) continue;
-            emit_seg(d, tr, g, protos, b, r[0], r[1], r[2], r[3], best, arg, masks, taps, s,
+            emit_seg(d, tr, g, protos, b, r[0], r[1], r[2], r[3], best, arg, opts, taps, s,
                      [&](index_t k) { return r[5 + classes + k]; });
         }
     });
@@ -300,7 +365,8 @@ Decoded decode_yolov5_seg(const float* out, index_t batch, index_t n, index_t di
 
 Decoded decode_end_to_end_seg(const float* out, index_t batch, index_t k, index_t dims,
                               const ProtoView& protos, const DecodeGeometry& g,
-                              float conf_threshold, bool masks, int num_threads) {
+                              float conf_threshold, bool masks, int num_threads, bool crop_input,
+                              bool drop_empty) {
     if (dims != 6 + protos.m)
         fail("output: expected 6 + M values per detection with M = " + std::to_string(protos.m) +
              " (the protos' channels), got " + std::to_string(dims));
@@ -308,6 +374,7 @@ Decoded decode_end_to_end_seg(const float* out, index_t batch, index_t k, index_
     check_protos(protos, batch);
     decode_detail::check_finite_nan(out, static_cast<std::size_t>(batch * k * dims), "output");
     const SegTaps taps(protos, g, masks);
+    const SegOptions opts{masks, crop_input, drop_empty};
     return decode_seg_batch(batch, protos, g, masks, num_threads, [&](index_t b,
                                                                       const TileTransform& tr,
                                                                       Decoded& d, SegScratch& s) {
@@ -318,13 +385,9 @@ Decoded decode_end_to_end_seg(const float* out, index_t batch, index_t k, index_
             if (!std::isfinite(c) || c < 0.0f || c > 9.0e15f)
                 fail("output: class of detection " + std::to_string(i) + " in batch item " +
                      std::to_string(b) + " is not a valid class id: " + std::to_string(c));
-            if (!emit_box(d, tr, r[0], r[1], r[2], r[3], r[4],
-                          static_cast<std::int64_t>(std::lround(c)), b) ||
-                !masks)
-                continue;
-            for (index_t m = 0; m < protos.m; ++m)
-                s.coeff[static_cast<std::size_t>(m)] = r[6 + m];
-            seg_mask(d, tr, g, protos, b, r[0], r[1], r[2], r[3], taps.x, taps.y, s);
+            emit_xyxy(d, tr, g, protos, b, r[0], r[1], r[2], r[3], r[4],
+                      static_cast<std::int64_t>(std::lround(c)), opts, taps, s,
+                      [&](index_t m) { return r[6 + m]; });
         }
     });
 }

@@ -113,7 +113,7 @@ def decode_end_to_end(output: numpy.typing.NDArray[numpy.float32], tiles: numpy.
     """
     End-to-end (B, K, 6) -> (boxes, scores, class_ids, tile_index, None).
     """
-def decode_end_to_end_seg(output: numpy.typing.NDArray[numpy.float32], protos: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, masks: bool, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+def decode_end_to_end_seg(output: numpy.typing.NDArray[numpy.float32], protos: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, masks: bool, num_threads: typing.SupportsInt | typing.SupportsIndex = -1, crop: str = 'input', drop_empty: bool = True) -> tuple:
     """
     End-to-end seg (B, K, 6+M) and protos (B, M, mh, mw) -> (boxes, scores, class_ids, tile_index, masks).
     """
@@ -129,7 +129,7 @@ def decode_yolo(output: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing
     """
     YOLOv8/11 (B, 4+C, N) or (B, N, 4+C) -> (boxes, scores, class_ids, tile_index, None).
     """
-def decode_yolo_seg(output: numpy.typing.NDArray[numpy.float32], protos: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, channels_first: bool, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, masks: bool, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+def decode_yolo_seg(output: numpy.typing.NDArray[numpy.float32], protos: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, channels_first: bool, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, masks: bool, num_threads: typing.SupportsInt | typing.SupportsIndex = -1, crop: str = 'input', drop_empty: bool = True) -> tuple:
     """
     YOLOv8/11-seg (B, 4+C+M, N) or (B, N, 4+C+M) and protos (B, M, mh, mw) -> (boxes, scores, class_ids, tile_index, masks).
     """
@@ -137,7 +137,7 @@ def decode_yolov5(output: numpy.typing.NDArray[numpy.float32], tiles: numpy.typi
     """
     YOLOv5 (B, N, 5+C) -> (boxes, scores, class_ids, tile_index, None).
     """
-def decode_yolov5_seg(output: numpy.typing.NDArray[numpy.float32], protos: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, masks: bool, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> tuple:
+def decode_yolov5_seg(output: numpy.typing.NDArray[numpy.float32], protos: numpy.typing.NDArray[numpy.float32], tiles: numpy.typing.NDArray[numpy.int64], input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str, conf_threshold: typing.SupportsFloat | typing.SupportsIndex, masks: bool, num_threads: typing.SupportsInt | typing.SupportsIndex = -1, crop: str = 'input', drop_empty: bool = True) -> tuple:
     """
     YOLOv5-seg (B, N, 5+C+M) and protos (B, M, mh, mw) -> (boxes, scores, class_ids, tile_index, masks).
     """

@@ -134,9 +134,9 @@ TEST(yolo_seg_matches_naive_full_planes) {
             const fissure::ProtoView pv{protos.data(), m, mh, mw};
             const float conf = 0.3f;
             fissure::Decoded d = v5 ? fissure::decode_yolov5_seg(out.data(), b, n, vdims, pv, g,
-                                                                 conf, true, 2)
+                                                                 conf, true, 2, false, false)
                                     : fissure::decode_yolo_seg(out.data(), b, vdims, n, false,
-                                                               pv, g, conf, true, 2);
+                                                               pv, g, conf, true, 2, false, false);
             std::vector<RefDet> ref;
             for (index_t t = 0; t < b; ++t) {
                 const fissure::TileTransform tr = fissure::tile_transform(g, t);
@@ -186,7 +186,7 @@ TEST(yolo_seg_matches_naive_full_planes) {
                         for (index_t j = 0; j < vdims; ++j)
                             cf[(t * vdims + j) * n + i] = out[(t * n + i) * vdims + j];
                 compare(fissure::decode_yolo_seg(cf.data(), b, vdims, n, true, pv, g, conf, true,
-                                                 1),
+                                                 1, false, false),
                         ref, true);
             }
         }

@@ -132,7 +132,8 @@ def test_onnx_yolo_seg_through_select(mode):
         res = be.run(_images((2, 3) + size))
     tiles = _tiles(rng, 2, size)
     got = spec.decode(res, tiles, input_size=size, mode=mode, conf_threshold=0.3)
-    _assert_dets(got, _ref_yolo_seg(out, protos, tiles, size, mode, 0.3))
+    _assert_dets(got, _ref_yolo_seg(out, protos, tiles, size, mode, 0.3, crop="input",
+                                    drop_empty=True))
     # the same through a list in output order
     got2 = spec.decode([res["output0"], res["output1"]], tiles, input_size=size, mode=mode,
                        conf_threshold=0.3)
@@ -155,7 +156,8 @@ def test_onnx_yolov5_seg_through_select():
     assert spec.inputs == (("output", "output0", 1), ("protos", "proto", 0))
     tiles = _tiles(rng, 1, size)
     got = spec.decode(res, tiles, input_size=size, mode="letterbox", conf_threshold=0.2)
-    _assert_dets(got, _ref_yolo_seg(cf, protos, tiles, size, "letterbox", 0.2, v5=True))
+    _assert_dets(got, _ref_yolo_seg(cf, protos, tiles, size, "letterbox", 0.2, v5=True,
+                                    crop="input", drop_empty=True))
 
 
 @pytest.mark.parametrize("with_masks", [False, True])

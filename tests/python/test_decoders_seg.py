@@ -64,15 +64,23 @@ def _tiles(rng, b, size):
 # --------------------------------------------------------------------------------------------
 
 
-def _ref_process_mask(coeff, protos, box_model, input_size):
+def _ref_process_mask(coeff, protos, box_model, input_size, crop="input"):
     """Ultralytics process_mask(upsample=True) for one detection, as float logits at input size
-    (the caller thresholds at 0): logits, crop at proto resolution, bilinear upsample."""
+    (the caller thresholds at 0). crop="input" (Ultralytics >= 8.4.100): bilinear upsample of
+    the logits, zero outside the input pixels x1 <= i < x2; crop="proto" (earlier): zero
+    outside the box at proto resolution, then the bilinear upsample."""
     m, mh, mw = protos.shape
     ih, iw = input_size
     logits = (coeff.astype(np.float64) @ protos.reshape(m, -1).astype(np.float64))
     logits = logits.reshape(mh, mw).astype(np.float32)
-    rw, rh = np.float32(mw / iw), np.float32(mh / ih)
     x1, y1, x2, y2 = (np.float32(v) for v in box_model)
+    if crop == "input":
+        up = cv2.resize(logits, (iw, ih), interpolation=cv2.INTER_LINEAR).astype(np.float64)
+        r = np.arange(iw, dtype=np.float32)
+        c = np.arange(ih, dtype=np.float32)
+        keep = ((c >= y1) & (c < y2))[:, None] & ((r >= x1) & (r < x2))[None, :]
+        return np.where(keep, up, 0.0)
+    rw, rh = np.float32(mw / iw), np.float32(mh / ih)
     r = np.arange(mw, dtype=np.float32)
     c = np.arange(mh, dtype=np.float32)
     keep = ((c >= y1 * rh) & (c < y2 * rh))[:, None] & ((r >= x1 * rw) & (r < x2 * rw))[None, :]
@@ -80,7 +88,8 @@ def _ref_process_mask(coeff, protos, box_model, input_size):
     return cv2.resize(cropped, (iw, ih), interpolation=cv2.INTER_LINEAR).astype(np.float64)
 
 
-def _ref_yolo_seg(out_cf, protos, tiles, input_size, mode, conf, v5=False):
+def _ref_yolo_seg(out_cf, protos, tiles, input_size, mode, conf, v5=False, crop="proto",
+                  drop_empty=False):
     """out_cf: (B, V, N) with V = 4 [+1 objectness] + C + M (channels first)."""
     m = protos.shape[1]
     dets = []
@@ -98,7 +107,9 @@ def _ref_yolo_seg(out_cf, protos, tiles, input_size, mode, conf, v5=False):
             f, keep = _to_image(model[i].astype(np.float64), tiles[t], input_size, mode)
             if not keep[0]:
                 continue
-            up = _ref_process_mask(o[o.shape[0] - m:, i], protos[t], model[i], input_size)
+            up = _ref_process_mask(o[o.shape[0] - m:, i], protos[t], model[i], input_size, crop)
+            if drop_empty and not (up > 0).any():
+                continue
             region, vals = _sample_region(up, f[0], tiles[t], input_size, mode)
             dets.append((f[0], s[i], int(a[i]), t, region, vals))
     return dets
@@ -131,9 +142,10 @@ def _random_seg(rng, b, c, m, n, input_size, head=4):
     return out
 
 
+@pytest.mark.parametrize("crop", ["input", "proto"])
 @pytest.mark.parametrize("mode", ["letterbox", "resize", "none"])
 @pytest.mark.parametrize("seed", range(2))
-def test_yolo_seg_matches_numpy(mode, seed):
+def test_yolo_seg_matches_numpy(mode, seed, crop):
     rng = np.random.default_rng(seed)
     size = (64, 96)
     b, c, m, n = 3, 3, 8, 60
@@ -143,18 +155,23 @@ def test_yolo_seg_matches_numpy(mode, seed):
         tiles = np.array([[i * 30, 7, i * 30 + 96, 71] for i in range(b)], np.int64)
     else:
         tiles = _tiles(rng, b, size)
-    dets = _ref_yolo_seg(out, protos, tiles, size, mode, 0.4)
-    got = decode_yolo_seg(out, protos, tiles, size, mode, conf_threshold=0.4)
+    dets = _ref_yolo_seg(out, protos, tiles, size, mode, 0.4, crop=crop, drop_empty=True)
+    got = decode_yolo_seg(out, protos, tiles, size, mode, conf_threshold=0.4, crop=crop)
     _assert_dets(got, dets)
+    # drop_empty=False keeps the detections whose mask is empty (Ultralytics before 8.4.0)
+    every = _ref_yolo_seg(out, protos, tiles, size, mode, 0.4, crop=crop)
+    _assert_dets(decode_yolo_seg(out, protos, tiles, size, mode, conf_threshold=0.4, crop=crop,
+                                 drop_empty=False), every)
     # channels-last, auto-detected, one thread
     last = np.ascontiguousarray(out.transpose(0, 2, 1))
-    got2 = decode_yolo_seg(last, protos, tiles, size, mode, conf_threshold=0.4, num_threads=1)
+    got2 = decode_yolo_seg(last, protos, tiles, size, mode, conf_threshold=0.4, num_threads=1,
+                           crop=crop)
     _assert_dets(got2, dets)
     np.testing.assert_array_equal(got2.masks.data, got.masks.data)
     # masks=False: same boxes, no masks
     nom = decode_yolo_seg(out, protos, tiles, size, mode, conf_threshold=0.4, masks=False)
-    assert nom.masks is None
-    np.testing.assert_array_equal(nom.boxes, got.boxes)
+    assert nom.masks is None  # without masks nothing is dropped for an empty one
+    np.testing.assert_array_equal(nom.boxes, np.array([d[0] for d in every], np.float32))
 
 
 def test_yolo_seg_proto_resolution_not_a_quarter():
@@ -164,7 +181,7 @@ def test_yolo_seg_proto_resolution_not_a_quarter():
     out = _random_seg(rng, 2, 2, 5, 40, size)
     protos = rng.normal(size=(2, 5, 15, 33)).astype(np.float32)
     tiles = _tiles(rng, 2, size)
-    dets = _ref_yolo_seg(out, protos, tiles, size, "letterbox", 0.3)
+    dets = _ref_yolo_seg(out, protos, tiles, size, "letterbox", 0.3, crop="input", drop_empty=True)
     _assert_dets(decode_yolo_seg(out, protos, tiles, size, "letterbox", conf_threshold=0.3), dets)
 
 
@@ -176,9 +193,12 @@ def test_yolov5_seg_matches_numpy(mode):
     cf = _random_seg(rng, b, c, m, n, size, head=5)
     protos = rng.normal(size=(b, m, 16, 16)).astype(np.float32)
     tiles = _tiles(rng, b, size)
-    dets = _ref_yolo_seg(cf, protos, tiles, size, mode, 0.2, v5=True)
     out = np.ascontiguousarray(cf.transpose(0, 2, 1))
-    _assert_dets(decode_yolov5_seg(out, protos, tiles, size, mode, conf_threshold=0.2), dets)
+    for crop in ("input", "proto"):
+        dets = _ref_yolo_seg(cf, protos, tiles, size, mode, 0.2, v5=True, crop=crop,
+                             drop_empty=True)
+        _assert_dets(decode_yolov5_seg(out, protos, tiles, size, mode, conf_threshold=0.2,
+                                       crop=crop), dets)
 
 
 def test_yolo_seg_mask_of_a_known_shape():
@@ -202,9 +222,16 @@ def test_yolo_seg_mask_of_a_known_shape():
     expect[8:24, 8:24] = 1
     expect[[8, 8, 23, 23], [8, 23, 8, 23]] = 0
     np.testing.assert_array_equal(bm, expect)
-    # A box over the left half only: proto columns >= 4 are cropped to 0 before upsampling.
+    # A box over the left half only. crop="proto": proto columns >= 4 are cropped to 0 before
+    # upsampling; crop="input": the upsampled mask is cut at input column 16.
     out[0, :4, 0] = [8, 16, 16, 32]
-    d = decode_yolo_seg(out, protos, tiles, size, "none", layout="channels_first")
+    d = decode_yolo_seg(out, protos, tiles, size, "none", layout="channels_first", crop="input")
+    np.testing.assert_array_equal(d.masks.regions, [[100, 100, 16, 32]])
+    expect = np.zeros((32, 16), np.uint8)
+    expect[8:24, 8:16] = 1
+    expect[[8, 23], [8, 8]] = 0
+    np.testing.assert_array_equal(d.masks.data.reshape(32, 16), expect)
+    d = decode_yolo_seg(out, protos, tiles, size, "none", layout="channels_first", crop="proto")
     np.testing.assert_array_equal(d.masks.regions, [[100, 100, 16, 32]])
     bm = d.masks.data.reshape(32, 16)
     expect = np.zeros((32, 16), np.uint8)
@@ -352,7 +379,7 @@ def test_detr_box_exact_known_values():
 # --------------------------------------------------------------------------------------------
 
 
-def _ref_e2e_seg(rows, protos, tiles, input_size, mode, conf):
+def _ref_e2e_seg(rows, protos, tiles, input_size, mode, conf, crop="input", drop_empty=True):
     m = protos.shape[1]
     dets = []
     for t in range(rows.shape[0]):
@@ -363,14 +390,17 @@ def _ref_e2e_seg(rows, protos, tiles, input_size, mode, conf):
             f, keep = _to_image(r[:4].astype(np.float64), tiles[t], input_size, mode)
             if not keep[0]:
                 continue
-            up = _ref_process_mask(r[6:6 + m], protos[t], r[:4], input_size)
+            up = _ref_process_mask(r[6:6 + m], protos[t], r[:4], input_size, crop)
+            if drop_empty and not (up > 0).any():
+                continue
             region, vals = _sample_region(up, f[0], tiles[t], input_size, mode)
             dets.append((f[0], r[4], int(round(float(r[5]))), t, region, vals))
     return dets
 
 
+@pytest.mark.parametrize("crop", ["input", "proto"])
 @pytest.mark.parametrize("mode", ["letterbox", "resize", "none"])
-def test_end_to_end_seg_matches_numpy(mode):
+def test_end_to_end_seg_matches_numpy(mode, crop):
     from fissure.detection.decoders import decode_end_to_end_seg
 
     rng = np.random.default_rng(5)
@@ -390,12 +420,16 @@ def test_end_to_end_seg_matches_numpy(mode):
         tiles = np.array([[i * 30, 7, i * 30 + 96, 71] for i in range(b)], np.int64)
     else:
         tiles = _tiles(rng, b, size)
-    dets = _ref_e2e_seg(rows, protos, tiles, size, mode, 0.3)
-    got = decode_end_to_end_seg(rows, protos, tiles, size, mode, conf_threshold=0.3)
+    dets = _ref_e2e_seg(rows, protos, tiles, size, mode, 0.3, crop)
+    got = decode_end_to_end_seg(rows, protos, tiles, size, mode, conf_threshold=0.3, crop=crop)
     _assert_dets(got, dets)
+    every = _ref_e2e_seg(rows, protos, tiles, size, mode, 0.3, crop, drop_empty=False)
+    _assert_dets(decode_end_to_end_seg(rows, protos, tiles, size, mode, conf_threshold=0.3,
+                                       crop=crop, drop_empty=False), every)
     nom = decode_end_to_end_seg(rows, protos, tiles, size, mode, conf_threshold=0.3, masks=False)
-    assert nom.masks is None
-    np.testing.assert_array_equal(nom.boxes, got.boxes)
+    assert nom.masks is None  # without masks nothing is dropped for an empty one
+    np.testing.assert_array_equal(nom.boxes, decode_end_to_end_seg(
+        rows, protos, tiles, size, mode, conf_threshold=0.3, crop=crop, drop_empty=False).boxes)
     with pytest.raises(ValueError, match=r"6 \+ M"):
         decode_end_to_end_seg(rows[..., :-1], protos, tiles, size, mode)
     bad = rows.copy()

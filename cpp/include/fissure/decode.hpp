@@ -98,19 +98,22 @@ struct ProtoView {
 /// pixel under its centre (0 outside the input).
 Decoded decode_yolo_seg(const float* out, index_t batch, index_t dims, index_t n,
                         bool channels_first, const ProtoView& protos, const DecodeGeometry& g,
-                        float conf_threshold, bool masks, int num_threads = -1);
+                        float conf_threshold, bool masks, int num_threads = -1,
+                        bool crop_input = true, bool drop_empty = true);
 
 /// YOLOv5 segmentation: `out` is (B, N, 5 + C + M): cx, cy, w, h, objectness, C class scores,
 /// M mask coefficients; score = max of objectness * class score; masks as decode_yolo_seg.
 Decoded decode_yolov5_seg(const float* out, index_t batch, index_t n, index_t dims,
                           const ProtoView& protos, const DecodeGeometry& g, float conf_threshold,
-                          bool masks, int num_threads = -1);
+                          bool masks, int num_threads = -1, bool crop_input = true,
+                          bool drop_empty = true);
 
 /// End-to-end segmentation (YOLO26-seg): `out` is (B, K, 6 + M): x1, y1, x2, y2, score, class
 /// (model-input pixels), then M mask coefficients; masks as decode_yolo_seg.
 Decoded decode_end_to_end_seg(const float* out, index_t batch, index_t k, index_t dims,
                               const ProtoView& protos, const DecodeGeometry& g,
-                              float conf_threshold, bool masks, int num_threads = -1);
+                              float conf_threshold, bool masks, int num_threads = -1,
+                              bool crop_input = true, bool drop_empty = true);
 
 enum class DetrScore {
     sigmoid,  ///< p = sigmoid(logit) per class (RF-DETR, Deformable DETR)

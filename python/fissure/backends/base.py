@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import collections
+import re
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -120,8 +121,11 @@ class ModelMetadata:
     ``names``: class id -> name (Ultralytics writes a dict literal, ``"{0: 'person'}"``);
     ``imgsz``: the input (h, w) it was trained and exported at; ``stride``: its largest
     stride; ``task``: ``"detect"``, ``"segment"``, ``"pose"``, ``"obb"``, ``"classify"``;
-    ``batch``, ``half``: the export's batch and fp16 flag. A key that is absent or does not
-    parse is None. Metadata texts are parsed with ``ast.literal_eval``, never evaluated.
+    ``batch``, ``half``: the export's batch and fp16 flag; ``head``: the head module
+    (``"Detect"``, ``"Segment26"``, ``"RTDETRDecoder"``, ...; Ultralytics >= 8.4); ``end2end``:
+    whether the head is NMS-free; ``version``: the exporter's version as ``(major, minor,
+    patch)``. A key that is absent or does not parse is None. Metadata texts are parsed with
+    ``ast.literal_eval``, never evaluated.
     """
 
     names: Optional[Dict[int, str]] = None
@@ -130,6 +134,9 @@ class ModelMetadata:
     task: Optional[str] = None
     batch: Optional[int] = None
     half: Optional[bool] = None
+    head: Optional[str] = None
+    end2end: Optional[bool] = None
+    version: Optional[Tuple[int, int, int]] = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, str]) -> "ModelMetadata":
@@ -152,10 +159,19 @@ class ModelMetadata:
             x = _literal(raw[key]) if key in raw else None
             return int(x) if isinstance(x, int) and not isinstance(x, bool) else None
 
-        half = _literal(raw["half"]) if "half" in raw else None
-        task = str(raw["task"]).strip() if raw.get("task") else None
-        return cls(names, imgsz, integer("stride"), task, integer("batch"),
-                   half if isinstance(half, bool) else None)
+        def flag(key: str) -> Optional[bool]:
+            x = _literal(raw[key]) if key in raw else None
+            return x if isinstance(x, bool) else None
+
+        def text(key: str) -> Optional[str]:
+            return str(raw[key]).strip() or None if raw.get(key) else None
+
+        version = None
+        m = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)\S*", raw.get("version", "").strip())
+        if m and raw.get("author", "").strip() == "Ultralytics":
+            version = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        return cls(names, imgsz, integer("stride"), text("task"), integer("batch"), flag("half"),
+                   text("head"), flag("end2end"), version)
 
 
 @dataclass(frozen=True)

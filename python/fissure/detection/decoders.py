@@ -372,6 +372,12 @@ def _rows(arr: np.ndarray, tiles: Any, input_size: tuple[int, int], mode: str,
                              conf_threshold=conf_threshold, num_threads=num_threads)
 
 
+#: RT-DETR output layouts: Ultralytics before 8.4.47 exports ``(B, 300, 4 + C)`` class
+#: probabilities; from 8.4.47 the head ranks in the graph: ``(B, K, 6)`` = cx, cy, w, h, score,
+#: class.
+RTDETR_LAYOUTS = ("auto", "classes", "ranked")
+
+
 def decode_rtdetr(
     output: Any,
     tiles: Any,
@@ -379,19 +385,33 @@ def decode_rtdetr(
     mode: Mode = "resize",
     *,
     conf_threshold: float = 0.25,
+    layout: Literal["auto", "classes", "ranked"] = "auto",
     num_threads: int = -1,
 ) -> Decoded:
-    """Ultralytics RT-DETR output ``(B, Q, 4 + C)``: ``cx, cy, w, h`` normalised to ``[0, 1]`` of
-    the model input, then C class probabilities (the graph applies the sigmoid).
+    """Ultralytics RT-DETR outputs; boxes ``cx, cy, w, h`` normalised to ``[0, 1]`` of the model
+    input, in one of two layouts:
 
-    As Ultralytics' ``RTDETRPredictor.postprocess``: ``x1 = cx - w / 2`` (float32, its
-    ``xywh2xyxy``), score = the highest class probability, class = the first class with it;
-    then times the input width and height. Ultralytics stretches the image into the input
-    (``scale_fill``, no letterbox), hence ``mode="resize"``. Kept where ``score >=
+    - ``layout="ranked"`` (Ultralytics >= 8.4.47): ``(B, K, 6)`` = box, score, class; the head
+      already took the top K (query, class) pairs;
+    - ``layout="classes"`` (earlier): ``(B, Q, 4 + C)`` = box, C class probabilities (the graph
+      applies the sigmoid); score = the highest, class = the first class with it.
+
+    ``"auto"`` reads ``"ranked"`` from 6 values per row and ``"classes"`` otherwise (a 2-class
+    model of the older layout also has 6: :func:`select_decoder` decides it from the model's
+    metadata). As ``RTDETRPredictor.postprocess``: ``x1 = cx - w / 2`` (float32, its
+    ``xywh2xyxy``), then times the input width and height. Ultralytics stretches the image into
+    the input (``scale_fill``, no letterbox), hence ``mode="resize"``. Kept where ``score >=
     conf_threshold`` (Ultralytics keeps ``> conf``)."""
     arr = _as_output(output, "output")
     if arr.ndim != 3 or arr.shape[2] < 5:
-        raise ValueError(f"output: expected shape (B, Q, 4 + C) with C >= 1, got {arr.shape}")
+        raise ValueError(f"output: expected shape (B, Q, 4 + C) with C >= 1, or (B, K, 6), "
+                         f"got {arr.shape}")
+    if layout not in RTDETR_LAYOUTS:
+        raise ValueError(f"layout: expected one of {RTDETR_LAYOUTS}, got {layout!r}")
+    ranked = layout == "ranked" or (layout == "auto" and arr.shape[2] == 6)
+    if ranked and arr.shape[2] != 6:
+        raise ValueError(f"output: layout='ranked' expects shape (B, K, 6) = cx, cy, w, h, "
+                         f"score, class, got {arr.shape}")
     _check_nan(arr, "output")
     size = _as_input_size(input_size)
     rows = np.empty(arr.shape[:2] + (6,), np.float32)
@@ -399,9 +419,12 @@ def decode_rtdetr(
     scale = np.array([size[1], size[0]], np.float32)
     rows[..., 0:2] = (arr[..., 0:2] - half) * scale
     rows[..., 2:4] = (arr[..., 0:2] + half) * scale
-    probs = arr[..., 4:]
-    rows[..., 4] = probs.max(axis=2)
-    rows[..., 5] = probs.argmax(axis=2)
+    if ranked:
+        rows[..., 4:6] = arr[..., 4:6]
+    else:
+        probs = arr[..., 4:]
+        rows[..., 4] = probs.max(axis=2)
+        rows[..., 5] = probs.argmax(axis=2)
     return _rows(rows, tiles, size, mode, conf_threshold, num_threads)
 
 
@@ -526,6 +549,12 @@ def _check_nan(arr: np.ndarray, name: str) -> None:
         raise ValueError(f"{name}: expected no NaN, got NaN at index {idx}")
 
 
+def _crop(crop: Any) -> str:
+    if crop not in ("input", "proto"):
+        raise ValueError(f"crop: expected 'input' or 'proto', got {crop!r}")
+    return str(crop)
+
+
 def _as_protos(protos: Any, batch: int) -> np.ndarray:
     pr = _as_output(protos, "protos")
     if pr.ndim != 4 or min(pr.shape[1:]) < 1:
@@ -547,6 +576,8 @@ def decode_yolo_seg(
     conf_threshold: float = 0.25,
     layout: Literal["auto", "channels_first", "channels_last"] = "auto",
     masks: bool = True,
+    crop: Literal["input", "proto"] = "input",
+    drop_empty: bool = True,
     image_shape: Optional[tuple[int, int]] = None,
     num_threads: int = -1,
 ) -> Decoded:
@@ -560,11 +591,14 @@ def decode_yolo_seg(
     ``retina_masks``):
 
     1. logits = coefficients . prototypes at proto resolution (float32);
-    2. zeroed outside the box scaled to proto pixels (pixel ``p`` kept where
-       ``x1 * mw / input_w <= p < x2 * mw / input_w``, likewise in y);
-    3. upsampled bilinearly to the model input (``align_corners=False``, as ``cv2.resize``
-       ``INTER_LINEAR`` and ``F.interpolate(mode="bilinear")``), set where ``> 0`` (= sigmoid
-       ``> 0.5``);
+    2. ``crop="input"`` (Ultralytics >= 8.4.100): upsampled bilinearly to the model input
+       (``align_corners=False``, as ``cv2.resize`` ``INTER_LINEAR`` and
+       ``F.interpolate(mode="bilinear")``), set where ``> 0`` (= sigmoid ``> 0.5``), kept at
+       the input pixels ``i`` with ``x1 <= i < x2`` (likewise in y). ``crop="proto"`` (earlier
+       releases): zeroed outside the box scaled to proto pixels (``p`` kept where
+       ``x1 * mw / input_w <= p < x2 * mw / input_w``), then upsampled and set where ``> 0``;
+    3. ``drop_empty`` (Ultralytics >= 8.4.0): a detection whose mask has no pixel set at the
+       model input is dropped;
     4. each image pixel of the detection's region (``regions_from_boxes`` of its image box,
        inside the tile) takes the model-input pixel under its centre.
 
@@ -587,7 +621,7 @@ def decode_yolo_seg(
     _check_common(arr, t, mode, size, "output")
     res = _core.decode_yolo_seg(arr, pr, t, size[0], size[1], mode, channels_first,
                                 _threshold(conf_threshold, "conf_threshold"), bool(masks),
-                                check_num_threads(num_threads))
+                                check_num_threads(num_threads), _crop(crop), bool(drop_empty))
     return _wrap(res, image_shape)
 
 
@@ -600,6 +634,8 @@ def decode_yolov5_seg(
     *,
     conf_threshold: float = 0.25,
     masks: bool = True,
+    crop: Literal["input", "proto"] = "input",
+    drop_empty: bool = True,
     image_shape: Optional[tuple[int, int]] = None,
     num_threads: int = -1,
 ) -> Decoded:
@@ -621,7 +657,7 @@ def decode_yolov5_seg(
     _check_common(arr, t, mode, size, "output")
     res = _core.decode_yolov5_seg(arr, pr, t, size[0], size[1], mode,
                                   _threshold(conf_threshold, "conf_threshold"), bool(masks),
-                                  check_num_threads(num_threads))
+                                  check_num_threads(num_threads), _crop(crop), bool(drop_empty))
     return _wrap(res, image_shape)
 
 
@@ -634,6 +670,8 @@ def decode_end_to_end_seg(
     *,
     conf_threshold: float = 0.25,
     masks: bool = True,
+    crop: Literal["input", "proto"] = "input",
+    drop_empty: bool = True,
     image_shape: Optional[tuple[int, int]] = None,
     num_threads: int = -1,
 ) -> Decoded:
@@ -653,7 +691,8 @@ def decode_end_to_end_seg(
     _check_common(arr, t, mode, size, "output")
     res = _core.decode_end_to_end_seg(arr, pr, t, size[0], size[1], mode,
                                       _threshold(conf_threshold, "conf_threshold"), bool(masks),
-                                      check_num_threads(num_threads))
+                                      check_num_threads(num_threads), _crop(crop),
+                                      bool(drop_empty))
     return _wrap(res, image_shape)
 
 
@@ -785,9 +824,10 @@ _ROLES = {
 _OPTIONS = {
     "yolo": ("layout",), "yolov5": (), "end_to_end": (),
     "probability_map": ("mask_threshold", "min_area", "masks"),
-    "yolo_seg": ("layout", "masks"), "yolov5_seg": ("masks",),
+    "yolo_seg": ("layout", "masks", "crop", "drop_empty"),
+    "yolov5_seg": ("masks", "crop", "drop_empty"),
     "detr": ("score", "top_k"), "detr_seg": ("score", "top_k", "masks"), "yolox_raw": (),
-    "end_to_end_seg": ("masks",), "rtdetr": (), "dfine": (), "paddle_nms": (),
+    "end_to_end_seg": ("masks", "crop", "drop_empty"), "rtdetr": ("layout",), "dfine": (), "paddle_nms": (),
     "paddle_raw": (),
 }
 
@@ -811,9 +851,15 @@ def _check_option(kind: str, key: str, v: Any) -> Optional[str]:
     elif key == "min_area":
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
             return "expected a non-negative int"
-    elif key == "masks":
+    elif key in ("masks", "drop_empty"):
         if not isinstance(v, (bool, np.bool_)):
             return "expected true or false"
+    elif key == "crop":
+        if v not in ("input", "proto"):
+            return "expected input or proto"
+    elif key == "layout" and kind == "rtdetr":
+        if v not in RTDETR_LAYOUTS:
+            return "expected one of " + ", ".join(RTDETR_LAYOUTS)
     elif key == "layout":
         if v not in ("auto", "channels_first", "channels_last"):
             return "expected one of auto, channels_first, channels_last"
@@ -930,7 +976,9 @@ class DecoderSpec:
             return decode_end_to_end_seg(arrays[0], arrays[1], tiles, input_size, mode,
                                          image_shape=image_shape, **common, **options)
         if k == "rtdetr":
-            return decode_rtdetr(arrays[0], tiles, input_size, mode, **common)
+            if "layout" not in options and self.layout is not None:
+                options["layout"] = self.layout
+            return decode_rtdetr(arrays[0], tiles, input_size, mode, **common, **options)
         if k == "dfine":
             return decode_dfine(arrays[0], arrays[1], arrays[2], tiles, input_size, mode,
                                 **common)
@@ -1022,8 +1070,12 @@ def _yolo_family(kind: str, shape: tuple[Optional[int], ...], m: Optional[int],
     return layout, ""
 
 
+#: The first Ultralytics release whose RT-DETR export ranks in the graph ((B, K, 6) rows).
+RTDETR_RANKED_SINCE = (8, 4, 47)
+
+
 def select_decoder(outputs: Sequence[Any], *, name: str = "auto",
-                   input_size: Any = None) -> DecoderSpec:
+                   input_size: Any = None, metadata: Any = None) -> DecoderSpec:
     """Picks the decoder for a model from its output specs.
 
     Args:
@@ -1037,6 +1089,10 @@ def select_decoder(outputs: Sequence[Any], *, name: str = "auto",
             channels-last ``(B, N, 5+C)`` output whose N is the raw YOLOX grid count at that
             size (:func:`yolox_grid_count`) fits both ``yolov5`` and ``yolox_raw`` and raises
             ValueError naming both instead of guessing.
+        metadata: the model's :class:`fissure.backends.ModelMetadata` when known
+            (``TiledDetector`` passes it). An Ultralytics head named ``RTDETRDecoder`` selects
+            ``rtdetr`` (its ``(B, K, 6)`` rows look like ``end_to_end``'s but hold normalised
+            cx, cy, w, h), with the ``"classes"`` layout for exports before Ultralytics 8.4.47.
 
     Returns:
         a :class:`DecoderSpec` whose ``decode(outputs, tiles, input_size=..., mode=...,
@@ -1055,6 +1111,17 @@ def select_decoder(outputs: Sequence[Any], *, name: str = "auto",
     specs = [_shape_of(s, i) for i, s in enumerate(outputs)]
     ints = [_is_integer(getattr(s, "dtype", None)) for s in outputs]
     size = _as_input_size(input_size) if input_size is not None else None
+    if getattr(metadata, "head", None) == "RTDETRDecoder" and name in ("auto", "rtdetr"):
+        spec, why = _match("rtdetr", specs, explicit=True, ints=ints)
+        if spec is None:
+            shapes = ", ".join(f"{n} {_fmt(s)}" for n, s in specs) or "none"
+            raise ValueError(f"select_decoder: the model's metadata names an RT-DETR head, but "
+                             f"its outputs [{shapes}] are not RT-DETR's: {why}")
+        values = specs[spec.inputs[0][2]][1][2]
+        version = getattr(metadata, "version", None)
+        old = version is not None and tuple(version) < RTDETR_RANKED_SINCE
+        layout = "classes" if values != 6 or old else "ranked"
+        return DecoderSpec("rtdetr", spec.inputs, layout)
     kinds = tuple(k for k in KINDS if k not in _EXPLICIT_ONLY) if name == "auto" else (name,)
     found: list[DecoderSpec] = []
     reasons: list[str] = []

@@ -64,13 +64,13 @@ _EXTRA_INPUTS = {"scale_factor": "scale_factor", "im_shape": "im_shape",
 _RESIZE_KINDS = ("detr", "detr_seg", "rtdetr", "dfine", "paddle_nms", "paddle_raw")
 
 
-def _default_mode(outputs: Any, decoder: Any, size: tuple[int, int]) -> str:
+def _default_mode(outputs: Any, decoder: Any, size: tuple[int, int], metadata: Any) -> str:
     """The preprocessing mode a model's own pipeline uses: ``"resize"`` for the families that
     stretch (RT-DETR, DETR, D-FINE, PaddleDetection), else Ultralytics' ``"letterbox"``."""
     kind = getattr(decoder, "kind", decoder)
     if kind == "auto":
         try:
-            kind = select_decoder(outputs, input_size=size).kind
+            kind = select_decoder(outputs, input_size=size, metadata=metadata).kind
         except ValueError:
             return "letterbox"  # the decoder selection below reports it
     return "resize" if kind in _RESIZE_KINDS else "letterbox"
@@ -313,7 +313,7 @@ class TiledDetector:
                              for v, fixed in zip(asked, static_hw))
                 if size != tuple(asked):
                     self.input_size_from = [int(asked[0]), int(asked[1])]
-            kw: dict[str, Any] = {"mode": _default_mode(spec.outputs, decoder, size),
+            kw: dict[str, Any] = {"mode": _default_mode(spec.outputs, decoder, size, meta),
                                   "dtype": np.dtype(inp.dtype).name}
             kw.update(overrides)
             preprocess = PreprocessConfig(input_size=(size[0], size[1]), **kw)
@@ -350,7 +350,7 @@ class TiledDetector:
         self._on_gpu = on_gpu
         if isinstance(decoder, str):
             self.decoder: Any = select_decoder(spec.outputs, name=decoder,
-                                               input_size=preprocess.input_size)
+                                               input_size=preprocess.input_size, metadata=meta)
         elif callable(getattr(decoder, "decode", None)):
             self.decoder = decoder  # a DecoderSpec, or an object with DecoderSpec's decode()
         else:

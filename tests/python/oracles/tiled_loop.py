@@ -30,7 +30,7 @@ def sahi_merge(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
 
 
 def tiled_loop(image: np.ndarray, tile_size: int, overlap: float,
-               run_tile: Callable[[np.ndarray], tuple]):
+               run_tile: Callable[[np.ndarray], tuple], match_threshold: float = 0.5):
     """``run_tile(crop)`` returns (boxes xyxy in the crop's pixels, scores, classes) after the
     family's own decode and threshold; boxes are shifted, clipped to the tile, zero-area ones
     dropped, and all tiles merged by SAHI. Returns (boxes, scores, classes)."""
@@ -47,7 +47,8 @@ def tiled_loop(image: np.ndarray, tile_size: int, overlap: float,
         b[:, [1, 3]] = b[:, [1, 3]].clip(y0, y1)
         keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
         all_b.append(b[keep]), all_s.append(np.asarray(s)[keep]), all_c.append(np.asarray(c)[keep])
-    return sahi_merge(np.concatenate(all_b), np.concatenate(all_s), np.concatenate(all_c))
+    return sahi_merge(np.concatenate(all_b), np.concatenate(all_s), np.concatenate(all_c),
+                      match_threshold)
 
 
 def assert_same_detections(dets, ref, atol: float = 1e-3) -> None:
@@ -55,8 +56,11 @@ def assert_same_detections(dets, ref, atol: float = 1e-3) -> None:
     exactly), whatever the order."""
     boxes, scores, classes = ref
     assert len(dets) == len(scores) > 0, (len(dets), len(scores))
-    o1 = np.lexsort((dets.boxes[:, 1], dets.boxes[:, 0], dets.class_ids))
-    o2 = np.lexsort((boxes[:, 1], boxes[:, 0], classes))
+    # order both by class and box rounded to 0.01 px (ties of the last bits cannot reorder)
+    def order(b, c):
+        r = np.round(np.asarray(b, np.float64), 2)
+        return np.lexsort((r[:, 3], r[:, 2], r[:, 1], r[:, 0], c))
+    o1, o2 = order(dets.boxes, dets.class_ids), order(boxes, classes)
     np.testing.assert_allclose(dets.boxes[o1], boxes[o2], atol=atol, rtol=0)
     np.testing.assert_allclose(dets.scores[o1], scores[o2], atol=1e-6, rtol=1e-6)
     np.testing.assert_array_equal(dets.class_ids[o1], classes[o2])
