@@ -359,6 +359,16 @@ class TiledDetector:
         kind = getattr(self.decoder, "kind", None)
         if kind in KINDS:
             self.decoder_options = check_decoder_options(kind, self.decoder_options)
+        if kind == "paddle_nms" and self.static_batch is None:
+            # paddle2onnx's multiclass NMS runs one image at a time (its count output is (1,))
+            counts = next((t for t in spec.outputs if t.rank == 1), None)
+            if counts is not None and counts.shape[0] == 1:
+                if batch_size not in (None, 1):
+                    raise ValueError(
+                        f"batch_size={batch_size}: this PaddleDetection export's NMS runs one "
+                        f"image at a time (its count output {counts} is (1,)); use batch_size=1 "
+                        f"or export without NMS (paddle_raw)")
+                self.batch_size = 1
         if meta.task is not None and kind in KINDS:
             fits = _TASK_DECODERS.get(meta.task, ())
             if kind not in fits:
@@ -373,6 +383,21 @@ class TiledDetector:
         if self.layout == "NHWC":
             return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         return x
+
+    def _run_model(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            return self.backend.run(feed)
+        except (ValueError, TypeError):
+            raise
+        except Exception as e:
+            if getattr(self.decoder, "kind", None) != "paddle_nms":
+                raise
+            raise RuntimeError(
+                f"the model failed on a tile: {str(e).strip().splitlines()[0][:300]}. "
+                f"paddle2onnx's conversion of PaddleDetection's multiclass NMS fails in the "
+                f"runtime when exactly one box passes its score threshold (and OpenVINO cannot "
+                f"compile it); export the model without NMS (PaddleDetection's "
+                f"exclude_nms=True) and fissure's merge does the NMS (docs/models.md)") from e
 
     def _extra_values(self, cfg: PreprocessConfig) -> dict[str, list]:
         """The row each extra input gets (the same for every batch item)."""
@@ -485,7 +510,7 @@ class TiledDetector:
                 t0 = time.perf_counter()
                 stats.wait_s += t0 - t_wait
                 x = self._to_model(buf if self.static_batch is not None else buf[:count])
-                out = self.backend.run(self._feed(x, cfg))
+                out = self._run_model(self._feed(x, cfg))
                 t1 = time.perf_counter()
                 stats.model_s += t1 - t0
                 if count != x.shape[0]:
