@@ -177,7 +177,7 @@ def _family_tile(name: str, sess, conf: float):
 
 @pytest.mark.parametrize("name", ["yolo26_det", "yolo26_seg", "rtdetr_det"])
 def test_tiled_equals_the_independent_loop(name: str) -> None:
-    image = mosaic(2400, 3000)
+    image = mosaic(3000, 4000)  # 12 MP
     conf = float(_ref(name)["conf"])
     sess = ort.InferenceSession(str(DATA / f"{name}.onnx"), providers=["CPUExecutionProvider"])
     # The untrained RT-DETR answers with its anchor boxes, on an 8-px grid: many pairs overlap
