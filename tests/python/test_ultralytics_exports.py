@@ -16,6 +16,7 @@ each with the library's own post-processing of one reference input as the oracle
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -227,3 +228,29 @@ def test_rfdetr_export_decodes_as_its_postprocess() -> None:
     np.testing.assert_allclose(d.boxes, lib[keep, :4], atol=1e-3, rtol=0)
     np.testing.assert_allclose(d.scores, lib[keep, 4], rtol=1e-6, atol=0)
     np.testing.assert_array_equal(d.class_ids, lib[keep, 5].astype(np.int64))
+
+
+def test_auto_backend_falls_back_when_openvino_cannot_compile(tmp_path, capsys) -> None:
+    """OpenVINO cannot compile the YOLO26-seg export (its GatherElements takes indices smaller
+    than the data, as ONNX allows); backend="auto" then runs it on ONNX Runtime and says so."""
+    pytest.importorskip("openvino")
+    from fissure.backends import choose, probe
+    from fissure.cli import main
+
+    if choose(probe(), "onnx", "auto").backend != "openvino":
+        pytest.skip("backend='auto' picks ONNX Runtime on this machine")
+    with pytest.warns(RuntimeWarning, match="OpenVINO could not compile yolo26_seg.onnx .*"
+                                            "ONNX Runtime"):
+        det = TiledDetector(DATA / "yolo26_seg.onnx")
+    with det:
+        assert det.describe()["backend"] == "onnxruntime"
+    with pytest.raises(ValueError, match="openvino could not compile"):
+        TiledDetector(DATA / "yolo26_seg.onnx", backend="openvino")
+    cv2.imwrite(str(tmp_path / "a.png"), mosaic(400, 500))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # as outside pytest: shown, not raised
+        rc = main(["detect", str(DATA / "yolo26_seg.onnx"), str(tmp_path / "a.png"), "--out",
+                   str(tmp_path / "o"), "--quiet", "--no-overlay"])
+    err = capsys.readouterr().err
+    assert rc == 0 and err.startswith("fissure: warning: backend='auto': OpenVINO could not")
+    assert "Traceback" not in err and err.count("\n") == 1

@@ -12,6 +12,7 @@ See docs/backends.md for the auto rules, precision and thread-safety.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -94,8 +95,28 @@ def open_model(
     if b == "auto":
         if device.lower() not in DEVICES:
             raise ValueError(f"device={device!r}: with backend='auto' expected one of {DEVICES}")
-        c = choose(probe(), fmt, device)
+        env = probe()
+        c = choose(env, fmt, device)
         b, device = c.backend, c.device
+        if (b == "openvino" and device == "cpu" and fmt == "onnx" and env.onnxruntime
+                and precision in (None, "f32")):
+            # an ONNX model OpenVINO cannot compile (an op it reads differently) still runs:
+            # "auto" falls back to ONNX Runtime on the CPU, and says so
+            from .openvino import OpenVINOBackend
+
+            try:
+                return OpenVINOBackend(source, device, num_threads=num_threads,
+                                       precision=precision, **options)
+            except ModelLoadError as e:
+                lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+                why = next((ln for ln in lines if ln.startswith("While validating node")),
+                           lines[-1] if lines else "")
+                warnings.warn(f"backend='auto': OpenVINO could not compile {Path(str(source)).name}"
+                              f" ({why[:160]}); running it on ONNX Runtime (CPU) instead",
+                              RuntimeWarning, stacklevel=2)
+                b = "onnxruntime"
+                options = {k: v for k, v in options.items()
+                           if k in ("async_workers", "io_binding", "device_id")}
     if b == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 

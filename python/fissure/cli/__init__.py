@@ -10,6 +10,7 @@ import argparse
 import io
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -68,6 +69,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     inputs skipped, 2 nothing done, 130 interrupted, 141 output pipe closed)."""
     errors = _printable(sys.stdout)
     errors_err = _printable(sys.stderr)
+    previous_show = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         rc = _run(argv)
         sys.stdout.flush()  # a closed pipe shows here rather than at interpreter exit
@@ -79,12 +82,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _stdout_to_devnull()
         return 141
     finally:
+        warnings.showwarning = previous_show
         for stream, previous in ((sys.stdout, errors), (sys.stderr, errors_err)):
             if previous is not None:
                 try:
                     stream.reconfigure(errors=previous)  # type: ignore[union-attr]
                 except (AttributeError, ValueError, OSError):
                     pass
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                  line: Optional[str] = None) -> None:
+    """Warnings during a command print as one line, ``fissure: warning: ...``."""
+    try:
+        print(f"fissure: warning: {message}", file=file or sys.stderr)
+    except (OSError, ValueError):
+        pass
 
 
 def _printable(stream: Any) -> Optional[str]:
