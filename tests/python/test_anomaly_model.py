@@ -264,6 +264,29 @@ def test_refuses_what_is_not_an_anomalib_export(tmp_path: Path) -> None:
         AnomalyModel(b"bytes")  # type: ignore[arg-type]
 
 
+def test_refuses_an_anomalib_1x_export_and_a_missing_data_file(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    # anomalib 1.x: the bare torch model, one output named "output", metadata.json beside it
+    g = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "v1",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                         [1, 3, 64, 64])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT,
+                                                         [1, 3, 64, 64])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    onnx.save(m, str(tmp_path / "model.onnx"))
+    with pytest.raises(ValueError, match="anomalib 1.x export"):
+        AnomalyModel(tmp_path / "model.onnx", backend="onnxruntime")
+    # a 2.x export without the model.onnx.data beside it
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copyfile(PADIM, lone / "model.onnx")
+    for backend in BACKENDS:
+        with pytest.raises(ModelLoadError, match="model.onnx.data next to model.onnx"):
+            AnomalyModel(lone / "model.onnx", backend=backend)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"tile_size": 4}, "tile_size"), ({"overlap_ratio": 0.95}, "overlap_ratio"),
     ({"batch_size": 0}, "batch_size"), ({"specular": "inpaint"}, "specular"),

@@ -229,17 +229,31 @@ class AnomalyModel:
         self.specular_dilate = int(specular_dilate)
         self.num_threads = check_num_threads(num_threads)
 
-        from ..backends import open_model
+        from ..backends import ModelLoadError, open_model
 
-        self.model = open_model(path, backend, device, num_threads=self.num_threads,
-                                precision=precision)
+        try:
+            self.model = open_model(path, backend, device, num_threads=self.num_threads,
+                                    precision=precision)
+        except ModelLoadError as exc:
+            if "external" not in str(exc).lower():
+                raise
+            raise ModelLoadError(
+                f"{path}: its weights are stored in a file beside it that cannot be read "
+                f"(anomalib 2.x writes {path.name}.data next to {path.name}: keep the two "
+                f"together) ({exc})") from None
         spec = self.model.spec
         names = [o.name for o in spec.outputs]
         if "anomaly_map" not in names:
             self.model.close()
+            hint = ""
+            if names == ["output"] or (path.parent / "metadata.json").is_file():
+                hint = ("; this looks like an anomalib 1.x export (the bare torch model, "
+                        "normalisation in metadata.json beside it): export it again with "
+                        "anomalib 2.x, whose graph holds its pre- and post-processing")
             raise ValueError(
                 f"{path}: not an anomalib export: expected the outputs "
-                f"{', '.join(ANOMALIB_OUTPUTS)} (anomaly_map at least), got {', '.join(names)}")
+                f"{', '.join(ANOMALIB_OUTPUTS)} (anomaly_map at least), got "
+                f"{', '.join(names)}{hint}")
         if len(spec.inputs) != 1:
             self.model.close()
             raise ValueError(f"{path}: expected one image input (N, 3, H, W), got "
