@@ -42,6 +42,10 @@ META_IMAGE = ("image_threshold", "anomalib.image_threshold")
 #: the normalised threshold of an anomalib 2.x export with the default sensitivity (0.5):
 #: ``PostProcessor.normalized_pixel_threshold = 1 - pixel_sensitivity``
 NORMALISED_THRESHOLD = 0.5
+#: the input a dynamic-size export is probed with (odd, so no training size matches it), and
+#: the working size assumed when its map comes back at that size (anomalib's default)
+PROBE = (67, 61)
+DEFAULT_SIZE = (256, 256)
 #: tile sizes below this are refused (the smallest backbone stride anomalib models use x 2)
 MIN_TILE = 16
 ModelPath = Union[str, "os.PathLike[str]"]
@@ -164,8 +168,9 @@ class AnomalyModel:
     Args:
         model: the exported file.
         tile_size: tile size in image pixels (int or (h, w)); default: the model's working size
-            (its static input size, else the size of the ``anomaly_map`` it returns, which is
-            the size anomalib's graph resizes to). Images are cut with SAHI's grid.
+            (its static input size, else the size of the ``anomaly_map`` it returns on a probe
+            run, which is the size anomalib's graph resizes to; 256 for a graph whose map
+            follows its input's size). Images are cut with SAHI's grid.
         overlap_ratio: tile overlap, as SAHI (pixels = ``int(ratio * tile)``), 0..0.9.
         batch_size: tiles per model call (None: 1 on a CPU, 8 on a GPU; 1 for a model whose
             batch dimension is fixed at 1).
@@ -306,20 +311,23 @@ class AnomalyModel:
 
     def _probe_size(self) -> tuple[int, int]:
         """A dynamic-size export resizes inside to its training size and returns the map at
-        that size: one small run tells it."""
-        x = np.zeros((1, 3, 64, 64), self.input_dtype)
+        that size: one small run tells it. A graph whose map follows the input's size has no
+        working size of its own: anomalib's default image size, 256, then."""
+        ph, pw = PROBE
+        x = np.zeros((1, 3, ph, pw), self.input_dtype)
         try:
             out = self.model.run({self.input_name: x})
         except Exception as exc:
             self.model.close()
-            raise ValueError(f"{self.path}: the model does not run on a (1, 3, 64, 64) "
+            raise ValueError(f"{self.path}: the model does not run on a (1, 3, {ph}, {pw}) "
                              f"input ({type(exc).__name__}: {exc})") from None
         amap = np.asarray(out["anomaly_map"])
         if amap.ndim < 2 or amap.shape[-1] < 1 or amap.shape[-2] < 1:
             self.model.close()
             raise ValueError(f"{self.path}: anomaly_map: expected (N, 1, h, w), got "
                              f"{amap.shape}")
-        return int(amap.shape[-2]), int(amap.shape[-1])
+        size = (int(amap.shape[-2]), int(amap.shape[-1]))
+        return DEFAULT_SIZE if size == PROBE else size
 
     def close(self) -> None:
         self.model.close()
