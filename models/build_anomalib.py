@@ -233,7 +233,8 @@ def export_small(kind: str, out: Path, data: Path, errors: list[str], found: dic
             import openvino as ov
 
             ovm = ov.Core().read_model(str(xml))
-            found[kind]["openvino_rt_info"] = str(ovm.get_rt_info())[:2000]
+            info = ovm.get_rt_info()
+            found[kind]["openvino_rt_info_keys"] = sorted(str(k) for k in info.keys())
             found[kind]["openvino_inputs"] = [str(i) for i in ovm.inputs]
             found[kind]["openvino_outputs"] = [str(o) for o in ovm.outputs]
             for f in xml.parent.iterdir():
