@@ -282,7 +282,7 @@ class AnomalyModel:
                           else int_pair(tile_size, "tile_size", MIN_TILE, 8192))
 
         meta = dict(spec.metadata)
-        self.threshold_source = {}
+        self.threshold_source: dict[str, str] = {}
         thr = None if threshold is None else float(threshold)
         src = "argument"
         if thr is None:
@@ -363,9 +363,10 @@ class AnomalyModel:
         # dynamic-size graph gets the tile at native size (it resizes inside), a static one
         # the tile resized to its input (cv2 INTER_LINEAR)
         size = (th, tw) if self.dynamic_input else self.input_size
-        mode = "none" if size == (th, tw) else "resize"
-        return PreprocessConfig(input_size=size, mode=mode, rgb=True, scale=1.0 / 255.0,
-                                mean=0.0, std=1.0, dtype=self.input_dtype)
+        return PreprocessConfig(input_size=size, mode="none" if size == (th, tw) else "resize",
+                                rgb=True, scale=1.0 / 255.0, mean=(0.0, 0.0, 0.0),
+                                std=(1.0, 1.0, 1.0),
+                                dtype="float16" if self.input_dtype == "float16" else "float32")
 
     def run_tiles(self, image: Any, tiles: Any = None) -> Iterator[tuple[np.ndarray, dict]]:
         """Runs the model on the tiles of an image, a batch at a time; yields (the batch's
