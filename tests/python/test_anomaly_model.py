@@ -10,6 +10,7 @@ tile's own map exactly where only one tile covers a pixel.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -338,3 +339,33 @@ def test_a_graph_whose_map_follows_its_input(tmp_path: Path) -> None:
     want = img.astype(np.float64).mean(axis=2) / 255.0
     np.testing.assert_allclose(res.anomaly_map, want, atol=1e-5, rtol=0)
     assert res.score == pytest.approx(want.max(), abs=1e-5)
+
+
+EFFICIENTAD = Path(os.environ.get(
+    "FISSURE_ANOMALIB_EFFICIENTAD",
+    str(Path.home() / ".cache" / "fissure" / "anomalib" / "efficientad_s" / "model.onnx")))
+
+
+@pytest.mark.skipif(not EFFICIENTAD.is_file(),
+                    reason="no EfficientAD-S export (models/build_anomalib.py writes it)")
+def test_efficientad_export_when_built() -> None:
+    """The EfficientAD-S export models/build_anomalib.py leaves in its cache (not shipped):
+    ONNX Runtime equals anomalib's torch outputs, and two overlapping tiles stitch to each
+    tile's own map where it alone covers a pixel."""
+    r = ref(EFFICIENTAD)
+    with open_model(EFFICIENTAD, "onnxruntime", "cpu") as m:
+        out = m.run({"input": r["input"]})
+    np.testing.assert_allclose(out["anomaly_map"], r["anomaly_map"], atol=1e-3, rtol=0)
+    np.testing.assert_allclose(out["pred_score"].reshape(-1), r["pred_score"].reshape(-1),
+                               atol=1e-3, rtol=0)
+    img = mosaic(256, 448, seed=13)
+    want, cover, maps, scores = per_tile_loop(EFFICIENTAD, img, (256, 256), 0.25, False)
+    with AnomalyModel(EFFICIENTAD, backend="onnxruntime") as am:
+        assert am.input_size == (256, 256)
+        res = am.predict(img)
+    np.testing.assert_allclose(res.anomaly_map, want, atol=ATOL, rtol=0)
+    for (x0, y0, x1, y1), amap in maps:
+        alone = cover[y0:y1, x0:x1] == 1
+        np.testing.assert_allclose(res.anomaly_map[y0:y1, x0:x1][alone], amap[alone],
+                                   atol=ATOL, rtol=0)
+    assert res.score == pytest.approx(max(scores), abs=ATOL)
