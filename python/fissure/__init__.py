@@ -23,7 +23,7 @@ except ImportError as _exc:  # pragma: no cover - depends on how fissure was ins
         "`tools/dev_build.sh` and then `PYTHONPATH=python ...`"
     ) from None
 
-from .anomaly import AnomalyResult, PatchCore, kcenter_greedy, knn_search, random_projection
+from .anomaly import AnomalyModel, AnomalyResult, PatchCore, kcenter_greedy, knn_search, random_projection
 from .detection import Detections, DetectStats, TiledDetector, select_decoder
 from .info import info
 from .masks import BoxMasks, regions_from_boxes
@@ -41,6 +41,7 @@ from .specular import (
 from .tiling import auto_slice_params, slice_grid
 
 __all__ = [
+    "AnomalyModel",
     "AnomalyResult",
     "BoxMasks",
     "DetectStats",

@@ -1,5 +1,5 @@
-"""Anomaly detection (PatchCore): patch embedding, the search core over memory banks, and
-the PatchCore object.
+"""Anomaly detection (PatchCore): patch embedding, the search core over memory banks, the
+PatchCore object, and exported anomalib models run tiled (:class:`AnomalyModel`).
 
 See ``docs/patchcore_core.md``.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .embed import embed_patches
 from .metrics import auroc, pixel_auroc
+from .model import AnomalyModel
 from .patchcore import AnomalyResult, PatchCore
 from .search import (
     jl_min_dims,
@@ -19,6 +20,7 @@ from .search import (
 from .visualize import heatmap_overlay
 
 __all__ = [
+    "AnomalyModel",
     "AnomalyResult",
     "PatchCore",
     "auroc",

@@ -1,8 +1,9 @@
 """``fissure anomaly fit`` and ``fissure anomaly predict``: PatchCore from the command line.
 
 ``fit`` learns a memory bank from defect-free images and writes it atomically (safetensors);
-``predict`` scores images against a bank and writes, per image, a JSON result and a heatmap
-overlay, plus a ``summary.json``. Unreadable images are reported and skipped. Exit statuses:
+``predict`` scores images against a bank, or with an anomalib export (``.onnx`` / ``.xml``,
+run tiled by :class:`fissure.anomaly.AnomalyModel`), and writes, per image, a JSON result and
+a heatmap overlay, plus a ``summary.json``. Unreadable images are reported and skipped. Exit statuses:
 0 all went well, 1 some inputs were skipped, 2 nothing could be done (bad options, an
 input matching no file, a missing, corrupt or foreign bank). See docs/anomaly_cli.md.
 """
@@ -36,6 +37,9 @@ def _finite_nonneg(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return v
 
+
+#: the files ``predict`` takes as an anomalib export rather than a memory bank
+MODEL_SUFFIXES = (".onnx", ".xml")
 
 #: an image with more glare than this (share of pixels under the glare rule, undilated) gets
 #: a warning when glare is not masked
@@ -158,22 +162,42 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         return error(f"--out: expected a folder, got the file {out}")
+    is_model = Path(args.bank).suffix.lower() in MODEL_SUFFIXES
+    if is_model and args.backbone is not None:
+        return error("--backbone: only for a PatchCore memory bank; an anomalib export "
+                     f"({args.bank}) holds its own backbone")
+    if not is_model and (args.tile_size is not None or args.overlap_ratio is not None):
+        return error("--tile-size / --overlap-ratio: only for an anomalib export (.onnx, "
+                     ".xml); a memory bank keeps the tiling it was fitted with")
     inputs = Images(args.inputs, "predict", args.quiet)
     if not inputs.paths:
         return no_inputs()
     overrides: dict[str, Any] = {}
-    if args.specular is not None:  # otherwise as the bank says
+    if args.specular is not None:  # otherwise as the bank says (a model: off)
         overrides["specular"] = None if args.specular == "off" else args.specular
     if args.specular_dilate is not None:
         overrides["specular_dilate"] = args.specular_dilate
+    pc: Any
     try:
-        pc = PatchCore.load(args.bank, args.backbone, backend=args.backend, device=args.device,
-                            num_threads=args.threads, **overrides)
-        pc.model  # noqa: B018  the bank's layers, the backbone, the device: before any image
+        if is_model:
+            from ..anomaly import AnomalyModel
+
+            tiling: dict[str, Any] = {}
+            if args.tile_size is not None:
+                tiling["tile_size"] = args.tile_size
+            if args.overlap_ratio is not None:
+                tiling["overlap_ratio"] = args.overlap_ratio
+            pc = AnomalyModel(args.bank, backend=args.backend, device=args.device,
+                              num_threads=args.threads, **tiling, **overrides)
+        else:
+            pc = PatchCore.load(args.bank, args.backbone, backend=args.backend,
+                                device=args.device, num_threads=args.threads, **overrides)
+            pc.model  # noqa: B018  the bank's layers, the backbone, the device: before any image
     except Exception as exc:
-        if not _setup_error(exc):
+        if not _setup_error(exc) and not (is_model and isinstance(exc, (ValueError, TypeError))):
             raise
-        return error(f"cannot use the memory bank: {one_line(exc)}")
+        what = "the anomalib export" if is_model else "the memory bank"
+        return error(f"cannot use {what}: {one_line(exc)}")
     if args.threshold is not None:
         pc.threshold = args.threshold
     if args.image_threshold is not None:
@@ -216,7 +240,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     unreadable = [str(p) for i, p in enumerate(inputs.paths, start=1) if i not in seen]
     failures = len(unreadable) + len(failed_predict)
     return finish_run(out, {
-        "bank": str(args.bank),
+        ("model" if is_model else "bank"): str(args.bank),
         "pixel_threshold": float(pc.threshold),  # type: ignore[arg-type]
         "image_threshold": float(pc.image_threshold),  # type: ignore[arg-type]
         "images": rows,
@@ -269,20 +293,31 @@ def add_parser(sub: Any) -> None:
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_fit)
 
-    q = acts.add_parser("predict", help="score images against a memory bank: JSON and heatmaps")
-    q.add_argument("bank", help="memory-bank file written by 'fissure anomaly fit'")
+    q = acts.add_parser("predict", help="score images against a memory bank or with an "
+                        "anomalib export: JSON and heatmaps")
+    q.add_argument("bank", metavar="MODEL_OR_BANK",
+                   help="memory-bank file written by 'fissure anomaly fit' (.safetensors), or "
+                        "an anomalib export (.onnx, or OpenVINO IR .xml with its .bin)")
     q.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     q.add_argument("--out", required=True, help="output folder")
     q.add_argument("--backbone", default=None,
                    help="the backbone the bank was built with (default: the bundled one)")
     q.add_argument("--threshold", type=_finite_nonneg, default=None,
-                   help="pixel threshold of the defect mask (default: the bank's calibrated one)")
+                   help="pixel threshold of the defect mask (default: the bank's calibrated one, "
+                        "or the export's)")
     q.add_argument("--image-threshold", type=_finite_nonneg, default=None,
-                   help="image-score threshold for is_anomalous (default: the bank's)")
+                   help="image-score threshold for is_anomalous (default: the bank's or the "
+                        "export's)")
     q.add_argument("--specular", choices=["mask", "off"], default=None,
-                   help="glare suppression on or off (default: as the bank was fitted)")
+                   help="glare suppression on or off (default: as the bank was fitted; off "
+                        "for an anomalib export)")
     q.add_argument("--specular-dilate", type=int, default=None, metavar="PX",
-                   help="grow the glare mask by this radius (default: the bank's)")
+                   help="grow the glare mask by this radius (default: the bank's; 40 for an "
+                        "anomalib export)")
+    q.add_argument("--tile-size", type=int, default=None, metavar="N",
+                   help="anomalib export only: N x N tiles (default: the model's input size)")
+    q.add_argument("--overlap-ratio", type=float, default=None, metavar="R",
+                   help="anomalib export only: tile overlap ratio (default 0.25)")
     q.add_argument("--no-overlay", action="store_true", help="write JSON only")
     add_overlay_format(q)
     q.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
