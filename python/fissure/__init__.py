@@ -23,6 +23,7 @@ except ImportError as _exc:  # pragma: no cover - depends on how fissure was ins
         "`tools/dev_build.sh` and then `PYTHONPATH=python ...`"
     ) from None
 
+from .change import ChangeDetector, change_map
 from .anomaly import AnomalyModel, AnomalyResult, PatchCore, kcenter_greedy, knn_search, random_projection
 from .detection import Detections, DetectStats, TiledDetector, select_decoder
 from .info import info
@@ -44,6 +45,7 @@ __all__ = [
     "AnomalyModel",
     "AnomalyResult",
     "BoxMasks",
+    "ChangeDetector", "change_map",
     "DetectStats",
     "Detections",
     "MergeResult",

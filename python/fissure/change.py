@@ -33,8 +33,9 @@ compares an image of a part or surface ("after") with one or a few reference ima
    neighbourhood bank of (2r+1)^2 patches per reference, computed vectorised in numpy as
    one squared-L2 pass per neighbour offset (9 for r = 1) over the whole tile grid.
 5. **stitch** cell scores to a full-resolution map as PatchCore does (nearest upsampling,
-   mean over tile overlaps, Gaussian sigma 4); out-of-frame pixels and (by default) glare
-   in either image are set to 0.
+   mean over tile overlaps, Gaussian sigma 4); out-of-frame pixels are set to 0, and so is
+   glare in either image with ``specular="mask"`` (off by default: on a gray surface the
+   glare rule, V > 240 and S < 30, also covers a bright scratch).
 6. **threshold** to regions: a given ``threshold``, or one calibrated from the pair itself:
    ``median + k * 1.4826 * MAD`` of the map over the valid pixels (``k`` = ``sigma``,
    default 10), but at least ``min_threshold``. The bulk of a change map is unchanged
@@ -422,8 +423,12 @@ class ChangeDetector:
             pair's map over valid pixels, at least ``min_threshold``.
         sigma, min_threshold: the calibration rule's constants.
         min_area: regions of fewer pixels are dropped.
-        specular: ``"mask"`` (default): glare (V > 240, S < 30, grown by ``specular_dilate``)
-            in the after image or a warped reference is not a change; None: scored.
+        specular: ``"mask"``: glare (V > 240, S < 30, grown by ``specular_dilate``) in the
+            after image or a warped reference is not a change (map 0 there); None (default):
+            scored like the rest (on a gray surface the rule covers every near-white pixel,
+            a bright scratch included).
+        smooth: Gaussian sigma (px) both images are blurred with before the backbone (the
+            warped reference is interpolated, the after image not; 0: off).
         min_inliers, min_inlier_ratio, max_reprojection_error, min_ecc, ecc_refine: the
             alignment's acceptance rules (:func:`align_images`).
         tile_size, overlap_ratio, layers, backend, device, precision, batch_size,
