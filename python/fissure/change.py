@@ -4,7 +4,7 @@
 compares an image of a part or surface ("after") with one or a few reference images of it
 ("before": the same part earlier, or a few images of a good part, the golden sample):
 
-1. **align** each reference to the after image: ORB (then AKAZE) keypoints matched with
+1. **align** each reference to the after image: ORB (then SIFT) keypoints matched with
    Lowe's ratio test and a RANSAC homography (``cv2.findHomography``), or ECC
    (``cv2.findTransformECC``, homography) when features fail or are not wanted. The report
    (:class:`Alignment`) gives the method, matches, inliers, inlier ratio and the inliers'
@@ -75,7 +75,7 @@ class Alignment:
     """How one reference was aligned to the after image.
 
     Attributes:
-        method: ``"orb"``, ``"akaze"``, ``"ecc"`` or ``"none"`` (the one that succeeded).
+        method: ``"orb"``, ``"sift"``, ``"ecc"`` or ``"none"`` (the one that succeeded).
         homography: (3, 3) float64 mapping reference pixel coordinates to after-image ones.
         keypoints: keypoints found in (reference, after) image (features only).
         matches: matches passing the ratio test (features only).
@@ -153,9 +153,9 @@ def _features(ref: np.ndarray, dst: np.ndarray, kind: str, min_inliers: int,
     if kind == "orb":
         det = cv2.ORB_create(nfeatures=5000, fastThreshold=10)
         norm = cv2.NORM_HAMMING
-    else:
-        det = cv2.AKAZE_create(threshold=0.0005)
-        norm = cv2.NORM_HAMMING
+    else:  # SIFT: in OpenCV's main modules since 4.4 (AKAZE is not in every build)
+        det = cv2.SIFT_create(nfeatures=5000)
+        norm = cv2.NORM_L2
     kr, dr = det.detectAndCompute(gr, None)
     kd, dd = det.detectAndCompute(gd, None)
     nk = (len(kr), len(kd))
@@ -224,8 +224,8 @@ def align_images(reference: Any, image: Any, *, align: str = "auto", min_inliers
                  side: int = ALIGN_SIDE) -> Alignment:
     """The homography taking ``reference`` onto ``image`` (arrays or paths), with its quality.
 
-    ``align``: ``"auto"`` (ORB, then AKAZE, then ECC from the identity: the first accepted),
-    ``"features"`` (ORB, then AKAZE), ``"ecc"`` (ECC from the identity only: small motions),
+    ``align``: ``"auto"`` (ORB, then SIFT, then ECC from the identity: the first accepted),
+    ``"features"`` (ORB, then SIFT), ``"ecc"`` (ECC from the identity only: small motions),
     ``"none"`` (identity; the images must have one size). ``ecc_refine``: refine an accepted
     feature homography with ECC (kept only when ECC accepts it). Raises ValueError, with
     every attempt's numbers, when no method gives an acceptable alignment.
@@ -241,7 +241,7 @@ def align_images(reference: Any, image: Any, *, align: str = "auto", min_inliers
     attempts: list[str] = []
     result: Optional[Alignment] = None
     if align in ("auto", "features"):
-        for kind in ("orb", "akaze"):
+        for kind in ("orb", "sift"):
             result, line = _features(ref, dst, kind, min_inliers, min_inlier_ratio,
                                      max_reprojection_error, side)
             attempts.append(line)
@@ -448,7 +448,7 @@ class ChangeDetector:
         min_threshold: float = 1.0,
         min_area: int = 16,
         specular: Optional[str] = None,
-        specular_dilate: int = 8,
+        specular_dilate: int = 24,
         smooth: float = 1.0,
         min_inliers: int = 30,
         min_inlier_ratio: float = 0.25,
@@ -596,6 +596,8 @@ class ChangeDetector:
                 s = fwd if not self.symmetric else np.maximum(fwd, np.where(
                     np.isfinite(back), back, fwd))
                 s = np.where(np.isfinite(s), np.sqrt(np.maximum(s, 0)), 0.0).astype(np.float32)
+                if glare is not None and glare[y0:y1, x0:x1].any():  # as PatchCore: cells
+                    s[_block_mean(glare[y0:y1, x0:x1], gh, gw) > 0] = 0.0  # touching glare
                 acc[y0:y1, x0:x1] += _nearest_up(s, y1 - y0, x1 - x0)
                 cnt[y0:y1, x0:x1] += 1
         np.divide(acc, np.maximum(cnt, 1), out=acc)

@@ -47,7 +47,7 @@ def cmd_change(args: argparse.Namespace) -> int:
     write_overlay(out, "change_overlay", result.overlay(after), args.overlay_format)
     a = result.alignment
     quality = (f"{a.inliers} inliers ({a.inlier_ratio:.0%}), RMSE {a.reprojection_error:.2f} px"
-               if a.method in ("orb", "akaze") else
+               if a.method in ("orb", "sift") else
                f"ECC {a.ecc:.3f}" if a.method == "ecc" else "identity")
     print(f"fissure change: {len(result.boxes)} changed region(s); aligned by {a.method} "
           f"({quality}, {a.valid_fraction:.0%} of the after image covered); threshold "
