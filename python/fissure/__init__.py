@@ -23,8 +23,8 @@ except ImportError as _exc:  # pragma: no cover - depends on how fissure was ins
         "`tools/dev_build.sh` and then `PYTHONPATH=python ...`"
     ) from None
 
-from .change import ChangeDetector, change_map
 from .anomaly import AnomalyModel, AnomalyResult, PatchCore, kcenter_greedy, knn_search, random_projection
+from .change import ChangeDetector, change_map
 from .detection import Detections, DetectStats, TiledDetector, select_decoder
 from .info import info
 from .masks import BoxMasks, regions_from_boxes
