@@ -5,8 +5,9 @@ compares an image of a part or surface ("after") with one or a few reference ima
 ("before": the same part earlier, or a few images of a good part, the golden sample):
 
 1. **align** each reference to the after image: ORB (then SIFT) keypoints matched with
-   Lowe's ratio test and a RANSAC homography (``cv2.findHomography``), or ECC
-   (``cv2.findTransformECC``, homography) when features fail or are not wanted. The report
+   Lowe's ratio test and a RANSAC homography (``cv2.findHomography``), refined by ECC
+   (``cv2.findTransformECC``, homography; ``ecc_refine``), or ECC alone from the identity
+   when features fail or are not wanted. The report
    (:class:`Alignment`) gives the method, matches, inliers, inlier ratio and the inliers'
    reprojection RMSE in after-image pixels; an alignment with too few inliers, a poor
    inlier ratio, a large reprojection error or an implausible homography is refused with a
@@ -220,14 +221,14 @@ def _ecc(ref: np.ndarray, dst: np.ndarray, init: Optional[np.ndarray], min_ecc: 
 
 def align_images(reference: Any, image: Any, *, align: str = "auto", min_inliers: int = 30,
                  min_inlier_ratio: float = 0.25, max_reprojection_error: float = 3.0,
-                 min_ecc: float = 0.6, ecc_refine: bool = False,
+                 min_ecc: float = 0.6, ecc_refine: bool = True,
                  side: int = ALIGN_SIDE) -> Alignment:
     """The homography taking ``reference`` onto ``image`` (arrays or paths), with its quality.
 
     ``align``: ``"auto"`` (ORB, then SIFT, then ECC from the identity: the first accepted),
     ``"features"`` (ORB, then SIFT), ``"ecc"`` (ECC from the identity only: small motions),
     ``"none"`` (identity; the images must have one size). ``ecc_refine``: refine an accepted
-    feature homography with ECC (kept only when ECC accepts it). Raises ValueError, with
+    feature homography with ECC (default; kept only when ECC accepts it). Raises ValueError, with
     every attempt's numbers, when no method gives an acceptable alignment.
     """
     if align not in ALIGN_MODES:
@@ -429,8 +430,11 @@ class ChangeDetector:
             a bright scratch included).
         smooth: Gaussian sigma (px) both images are blurred with before the backbone (the
             warped reference is interpolated, the after image not; 0: off).
-        min_inliers, min_inlier_ratio, max_reprojection_error, min_ecc, ecc_refine: the
-            alignment's acceptance rules (:func:`align_images`).
+        min_inliers, min_inlier_ratio, max_reprojection_error, min_ecc: the alignment's
+            acceptance rules (:func:`align_images`).
+        ecc_refine: refine a feature homography with ECC (default; kept only when ECC
+            accepts it): keypoints locate the surface to a few tenths of a pixel, ECC to a
+            few hundredths, and a residual misalignment is what lights up sharp edges.
         tile_size, overlap_ratio, layers, backend, device, precision, batch_size,
         num_threads: the embedding's, as PatchCore's.
     """
@@ -454,7 +458,7 @@ class ChangeDetector:
         min_inlier_ratio: float = 0.25,
         max_reprojection_error: float = 3.0,
         min_ecc: float = 0.6,
-        ecc_refine: bool = False,
+        ecc_refine: bool = True,
         tile_size: Union[int, tuple[int, int], None] = 512,
         overlap_ratio: float = 0.25,
         layers: Sequence[str] = ("feat8", "feat16"),
@@ -551,8 +555,14 @@ class ChangeDetector:
         h, w = img.shape[:2]
         alignments, refs, valids = [], [], []
         for i, r in enumerate(refs_in):
-            ref = as_image(r, f"before[{i}]" if len(refs_in) > 1 else "before")
-            a = self.align_to(ref, img)
+            name = f"before[{i}]" if len(refs_in) > 1 else "before"
+            ref = as_image(r, name)
+            try:
+                a = self.align_to(ref, img)
+            except ValueError as exc:
+                if len(refs_in) == 1:
+                    raise
+                raise ValueError(f"{name}: {exc}") from None
             warped, valid = self.warp(ref, img, a)
             alignments.append(a)
             refs.append(warped)

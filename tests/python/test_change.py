@@ -83,6 +83,19 @@ def test_alignment_recovers_true_homography(result, pair) -> None:
     json.dumps(d)
 
 
+def test_ecc_alignment_small_motion() -> None:
+    q = synthetic_pair(512, 640, seed=4, n_defects=0, missing=0, angle=1.0, shift=(6.0, -4.0),
+                       scale=1.01)
+    h, w = q.after.shape[:2]
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)[None]
+    true = cv2.perspectiveTransform(corners, q.homography)[0]
+    for mode, refine in (("ecc", False), ("features", True), ("features", False)):
+        a = align_images(q.before, q.after, align=mode, ecc_refine=refine)
+        err = np.abs(cv2.perspectiveTransform(corners, a.homography)[0] - true).max()
+        assert err < (0.25 if mode == "ecc" or refine else 1.5), (mode, refine, err)
+        assert (a.ecc is not None) == (mode == "ecc" or refine)
+
+
 def test_no_change_no_region(detector) -> None:
     for seed in (0, 1, 2):
         q = synthetic_pair(seed=seed, n_defects=0, missing=0)
@@ -146,6 +159,8 @@ def test_alignment_refused_with_numbers() -> None:
         align_images(a, noise, align="features")
     with pytest.raises(ValueError, match="one size"):
         align_images(a, a[:300], align="none")
+    with pytest.raises(ValueError, match=r"before\[1\]: cannot align"):
+        ChangeDetector(align="features").compare([a, noise], a)
 
 
 @pytest.mark.parametrize("kwargs", [

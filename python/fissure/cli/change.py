@@ -36,7 +36,7 @@ def cmd_change(args: argparse.Namespace) -> int:
         args.backbone, align=args.align, radius=args.radius, threshold=args.threshold,
         sigma=args.sigma, min_area=args.min_area, specular=args.specular,
         relight=None if args.no_relight else "match", min_inliers=args.min_inliers,
-        ecc_refine=args.ecc_refine, tile_size=args.tile_size, backend=args.backend,
+        ecc_refine=not args.no_ecc_refine, tile_size=args.tile_size, backend=args.backend,
         device=args.device, num_threads=args.threads)
     result = det.compare(befores if len(befores) > 1 else befores[0], after)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,8 +71,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--align", choices=["auto", "features", "ecc", "none"], default="auto",
                    help="auto: ORB, then AKAZE, then ECC (default); none: same size, no warp")
-    p.add_argument("--ecc-refine", action="store_true",
-                   help="refine a feature homography with ECC")
+    p.add_argument("--no-ecc-refine", action="store_true",
+                   help="keep the feature homography as it is (default: refined by ECC)")
     p.add_argument("--min-inliers", type=int, default=30,
                    help="refuse a feature alignment with fewer RANSAC inliers (default 30)")
     p.add_argument("--radius", type=int, default=1,
