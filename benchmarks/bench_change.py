@@ -10,10 +10,11 @@ pair at 12 MP (3000 x 4000) for the time, and the same pairs without planted cha
 
 Methods, on the same pairs:
 
-* ``change map``: ``ChangeDetector()`` defaults (ORB + RANSAC homography, histogram
-  matching, EfficientNet-Lite0 patches, neighbourhood radius 1, threshold median + 10 MAD);
-* ``absdiff``: the same homography (found by ``align_images``, timed), ``cv2.warpPerspective``
-  of the before image, ``cv2.absdiff``, maximum over channels; thresholded by the same rule
+* ``change map``: ``ChangeDetector()`` defaults (ORB + RANSAC homography refined by ECC,
+  or not with ``--no-ecc``; histogram matching, EfficientNet-Lite0 patches, neighbourhood
+  radius 1, threshold median + 10 MAD);
+* ``absdiff``: the same kind of homography (found by ``align_images``, timed),
+  ``cv2.warpPerspective`` of the before image, ``cv2.absdiff``, maximum over channels; thresholded by the same rule
   (median + 10 x 1.4826 MAD of the map over the covered pixels, regions of >= 16 px);
 * ``absdiff, relit``: as ``absdiff`` after ``fissure.change.match_histograms`` (the change
   map's own relighting): the baseline given the one step that is not in its name.
@@ -24,6 +25,7 @@ planted change; on the no-change pairs every region is false), wall time per pai
 
     PYTHONPATH=python python benchmarks/bench_change.py                # table (~1-2 min)
     PYTHONPATH=python python benchmarks/bench_change.py --write-docs   # ... into docs/benchmarks.md
+    PYTHONPATH=python python benchmarks/bench_change.py --no-ecc --write-docs   # keypoints only
     PYTHONPATH=python python -m pytest benchmarks/bench_change.py      # pytest-benchmark timings
 
 Measured, never asserted.
@@ -59,14 +61,15 @@ def evaluate(mask: np.ndarray, truth: np.ndarray) -> tuple[int, int, int]:
     return found, int(truth.max()), false
 
 
-def absdiff(before: np.ndarray, after: np.ndarray, relit: bool) -> dict[str, Any]:
+def absdiff(before: np.ndarray, after: np.ndarray, relit: bool,
+            ecc_refine: bool = True) -> dict[str, Any]:
     """The baseline, timed from alignment to regions."""
     import cv2
 
     from fissure.change import _drop_small, align_images, calibrate_threshold, match_histograms
 
     t0 = time.perf_counter()
-    a = align_images(before, after)
+    a = align_images(before, after, ecc_refine=ecc_refine)
     h, w = after.shape[:2]
     warped = cv2.warpPerspective(before, a.homography, (w, h))
     valid = cv2.warpPerspective(np.full(before.shape[:2], 255, np.uint8), a.homography,
@@ -87,11 +90,11 @@ def ours(det: Any, before: np.ndarray, after: np.ndarray) -> dict[str, Any]:
             "s": time.perf_counter() - t0}
 
 
-def run(seeds: int, big: bool) -> dict[str, Any]:
+def run(seeds: int, big: bool, ecc_refine: bool = True) -> dict[str, Any]:
     from fissure.anomaly.metrics import pixel_auroc
     from fissure.change import ChangeDetector, synthetic_pair
 
-    det = ChangeDetector()
+    det = ChangeDetector(ecc_refine=ecc_refine)
     det.model  # noqa: B018  opened before the clock runs
     cases = [(f"768x1024 seed {s}", dict(seed=s)) for s in range(seeds)]
     if big:
@@ -104,7 +107,7 @@ def run(seeds: int, big: bool) -> dict[str, Any]:
         clean = synthetic_pair(**kw, n_defects=0, missing=0)
         for m in METHODS:
             run_ = (lambda b, a: ours(det, b, a)) if m == "change map" else (
-                lambda b, a, m=m: absdiff(b, a, relit=m.endswith("relit")))
+                lambda b, a, m=m: absdiff(b, a, relit=m.endswith("relit"), ecc_refine=ecc_refine))
             res = run_(pair.before, pair.after)
             v = res["valid"]
             f, n, fa = evaluate(res["mask"], pair.truth)
@@ -138,13 +141,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=5, help="pairs at 768 x 1024 (default 5)")
     ap.add_argument("--no-12mp", action="store_true", help="leave out the 12 MP pair")
+    ap.add_argument("--no-ecc", action="store_true", help="keypoint homographies only (no "
+                    "ECC refinement), for the change map and the baselines alike")
     ap.add_argument("--write-docs", action="store_true", help="write the table into "
                     "docs/benchmarks.md")
     args = ap.parse_args()
-    rows = run(args.seeds, not args.no_12mp)
+    rows = run(args.seeds, not args.no_12mp, not args.no_ecc)
     cmd = "PYTHONPATH=python python benchmarks/bench_change.py" + (
         f" --seeds {args.seeds}" if args.seeds != 5 else "") + (
-        " --no-12mp" if args.no_12mp else "")
+        " --no-12mp" if args.no_12mp else "") + (" --no-ecc" if args.no_ecc else "")
     block = (f"```\n{cmd}\n```\n\n{platform_line('cv2', 'onnxruntime', 'openvino')}\n\n"
              f"{args.seeds} pairs at 768 x 1024 (7 planted changes each, plus the same pairs "
              "without changes)" + ("" if args.no_12mp else " and one at 12 MP")
@@ -152,7 +157,9 @@ def main() -> None:
              + table(rows, args.seeds))
     print(block)
     if args.write_docs:
-        write_marked_block(str(ROOT / "docs" / "benchmarks.md"), "CHANGE", block, SECTION)
+        tag, title = ("CHANGE_NOECC", "### Keypoint homographies only (`--no-ecc`)") \
+            if args.no_ecc else ("CHANGE", SECTION)
+        write_marked_block(str(ROOT / "docs" / "benchmarks.md"), tag, block, title)
 
 
 # ---------------------------------------------------------------------------- pytest-benchmark
