@@ -192,8 +192,6 @@ def _features(ref: np.ndarray, dst: np.ndarray, kind: str, min_inliers: int,
 def _ecc(ref: np.ndarray, dst: np.ndarray, init: Optional[np.ndarray], min_ecc: float,
          side: int) -> tuple[Optional[Alignment], str]:
     cv2 = require_cv2("change detection")
-    if ref.shape[:2] != dst.shape[:2] and init is None:
-        pass  # ECC from identity still works when the sizes differ a little
     side = min(side, 1000)
     gr, sr = _gray_small(ref, side)
     gd, sd = _gray_small(dst, side)
@@ -591,7 +589,7 @@ class ChangeDetector:
         for batches in zip(*streams):
             btiles, emb = batches[0]
             ref_embs = [e for _, e in batches[1:]]
-            b, gh, gw, _ = emb.shape
+            gh, gw = emb.shape[1:3]
             for t, (x0, y0, x1, y1) in enumerate(btiles.tolist()):
                 fwd = np.full((gh, gw), np.inf, np.float32)
                 back = np.full((gh, gw), np.inf, np.float32)
