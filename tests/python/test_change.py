@@ -220,3 +220,10 @@ def test_cli(tmp_path, pair) -> None:
     rc = main(["change", str(tmp_path / "before.png"), str(tmp_path / "noise.png"), "--out",
                str(out2), "--align", "features"])
     assert rc == 2 and not out2.exists()
+
+
+def test_cli_golden_arguments() -> None:
+    from fissure.cli import build_parser
+
+    a = build_parser().parse_args(["change", "g1.png", "g2.png", "part.png", "--out", "o"])
+    assert a.before == ["g1.png", "g2.png"] and a.after == "part.png"
