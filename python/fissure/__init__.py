@@ -24,6 +24,7 @@ except ImportError as _exc:  # pragma: no cover - depends on how fissure was ins
     ) from None
 
 from .anomaly import AnomalyModel, AnomalyResult, PatchCore, kcenter_greedy, knn_search, random_projection
+from .change import ChangeDetector, change_map
 from .detection import Detections, DetectStats, TiledDetector, select_decoder
 from .info import info
 from .masks import BoxMasks, regions_from_boxes
@@ -44,6 +45,7 @@ __all__ = [
     "AnomalyModel",
     "AnomalyResult",
     "BoxMasks",
+    "ChangeDetector", "change_map",
     "DetectStats",
     "Detections",
     "MergeResult",

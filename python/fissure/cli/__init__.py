@@ -18,7 +18,7 @@ __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import anomaly, demo, detect, specular
+    from . import anomaly, change, demo, detect, specular
 
     p = argparse.ArgumentParser(
         prog="fissure",
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_parser(sub)
     demo.add_parser(sub)
     anomaly.add_parser(sub)
+    change.add_parser(sub)
     return p
 
 
