@@ -292,14 +292,16 @@ def cmd_update(args: argparse.Namespace) -> int:
             raise
         return error(f"cannot use the memory bank: {one_line(exc)}")
     used = 0
+    read_all = False
     current: list[Path] = []
 
     def arrays() -> Iterator[np.ndarray]:
-        nonlocal used
+        nonlocal used, read_all
         for _, path, image in images:
             current[:] = [path]
             used += 1
             yield image
+        read_all = True
 
     def skip(_image: Any, exc: Exception) -> None:  # one image failed: reported, left out
         nonlocal used
@@ -312,7 +314,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     except Exception as exc:
         if not is_runtime_error(exc):
             raise
-        if used == 0:
+        if read_all and used == 0:
             return error(f"none of the {len(images.paths)} normal image(s) could be used; "
                          "the bank was not updated")
         return error(f"update failed ({type(exc).__name__}: {one_line(exc)})")
