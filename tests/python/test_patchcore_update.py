@@ -243,3 +243,18 @@ def test_the_review_band_comes_from_the_calibration(tmp_path) -> None:
     ilo, ihi = pc.image_review_band
     assert ilo == pytest.approx(pc.predict(imgs[4]).score, rel=2e-3)
     assert ihi == pytest.approx(pc.image_threshold * 1.4)
+
+
+def test_a_float16_bank_and_a_gray_crop(tmp_path) -> None:
+    bb = pool_backbone(tmp_path)
+    pc = PatchCore(bb, tile_size=64, coreset_ratio=0.5, bank_dtype="float16",
+                   backend="onnxruntime", precision=None, num_threads=2)
+    pc.fit([texture(128, 128, s) for s in range(3)])
+    rows = pc.bank.shape[0]
+    gray = cv2.cvtColor(texture(128, 128, 9), cv2.COLOR_BGR2GRAY)[10:50, 20:60]
+    pc.update([gray])
+    assert pc.bank.dtype == np.float16 and pc.bank.shape[0] == rows + int(25 * 0.5)
+    path = pc.save(tmp_path / "b.safetensors")
+    got = PatchCore.load(path, bb, backend="onnxruntime", precision=None, num_threads=2)
+    np.testing.assert_array_equal(got.bank, pc.bank)
+    assert got.calibration == pc.calibration and got.coreset_ratio == 0.5
