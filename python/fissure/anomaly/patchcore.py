@@ -270,6 +270,12 @@ class PatchCore:
         self.threshold: Optional[float] = None
         self.image_threshold: Optional[float] = None
         self.stats: dict[str, Any] = {}
+        #: the calibration statistics (fit, update; stored in the bank since format 2 files
+        #: written by this version): the largest held-out normal pixel-map value and image
+        #: score before the margin, the margin, the coreset ratio, the hold-out fraction,
+        #: held-out tiles and training patches so far, update rounds. None: unknown (a bank
+        #: written before they were stored)
+        self.calibration: Optional[dict[str, Any]] = None
 
     # -- the backbone ------------------------------------------------------------------------
     @property
@@ -341,49 +347,10 @@ class PatchCore:
         """
         import time
 
-        from .search import jl_min_dims, kcenter_greedy, knn_search, random_projection
+        from .search import jl_min_dims, kcenter_greedy, random_projection
 
         t0 = time.perf_counter()
-        items: Iterable[Any] = (
-            [images] if isinstance(images, (str, os.PathLike, np.ndarray)) else images)
-        it = items
-        if progress:
-            from tqdm import tqdm
-
-            total = len(items) if isinstance(items, Sized) else None
-            it = tqdm(items, desc="fit", unit="img", total=total)
-        train: list[np.ndarray] = []
-        held: list[tuple[np.ndarray, tuple[int, int], tuple[int, int]]] = []
-        k_hold = int(round(1.0 / self.holdout)) if self.holdout > 0 else 0
-        tile_no = 0
-        dim = None
-        for item in it:
-            # one image's tiles are kept only once all of them are embedded
-            img_train: list[np.ndarray] = []
-            img_held: list[tuple[np.ndarray, tuple[int, int], tuple[int, int]]] = []
-            n = tile_no
-            try:
-                img = as_image(item)
-                for btiles, emb in self._embed_tiles(img, self._tiles(*img.shape[:2])):
-                    for (x0, y0, x1, y1), e in zip(btiles.tolist(), emb):
-                        rows = e.reshape(-1, e.shape[-1])
-                        if k_hold and n % k_hold == k_hold - 1:
-                            # the tile's own size: its map is upsampled to it, as in predict
-                            img_held.append((rows.astype(np.float16), e.shape[:2],
-                                             (y1 - y0, x1 - x0)))
-                        else:
-                            img_train.append(rows.astype(np.float16))
-                        n += 1
-            except Exception as exc:
-                if on_error is None:
-                    raise
-                on_error(item, exc)
-                continue
-            train += img_train
-            held += img_held
-            if img_train or img_held:
-                dim = (img_train or [r for r, _, _ in img_held])[0].shape[1]
-            tile_no = n
+        train, held, tile_no, dim = self._embed_normals(images, "fit", progress, on_error)
         if tile_no == 0:
             raise ValueError("fit: expected at least one normal image, got none")
         if not train:  # one tile in all: calibrate on it as well
@@ -410,26 +377,240 @@ class PatchCore:
         # thresholds: the largest held-out normal values (each held-out tile's image score,
         # computed as predict computes it, and its blurred pixel map)
         calib = held if held else [(feats[: min(len(feats), 4096)], None, None)]
-        pix, img_scores = [], []
-        for rows, grid, size in calib:
-            q = rows.astype(np.float32)
-            d, _ = knn_search(self.bank, q, 1, num_threads=self.num_threads)
-            s = np.sqrt(np.maximum(d[:, 0], 0))
-            k = int(np.argmax(s))
-            img_scores.append(self._reweight(q[k], self.bank)
-                              if self.scoring == "anomalib" and self.num_neighbors > 1
-                              else float(s[k]))
-            if grid is not None:
-                m = _gaussian_blur(_nearest_up(s.reshape(grid).astype(np.float32), *size), 4.0)
-                pix.append(float(m.max()))
+        pix, img_scores = self._calibrate(calib, self.bank)
         grow = 1.0 + self.threshold_margin
+        pixel_max = max(pix) if pix else max(img_scores)
         self.image_threshold = max(img_scores) * grow
-        self.threshold = (max(pix) if pix else max(img_scores)) * grow
+        self.threshold = pixel_max * grow
+        self.calibration = {
+            "pixel_max": float(pixel_max), "image_max": float(max(img_scores)),
+            "threshold_margin": self.threshold_margin, "coreset_ratio": self.coreset_ratio,
+            "holdout": self.holdout, "holdout_tiles": len(held),
+            "train_patches": int(feats.shape[0]), "updates": 0}
         self.stats = {"fit_embed_s": t1 - t0, "coreset_s": t2 - t1,
                       "calibrate_s": time.perf_counter() - t2, "train_patches": int(feats.shape[0]),
                       "bank_size": int(self.bank.shape[0]), "dims": int(dim or 0),
                       "holdout_tiles": len(held)}
         return self
+
+    def _embed_normals(self, images: Iterable[Any], desc: str, progress: bool,
+                       on_error: Optional[Callable[[Any, Exception], None]],
+                       min_side: int = 0) -> tuple[list, list, int, Optional[int]]:
+        """Embeds normal images one at a time: (training rows, held-out tiles as (rows, grid,
+        tile size), tiles seen, feature width). Every ``round(1 / holdout)``-th tile is held
+        out. An image with a side below ``min_side`` raises a ValueError (through ``on_error``
+        when given)."""
+        items: Iterable[Any] = (
+            [images] if isinstance(images, (str, os.PathLike, np.ndarray)) else images)
+        it = items
+        if progress:
+            from tqdm import tqdm
+
+            total = len(items) if isinstance(items, Sized) else None
+            it = tqdm(items, desc=desc, unit="img", total=total)
+        train: list[np.ndarray] = []
+        held: list[tuple[np.ndarray, tuple[int, int], tuple[int, int]]] = []
+        k_hold = int(round(1.0 / self.holdout)) if self.holdout > 0 else 0
+        tile_no = 0
+        dim = None
+        for item in it:
+            # one image's tiles are kept only once all of them are embedded
+            img_train: list[np.ndarray] = []
+            img_held: list[tuple[np.ndarray, tuple[int, int], tuple[int, int]]] = []
+            n = tile_no
+            try:
+                img = as_image(item)
+                if min(img.shape[:2]) < min_side:
+                    raise ValueError(
+                        f"{desc}: a {img.shape[1]} x {img.shape[0]} image or crop is smaller "
+                        f"than the smallest the backbone scores, {min_side} x {min_side} "
+                        "pixels; crop a larger region around the false alarm")
+                for btiles, emb in self._embed_tiles(img, self._tiles(*img.shape[:2])):
+                    for (x0, y0, x1, y1), e in zip(btiles.tolist(), emb):
+                        rows = e.reshape(-1, e.shape[-1])
+                        if k_hold and n % k_hold == k_hold - 1:
+                            # the tile's own size: its map is upsampled to it, as in predict
+                            img_held.append((rows.astype(np.float16), e.shape[:2],
+                                             (y1 - y0, x1 - x0)))
+                        else:
+                            img_train.append(rows.astype(np.float16))
+                        n += 1
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(item, exc)
+                continue
+            train += img_train
+            held += img_held
+            if img_train or img_held:
+                dim = (img_train or [r for r, _, _ in img_held])[0].shape[1]
+            tile_no = n
+        return train, held, tile_no, dim
+
+    def _calibrate(self, calib: Sequence[tuple[np.ndarray, Any, Any]],
+                   bank: np.ndarray) -> tuple[list[float], list[float]]:
+        """Each held-out tile's blurred-map maximum (tiles with a grid) and image score
+        against ``bank``, computed as predict computes them."""
+        from .search import knn_search
+
+        pix, img_scores = [], []
+        for rows, grid, size in calib:
+            q = rows.astype(np.float32)
+            d, _ = knn_search(bank, q, 1, num_threads=self.num_threads)
+            s = np.sqrt(np.maximum(d[:, 0], 0))
+            k = int(np.argmax(s))
+            img_scores.append(self._reweight(q[k], bank)
+                              if self.scoring == "anomalib" and self.num_neighbors > 1
+                              else float(s[k]))
+            if grid is not None:
+                m = _gaussian_blur(_nearest_up(s.reshape(grid).astype(np.float32), *size), 4.0)
+                pix.append(float(m.max()))
+        return pix, img_scores
+
+    # -- update: the feedback loop ---------------------------------------------------------
+    def update(self, images: Iterable[Any], *, coreset_ratio: Optional[float] = None,
+               progress: bool = False,
+               on_error: Optional[Callable[[Any, Exception], None]] = None) -> "PatchCore":
+        """Adds confirmed-normal images or crops to the memory bank, in place; returns self.
+
+        The images (paths or arrays: whole images, or review crops around a false alarm) are
+        embedded with the bank's own tiling, input size, layers and normalisation: an image
+        larger than a tile is tiled as in :meth:`fit`; one no larger than a tile is one tile
+        at its own size (as :meth:`predict` sees it), so a crop must be at least ``MIN_TILE``
+        (32) pixels on each side, else a ValueError.
+
+        As in :meth:`fit`, every ``round(1 / holdout)``-th new tile is held out for the
+        calibration; the rest are the new training patches. The bank keeps every row it has
+        (they stand for training images that are not here any more) and gains
+        ``max(1, int(new patches * coreset_ratio))`` of the new patches, chosen by greedy
+        k-center on the union with the bank rows as centres already selected: each step
+        adds the new patch farthest from the bank and from the patches added so far (fewer
+        when the rest already lie in the bank). The bank grows as :meth:`fit` on the old and
+        the new images together would grow it. ``coreset_ratio``: None takes the bank's
+        (stored in its calibration statistics, else the constructor's).
+
+        The calibration is re-run: the held-out new tiles are scored against the grown bank,
+        as predict scores them, and each threshold becomes ``max(the stored held-out
+        maximum, the new held-out maximum) * (1 + threshold_margin)``. The stored maximum was
+        measured against the old bank; a bank that only grows can only lower those tiles'
+        patch distances, so the combined value is an upper bound of the maximum over all
+        held-out tiles: the thresholds never fall in an update, and rise only where the new
+        normals' held-out tiles score higher than anything seen before. With fewer new tiles
+        than ``round(1 / holdout)`` none is held out and the thresholds stay. A bank without
+        stored statistics takes ``threshold / (1 + threshold_margin)`` as its maximum.
+
+        Nothing changes when it raises (no images, a crop too small, the backbone failing).
+        ``on_error(image, exc)`` as in :meth:`fit`. The statistics of the round are in
+        ``stats``.
+        """
+        import time
+
+        from .search import jl_min_dims, knn_search, random_projection
+
+        bank = self._check_fitted()
+        cal = dict(self.calibration or {})
+        if coreset_ratio is None:
+            ratio = float(cal.get("coreset_ratio", self.coreset_ratio))
+        elif isinstance(coreset_ratio, bool) or not isinstance(coreset_ratio, numbers.Real) or \
+                not 0.0 < float(coreset_ratio) <= 1.0:
+            raise ValueError(f"coreset_ratio: expected None or a number in (0, 1], got "
+                             f"{coreset_ratio!r}")
+        else:
+            ratio = float(coreset_ratio)
+        t0 = time.perf_counter()
+        train, held, tile_no, _ = self._embed_normals(images, "update", progress, on_error,
+                                                      min_side=MIN_TILE)
+        if tile_no == 0:
+            raise ValueError("update: expected at least one normal image or crop, got none")
+        t1 = time.perf_counter()
+        new = np.concatenate(train) if train else np.zeros((0, bank.shape[1]), np.float16)
+        del train
+        if new.shape[1] != bank.shape[1]:
+            raise ValueError(f"update: the new patches have {new.shape[1]} features, the bank "
+                             f"{bank.shape[1]}; the bank does not belong to this backbone")
+        n_add = min(new.shape[0], max(1, int(new.shape[0] * ratio))) if len(new) else 0
+        if n_add == new.shape[0] and ratio >= 1.0:
+            sel = np.arange(new.shape[0])
+        elif n_add:
+            both = np.concatenate([bank.astype(np.float32), new.astype(np.float32)])
+            if jl_min_dims(both.shape[0]) < both.shape[1]:  # as fit: project when it is smaller
+                both = random_projection(both, seed=self.seed)
+            old_p, new_p = both[: bank.shape[0]], np.ascontiguousarray(both[bank.shape[0]:])
+            del both
+            # k-center with the bank's rows already selected: min_dist starts at each new
+            # patch's squared distance to its nearest bank row
+            d, _ = knn_search(np.ascontiguousarray(old_p), new_p, 1,
+                              num_threads=self.num_threads)
+            min_dist = np.maximum(d[:, 0], 0.0).astype(np.float32)
+            # each step's distances as |x|^2 - 2 x.c + |c|^2 (one matrix-vector product)
+            sq = np.einsum("ij,ij->i", new_p, new_p)
+            tiny = 1e-6 * max(float(sq.max()), 1e-12)  # below it: a duplicate, not a gap
+            picks = []
+            for _ in range(n_add):
+                j = int(np.argmax(min_dist))
+                if not min_dist[j] > tiny:  # the rest lie in the bank already
+                    break
+                picks.append(j)
+                dj = sq - 2.0 * (new_p @ new_p[j]) + sq[j]
+                np.minimum(min_dist, np.maximum(dj, 0.0), out=min_dist)
+                min_dist[j] = 0.0
+            sel = np.sort(np.asarray(picks, np.int64))
+        else:
+            sel = np.zeros(0, np.int64)
+        grown = np.ascontiguousarray(np.concatenate([bank, new[sel].astype(bank.dtype)]))
+        t2 = time.perf_counter()
+        pix, img_scores = self._calibrate(held, grown)
+        grow = 1.0 + self.threshold_margin
+        margin = float(cal.get("threshold_margin", self.threshold_margin))
+        old_pix = float(cal.get("pixel_max", float(self.threshold) / (1.0 + margin)))  # type: ignore[arg-type]
+        old_img = float(cal.get("image_max", float(self.image_threshold) / (1.0 + margin)))  # type: ignore[arg-type]
+        pixel_max = max([old_pix, *pix])
+        image_max = max([old_img, *img_scores])
+        before = (int(bank.shape[0]), float(self.threshold), float(self.image_threshold))  # type: ignore[arg-type]
+        # every value is computed: now the model changes
+        self.bank = grown
+        self.threshold = pixel_max * grow
+        self.image_threshold = image_max * grow
+        cal.update({
+            "pixel_max": pixel_max, "image_max": image_max,
+            "threshold_margin": self.threshold_margin, "coreset_ratio": ratio,
+            "holdout": self.holdout,
+            "holdout_tiles": int(cal.get("holdout_tiles", 0)) + len(held),
+            "train_patches": int(cal.get("train_patches", 0)) + int(new.shape[0]),
+            "updates": int(cal.get("updates", 0)) + 1})
+        self.calibration = cal
+        self.stats = {"update_embed_s": t1 - t0, "coreset_s": t2 - t1,
+                      "calibrate_s": time.perf_counter() - t2, "new_tiles": tile_no,
+                      "new_patches": int(new.shape[0]), "added_rows": int(len(sel)),
+                      "holdout_tiles": len(held), "bank_size_before": before[0],
+                      "bank_size": int(grown.shape[0]), "threshold_before": before[1],
+                      "image_threshold_before": before[2]}
+        return self
+
+    @property
+    def review_band(self) -> Optional[tuple[float, float]]:
+        """``(low, high)`` around the pixel threshold, in anomaly-map units (the map, region
+        scores): ``low`` is the largest value the held-out normal tiles produced (the
+        threshold divided by ``1 + threshold_margin``), ``high`` the threshold times
+        ``1 + threshold_margin``. Below ``low`` a value is within what normal tiles gave;
+        from ``low`` to the threshold it is in the safety margin; from the threshold to
+        ``high`` it is flagged but within one margin step, where false alarms on a benign
+        variation the bank has not seen lie: the values a person should review. None before
+        fit or load."""
+        return self._band(self.threshold, "pixel_max")
+
+    @property
+    def image_review_band(self) -> Optional[tuple[float, float]]:
+        """As :attr:`review_band`, for image scores around ``image_threshold``."""
+        return self._band(self.image_threshold, "image_max")
+
+    def _band(self, threshold: Optional[float], key: str) -> Optional[tuple[float, float]]:
+        if threshold is None:
+            return None
+        cal = self.calibration or {}
+        grow = 1.0 + float(cal.get("threshold_margin", self.threshold_margin))
+        low = float(cal[key]) if key in cal else float(threshold) / grow
+        return min(low, float(threshold)), float(threshold) * grow
 
     # -- predict -----------------------------------------------------------------------------
     def _check_fitted(self) -> np.ndarray:
@@ -521,6 +702,8 @@ class PatchCore:
             "num_neighbors": str(self.num_neighbors), "scoring": self.scoring,
             "specular": json.dumps(self.specular), "specular_dilate": str(self.specular_dilate),
         }
+        if self.calibration is not None:
+            meta["calibration"] = json.dumps(self.calibration, sort_keys=True)
         meta["sha256"] = _checksum(bank, meta)
         p = Path(path)
         _atomic_write_bytes(p, save({"bank": np.ascontiguousarray(bank)}, metadata=meta))
@@ -571,6 +754,11 @@ class PatchCore:
             pc.rgb = norm["rgb"]
             pc.threshold = _finite(float(meta["threshold"]), "threshold")
             pc.image_threshold = _finite(float(meta["image_threshold"]), "image_threshold")
+            if "calibration" in meta:
+                pc.calibration = _calibration_from_meta(meta["calibration"])
+                for key in ("threshold_margin", "coreset_ratio", "holdout"):
+                    if key not in kwargs:
+                        setattr(pc, key, pc.calibration[key])
         except (KeyError, ValueError, TypeError) as exc:
             raise ValueError(f"{p}: invalid PatchCore metadata ({exc})") from None
         built_with = str(meta.get("backbone_sha256"))
@@ -607,6 +795,28 @@ def _settings_from_meta(meta: dict) -> dict[str, Any]:
         "specular": json.loads(meta.get("specular", "null")),
         "specular_dilate": number("specular_dilate", int) if "specular_dilate" in meta else 40,
     }
+
+
+def _calibration_from_meta(text: str) -> dict[str, Any]:
+    """The bank's calibration statistics, each checked (the checksum already matched)."""
+    cal = json.loads(text)
+    if not isinstance(cal, dict):
+        raise ValueError(f"calibration: expected an object, got {text!r}")
+    limits = {"pixel_max": (0.0, math.inf), "image_max": (0.0, math.inf),
+              "threshold_margin": (0.0, 10.0), "coreset_ratio": (1e-12, 1.0),
+              "holdout": (0.0, 1.0 - 1e-12)}
+    out: dict[str, Any] = {}
+    for key, (lo, hi) in limits.items():
+        v = _finite(cal.get(key), f"calibration {key}", lo)
+        if v > hi:
+            raise ValueError(f"calibration {key}: expected at most {hi:g}, got {v!r}")
+        out[key] = v
+    for key in ("holdout_tiles", "train_patches", "updates"):
+        v = cal.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"calibration {key}: expected an int >= 0, got {v!r}")
+        out[key] = v
+    return out
 
 
 def _read_bank(p: Path) -> tuple[dict, np.ndarray]:

@@ -1,6 +1,8 @@
-"""``fissure anomaly fit`` and ``fissure anomaly predict``: PatchCore from the command line.
+"""``fissure anomaly fit``, ``predict`` and ``update``: PatchCore from the command line.
 
 ``fit`` learns a memory bank from defect-free images and writes it atomically (safetensors);
+``update`` adds images or crops a person confirmed normal (false alarms) to a bank and writes
+the grown, recalibrated bank atomically to a new file;
 ``predict`` scores images against a bank, or with an anomalib export (``.onnx`` / ``.xml``,
 run tiled by :class:`fissure.anomaly.AnomalyModel`), and writes, per image, a JSON result and
 a heatmap overlay, plus a ``summary.json``. Unreadable images are reported and skipped. Exit statuses:
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -21,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["add_parser", "cmd_fit", "cmd_predict"]
+__all__ = ["add_parser", "cmd_fit", "cmd_predict", "cmd_update"]
 
 from ._common import (SUMMARY, Images, add_overlay_format, error, finish_run, is_runtime_error,
                       no_inputs, one_line, outputs_of_one_image, unique_stem, write_overlay)
@@ -251,8 +254,83 @@ def cmd_predict(args: argparse.Namespace) -> int:
        f"({len(rows) / dt if dt > 0 else 0:.2f} img/s), written to {out}", failures)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    """``fissure anomaly update``: adds confirmed-normal images or crops to a memory bank
+    (:meth:`fissure.anomaly.PatchCore.update`) and writes the grown bank to ``--out``.
+
+    Returns the exit status: 0, 1 when some images were unreadable or unusable (a crop
+    smaller than 32 pixels) and skipped, 2 when the bank cannot be used, no image could be
+    used, ``--out`` is the bank itself without ``--force``, or the options are invalid.
+    """
+    from ..anomaly import PatchCore
+
+    out, src = Path(args.out), Path(args.bank)
+    if out.is_dir():
+        return error(f"--out: expected a memory-bank file name, got the folder {out}")
+    if _same_file(src, out) and not args.force:
+        return error(f"--out {out} is the bank being updated; write the updated bank to a new "
+                     "file (keep the old one to go back to), or pass --force to replace it")
+    if args.coreset_ratio is not None and not 0.0 < args.coreset_ratio <= 1.0:
+        return error(f"--coreset-ratio: expected a number in (0, 1], got {args.coreset_ratio}")
+    images = Images(args.normal, "update", args.quiet)
+    if not images.paths:
+        return no_inputs()
+    t0 = time.perf_counter()
+    try:
+        pc = PatchCore.load(src, args.backbone, backend=args.backend, device=args.device,
+                            num_threads=args.threads)
+        pc.model  # noqa: B018  the bank's layers, the backbone, the device: before any image
+    except Exception as exc:
+        if not _setup_error(exc):
+            raise
+        return error(f"cannot use the memory bank: {one_line(exc)}")
+    used = 0
+    read_all = False
+    current: list[Path] = []
+
+    def arrays() -> Iterator[np.ndarray]:
+        nonlocal used, read_all
+        for _, path, image in images:
+            current[:] = [path]
+            used += 1
+            yield image
+        read_all = True
+
+    def skip(_image: Any, exc: Exception) -> None:  # one image failed: reported, left out
+        nonlocal used
+        if not images.fail(current[0], exc):
+            raise exc
+        used -= 1
+
+    try:
+        pc.update(arrays(), coreset_ratio=args.coreset_ratio, on_error=skip)
+    except Exception as exc:
+        if not is_runtime_error(exc):
+            raise
+        if read_all and used == 0:
+            return error(f"none of the {len(images.paths)} normal image(s) could be used; "
+                         "the bank was not updated")
+        return error(f"update failed ({type(exc).__name__}: {one_line(exc)})")
+    pc.save(out)
+    dt = time.perf_counter() - t0
+    st = pc.stats
+    print(f"fissure anomaly update: {used} image(s), {st['new_tiles']} tile(s), "
+          f"{st['new_patches']} patches -> bank {st['bank_size_before']} -> {st['bank_size']} "
+          f"rows, thresholds: pixel {st['threshold_before']:.4g} -> {pc.threshold:.4g}, image "
+          f"{st['image_threshold_before']:.4g} -> {pc.image_threshold:.4g}; {dt:.1f} s; "
+          f"written to {out}" + (f"; {len(images.skipped)} skipped" if images.skipped else ""))
+    return 1 if images.skipped else 0
+
+
 def add_parser(sub: Any) -> None:
-    """Registers ``fissure anomaly fit|predict`` on the ``fissure`` command's subparsers."""
+    """Registers ``fissure anomaly fit|predict|update`` on the ``fissure`` command's subparsers."""
     p = sub.add_parser("anomaly", help="PatchCore anomaly detection: fit a memory bank on "
                        "normal images, predict heatmaps and defect regions",
                        description="PatchCore anomaly detection, trained on defect-free images.")
@@ -325,3 +403,24 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_predict)
+
+    u = acts.add_parser("update", help="add images or crops a person confirmed normal (false "
+                        "alarms) to a memory bank: the feedback loop")
+    u.add_argument("bank", metavar="BANK", help="memory-bank file to update (.safetensors)")
+    u.add_argument("--normal", nargs="+", required=True, metavar="NORMAL",
+                   help="confirmed-normal image files, crops (>= 32 x 32 pixels), folders or "
+                        "globs")
+    u.add_argument("--out", required=True,
+                   help="the updated memory-bank file to write (not BANK itself unless --force)")
+    u.add_argument("--force", action="store_true",
+                   help="allow --out to be BANK: replace it (atomically) with the updated bank")
+    u.add_argument("--coreset-ratio", type=float, default=None,
+                   help="fraction of the new patches added to the bank (default: the bank's "
+                        "own ratio)")
+    u.add_argument("--backbone", default=None,
+                   help="the backbone the bank was built with (default: the bundled one)")
+    u.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
+    u.add_argument("--device", default="auto", help="auto, cpu, cuda, gpu, npu")
+    u.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
+    u.add_argument("--quiet", action="store_true", help="no progress bar")
+    u.set_defaults(func=cmd_update)
