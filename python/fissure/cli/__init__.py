@@ -1,4 +1,4 @@
-"""The ``fissure`` command: ``fissure info | specular | detect | demo | anomaly fit/predict``.
+"""The ``fissure`` command: ``fissure info | specular | detect | demo | anomaly fit/predict/update | change``.
 
 One module per command family; ``_common`` holds what they share (inputs behind a progress
 bar, error lines, exit statuses, output names).
