@@ -27,6 +27,7 @@ from .anomaly import AnomalyModel, AnomalyResult, PatchCore, kcenter_greedy, knn
 from .change import ChangeDetector, change_map
 from .detection import Detections, DetectStats, TiledDetector, select_decoder
 from .info import info
+from .inspection import InspectedRegion, InspectionResult, Inspector
 from .masks import BoxMasks, regions_from_boxes
 from .merge import MergeResult, greedy_nmm, nmm, nms
 from .preprocess import PreprocessConfig, letterbox_params, preprocess_tiles
@@ -45,7 +46,8 @@ __all__ = [
     "AnomalyModel",
     "AnomalyResult",
     "BoxMasks",
-    "ChangeDetector", "change_map",
+    "ChangeDetector",
+    "change_map",
     "DetectStats",
     "Detections",
     "MergeResult",
@@ -59,6 +61,9 @@ __all__ = [
     "glare_fraction",
     "greedy_nmm",
     "info",
+    "InspectedRegion",
+    "InspectionResult",
+    "Inspector",
     "inpaint_specular",
     "kcenter_greedy",
     "knn_search",

@@ -1,4 +1,4 @@
-"""The ``fissure`` command: ``fissure info | specular | detect | demo | anomaly fit/predict/update | change``.
+"""The ``fissure`` command: ``fissure info | specular | detect | demo | anomaly fit/predict/update | change | inspect``.
 
 One module per command family; ``_common`` holds what they share (inputs behind a progress
 bar, error lines, exit statuses, output names).
@@ -18,7 +18,7 @@ __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import anomaly, change, demo, detect, specular
+    from . import anomaly, change, demo, detect, inspect, specular
 
     p = argparse.ArgumentParser(
         prog="fissure",
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     anomaly.add_parser(sub)
     change.add_parser(sub)
+    inspect.add_parser(sub)
     return p
 
 

@@ -1,0 +1,183 @@
+"""The inspection cascade (fissure.Inspector, fissure inspect) on planted ground truth: a
+PatchCore fitted on defect-free synthetic brushed metal, a test surface with planted dark
+defects (scratch, pit, stain, crack) and planted bright squares, and a real ONNX detector that
+fires on bright pixels only (fissure.detection.toy). Oracles: the planted boxes; the detector
+run on every tile of the image (restricted to the candidate regions it must equal); the
+review band's rule."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from fissure import Inspector, PatchCore, TiledDetector
+from fissure.anomaly.synthetic import brushed_metal, plant_defects
+from fissure.detection.toy import bright_spot_model
+from fissure.inspection import _overlap, plan_tiles
+
+cv2 = pytest.importorskip("cv2")
+pytest.importorskip("onnxruntime")
+
+SPOTS = [(800, 150), (1350, 880), (90, 600)]  # (x, y) of 14 x 14 bright squares
+SPOT = 14
+
+
+@pytest.fixture(scope="module")
+def bank() -> PatchCore:
+    normals = [brushed_metal(512, 512, seed=s) for s in (1, 2)]
+    return PatchCore(coreset_ratio=0.05, tile_size=256, backend="onnxruntime",
+                     num_threads=2).fit(normals)
+
+
+@pytest.fixture(scope="module")
+def surface():
+    surf = plant_defects(brushed_metal(1024, 1536, seed=7), 4, seed=3,
+                         kinds=("scratch", "pit", "stain", "crack"))
+    img = surf.image.copy()
+    for x, y in SPOTS:
+        img[y:y + SPOT, x:x + SPOT] = 255
+    spot_boxes = np.array([[x, y, x + SPOT, y + SPOT] for x, y in SPOTS], np.float64)
+    defect_boxes = np.array([d.box for d in surf.defects], np.float64)
+    # the planted squares keep clear of the planted defects (each region holds one kind)
+    assert _overlap(spot_boxes + [-120, -120, 120, 120], defect_boxes).max() == 0
+    return img, spot_boxes, defect_boxes
+
+
+def spot_detector(**kw) -> TiledDetector:
+    return TiledDetector(bright_spot_model(), backend="onnxruntime", tile_size=256,
+                         conf_threshold=0.9, decoder_options={"mask_threshold": 0.9},
+                         class_names=["bright spot"], num_threads=2, **kw)
+
+
+def _region_of(result, box):
+    hits = [r for r in result.regions
+            if _overlap(np.array([r.box]), np.asarray([box], np.float64))[0, 0] >= 0.5]
+    assert len(hits) == 1, (box, [r.box for r in result.regions])
+    return hits[0]
+
+
+def test_cascade_names_what_it_can_and_keeps_the_rest(bank, surface) -> None:
+    img, spots, defects = surface
+    with spot_detector() as det:
+        result = Inspector(bank, det)(img)
+        # every planted defect and square is one region; the squares are named by the detector
+        for b in spots:
+            r = _region_of(result, b)
+            assert (r.label, r.class_id, r.verdict) == ("bright spot", 0, "defect")
+            assert r.confidence == pytest.approx(1.0)
+        for b in defects:  # dark defects: no class explains them, they stay as anomalies
+            r = _region_of(result, b)
+            assert r.label == "anomaly" and r.class_id is None and r.verdict == "defect"
+        assert len(result.regions) == len(spots) + len(defects)
+        assert result.verdict == "defect"
+        # the detector ran on the candidates' tiles only
+        assert 0 < result.tiles_run < result.tiles_total
+        assert det.stats.tiles == result.tiles_run
+        # ... and found what the detector run on every tile finds inside the candidates
+        every = det(img)
+    grown = Inspector(bank, None)._grown(np.array([r.box for r in result.regions]), *img.shape[:2])
+    inside = (_overlap(grown, every.boxes.astype(np.float64)) >= 0.5).any(0)
+    np.testing.assert_array_equal(np.sort(every.boxes[inside], 0), np.sort(result.detections.boxes, 0))
+    assert len(every) == len(spots)
+
+
+def test_review_band_sets_the_verdicts(bank, surface) -> None:
+    img = surface[0]
+    low, high = bank.review_band
+    assert low <= bank.threshold < high
+    alone = Inspector(bank)(img)
+    assert alone.detections is None and alone.tiles_run == 0 and alone.review == (low, high)
+    scores = sorted(r.score for r in alone.regions)
+    mid = scores[len(scores) // 2]
+    # a band holding the lower half of the region scores: those go to a person
+    r = Inspector(bank, review=(0.0, mid))(img)
+    for reg in r.regions:
+        assert reg.verdict == ("review" if reg.score < mid else "defect")
+    assert r.counts()["review"] == sum(s < mid for s in scores)
+    # every region below the band's low end: ok, and the image with it
+    r = Inspector(bank, review=(scores[-1] + 1, scores[-1] + 2))(img)
+    assert r.verdict == "ok" and all(reg.verdict == "ok" for reg in r.regions)
+    # a confirmed class wins over the band (confirm=True), not with confirm=False
+    with spot_detector() as det:
+        band = (0.0, scores[-1] + 1)
+        r = Inspector(bank, det, review=band)(img)
+        assert {reg.verdict for reg in r.regions if reg.class_id is not None} == {"defect"}
+        r = Inspector(bank, det, review=band, confirm=False)(img)
+        assert {reg.verdict for reg in r.regions} == {"review"}
+
+
+def test_clean_surface_is_ok(bank) -> None:
+    with spot_detector() as det:
+        r = Inspector(bank, det)(brushed_metal(600, 700, seed=11))
+    assert r.verdict == "ok" and r.regions == [] and r.tiles_run == 0
+    assert len(r.detections) == 0
+
+
+def test_plan_tiles_cover_each_box() -> None:
+    boxes = np.array([[10, 10, 20, 20], [500, 300, 900, 700], [12, 11, 22, 19]], np.float64)
+    tiles = plan_tiles(boxes, (800, 1000), (256, 256))
+    assert len({tuple(t) for t in tiles.tolist()}) == len(tiles)  # no duplicates
+    assert (tiles[:, 2] - tiles[:, 0] == 256).all() and (tiles[:, 3] - tiles[:, 1] == 256).all()
+    assert (tiles[:, :2] >= 0).all() and (tiles[:, 2] <= 1000).all() and (tiles[:, 3] <= 800).all()
+    for b in boxes:  # every pixel of every box lies in some tile
+        ys, xs = np.mgrid[int(b[1]):int(b[3]), int(b[0]):int(b[2])]
+        inside = np.zeros(xs.shape, bool)
+        for t in tiles:
+            inside |= (xs >= t[0]) & (xs < t[2]) & (ys >= t[1]) & (ys < t[3])
+        assert inside.all()
+    # the two small boxes share one tile: 1 + the large box's grid
+    assert len(tiles) == 1 + len(plan_tiles(boxes[1:2], (800, 1000), (256, 256)))
+    assert plan_tiles(np.zeros((0, 4)), (800, 1000), (256, 256)).shape == (0, 4)
+
+
+def test_bad_arguments(bank) -> None:
+    with pytest.raises(TypeError, match="anomaly: expected"):
+        Inspector(42)
+    with pytest.raises(TypeError, match="detector: expected"):
+        Inspector(bank, 3.5)
+    with pytest.raises(ValueError, match="review: expected finite low <= high"):
+        Inspector(bank, review=(5, 1))
+    with pytest.raises(ValueError, match="review: expected"):
+        Inspector(bank, review="high")
+    with pytest.raises(ValueError, match="match_threshold"):
+        Inspector(bank, match_threshold=0)
+    with spot_detector() as det:
+        with pytest.raises(ValueError, match="tiles: tile 0"):
+            det.detect_tiles(np.zeros((100, 100, 3), np.uint8), np.array([[0, 0, 200, 50]]))
+
+
+def test_cli_inspect(tmp_path, bank, surface, capsys) -> None:
+    from fissure.cli import main
+
+    img = surface[0]
+    bank.save(tmp_path / "bank.safetensors")
+    (tmp_path / "spots.onnx").write_bytes(bright_spot_model())
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    cv2.imwrite(str(tmp_path / "b.png"), brushed_metal(600, 700, seed=11))
+    scores = sorted(r.score for r in Inspector(bank)(img).regions)
+    band = f"0,{scores[len(scores) // 2]}"
+    rc = main(["inspect", "--anomaly", str(tmp_path / "bank.safetensors"), "--detector",
+               str(tmp_path / "spots.onnx"), str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+               "--out", str(tmp_path / "o"), "--review", band, "--review-dir",
+               str(tmp_path / "rev"), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "2 image(s): 1 defect, 0 review, 1 ok" in out
+    rows = list(csv.DictReader((tmp_path / "o" / "summary.csv").read_text().splitlines()))
+    assert [r["verdict"] for r in rows] == ["defect", "ok"]
+    doc = json.loads((tmp_path / "o" / "a.json").read_text())
+    assert len(doc["regions"]) == int(rows[0]["regions"]) == 7
+    review = list(csv.DictReader((tmp_path / "rev" / "review.csv").read_text().splitlines()))
+    assert len(review) == sum(r["verdict"] == "review" for r in doc["regions"]) > 0
+    for r in review:
+        crop = cv2.imread(str(tmp_path / "rev" / r["crop"]))
+        assert crop is not None and crop.shape[0] > float(r["y2"]) - float(r["y1"])
+    assert (tmp_path / "o" / "a_inspect.jpg").exists()
+    # a bank that is not one: exit 2, one line
+    (tmp_path / "bad.safetensors").write_bytes(b"not a bank")
+    rc = main(["inspect", "--anomaly", str(tmp_path / "bad.safetensors"), str(tmp_path / "a.png"),
+               "--out", str(tmp_path / "o2"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("fissure: error: cannot set up the inspection") and "\n" == err[-1]
