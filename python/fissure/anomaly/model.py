@@ -283,27 +283,27 @@ class AnomalyModel:
 
         meta = dict(spec.metadata)
         self.threshold_source: dict[str, str] = {}
-        thr = None if threshold is None else float(threshold)
-        src = "argument"
-        if thr is None:
-            thr, src = _read_threshold(meta, META_PIXEL), "metadata"
-        if thr is None and "pred_mask" in names:
-            thr, src = self._graph_threshold("pred_mask"), "graph"
-        if thr is None:
-            thr, src = NORMALISED_THRESHOLD, "default"
-        ithr = None if image_threshold is None else float(image_threshold)
-        isrc = "argument"
-        if ithr is None:
-            ithr, isrc = _read_threshold(meta, META_IMAGE), "metadata"
-        if ithr is None and "pred_label" in names:
-            ithr, isrc = self._graph_threshold("pred_label"), "graph"
-        if ithr is None:
-            ithr, isrc = NORMALISED_THRESHOLD, "default"
+        thr, src = self._threshold(threshold, meta, META_PIXEL, "pred_mask", names)
+        ithr, isrc = self._threshold(image_threshold, meta, META_IMAGE, "pred_label", names)
         self.threshold = float(thr)
         self.image_threshold = float(ithr)
         self.threshold_source = {"threshold": src, "image_threshold": isrc}
 
     # -- the model ---------------------------------------------------------------------------
+    def _threshold(self, given: Optional[float], meta: dict, keys: tuple[str, ...],
+                   output: str, names: Any) -> tuple[float, str]:
+        """A threshold and where it came from: the argument, the metadata, the constant the
+        graph compares ``output`` against, else the normalised default."""
+        if given is not None:
+            return float(given), "argument"
+        v = _read_threshold(meta, keys)
+        if v is not None:
+            return v, "metadata"
+        v = self._graph_threshold(output) if output in names else None
+        if v is not None:
+            return v, "graph"
+        return NORMALISED_THRESHOLD, "default"
+
     def _graph_threshold(self, output: str) -> Optional[float]:
         if self.path.suffix.lower() == ".onnx":
             return _onnx_threshold(self.path, output)

@@ -171,6 +171,16 @@ def is_runtime_error(exc: BaseException) -> bool:
     return module.startswith(("onnxruntime", "openvino"))
 
 
+def add_runtime_args(parser: Any, *, quiet: bool = True) -> None:
+    """``--backend``, ``--device``, ``--threads`` (and ``--quiet``): where a command runs its
+    model, the same on every command."""
+    parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, gpu, npu")
+    parser.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
+    if quiet:
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def add_overlay_format(parser: Any) -> None:
     """``--overlay-format jpg|png``: how a command writes its overlay pictures."""
     parser.add_argument(

@@ -26,8 +26,8 @@ import numpy as np
 
 __all__ = ["add_parser", "cmd_fit", "cmd_predict", "cmd_update"]
 
-from ._common import (SUMMARY, Images, add_overlay_format, error, finish_run, is_runtime_error,
-                      no_inputs, one_line, outputs_of_one_image, unique_stem, write_overlay)
+from ._common import (SUMMARY, Images, add_overlay_format, add_runtime_args, error, finish_run,
+                      is_runtime_error, no_inputs, one_line, outputs_of_one_image, unique_stem, write_overlay)
 
 
 
@@ -365,10 +365,7 @@ def add_parser(sub: Any) -> None:
     f.add_argument("--threshold-margin", type=float, default=0.25, metavar="M",
                    help="thresholds = largest held-out normal value x (1 + M) (default 0.25)")
     f.add_argument("--bank-dtype", choices=["float32", "float16"], default="float32")
-    f.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
-    f.add_argument("--device", default="auto", help="auto, cpu, cuda, gpu, npu")
-    f.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
-    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_runtime_args(f)
     f.set_defaults(func=cmd_fit)
 
     q = acts.add_parser("predict", help="score images against a memory bank or with an "
@@ -398,10 +395,7 @@ def add_parser(sub: Any) -> None:
                    help="anomalib export only: tile overlap ratio (default 0.25)")
     q.add_argument("--no-overlay", action="store_true", help="write JSON only")
     add_overlay_format(q)
-    q.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
-    q.add_argument("--device", default="auto", help="auto, cpu, cuda, gpu, npu")
-    q.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
-    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_runtime_args(q)
     q.set_defaults(func=cmd_predict)
 
     u = acts.add_parser("update", help="add images or crops a person confirmed normal (false "
@@ -419,8 +413,5 @@ def add_parser(sub: Any) -> None:
                         "own ratio)")
     u.add_argument("--backbone", default=None,
                    help="the backbone the bank was built with (default: the bundled one)")
-    u.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
-    u.add_argument("--device", default="auto", help="auto, cpu, cuda, gpu, npu")
-    u.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
-    u.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_runtime_args(u)
     u.set_defaults(func=cmd_update)

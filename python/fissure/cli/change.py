@@ -58,7 +58,7 @@ def cmd_change(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     """Registers ``fissure change`` on the ``fissure`` command's subparsers."""
-    from ._common import add_overlay_format
+    from ._common import add_overlay_format, add_runtime_args
 
     p = sub.add_parser(
         "change", help="before/after change map (or a part against golden references)",
@@ -88,8 +88,6 @@ def add_parser(sub: Any) -> None:
                    help="do not match the reference's histogram to the after image's")
     p.add_argument("--tile-size", type=int, default=512, help="tile size in px (default 512)")
     p.add_argument("--backbone", default=None, help="ONNX backbone (default: bundled)")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, gpu, npu")
-    p.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
+    add_runtime_args(p, quiet=False)
     add_overlay_format(p)
     p.set_defaults(func=cmd_change)

@@ -131,7 +131,7 @@ def _band(text: str) -> tuple[float, float]:
 
 def add_parser(sub: Any) -> None:
     """Registers ``fissure inspect`` on the ``fissure`` command's subparsers."""
-    from ._common import add_overlay_format
+    from ._common import add_overlay_format, add_runtime_args
 
     p = sub.add_parser(
         "inspect", help="anomaly map -> candidate regions -> detector on their tiles",
@@ -152,8 +152,5 @@ def add_parser(sub: Any) -> None:
                    help="write each review region as a crop with context, and review.csv")
     p.add_argument("--no-overlay", action="store_true", help="write JSON and CSV only")
     add_overlay_format(p)
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, gpu, npu")
-    p.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_runtime_args(p)
     p.set_defaults(func=cmd_inspect)
