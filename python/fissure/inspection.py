@@ -130,22 +130,34 @@ class InspectionResult:
 
 def plan_tiles(boxes: np.ndarray, image_shape: tuple[int, int], tile_size: tuple[int, int],
                overlap_ratio: tuple[float, float] = (0.2, 0.2)) -> np.ndarray:
-    """The detector tiles that cover candidate boxes: for each box, SAHI's grid over the box
-    grown to at least one tile and centred on it, clamped to the image; duplicates removed.
-    Returns ``(T, 4)`` int64 xyxy tiles in a deterministic order (raster order of their
-    origins)."""
+    """The detector tiles that cover candidate boxes, few of them: tiles of the whole image's
+    own SAHI grid (the tiles a run over every tile would take), chosen greedily, each time
+    the one that wholly holds the most boxes not yet covered; a box no grid tile wholly holds
+    (larger than the overlap, or across a seam) gets SAHI's grid over the box grown to at
+    least one tile and centred on it, clamped to the image. Returns ``(T, 4)`` int64 xyxy
+    tiles without duplicates, in raster order of their origins."""
     h, w = int(image_shape[0]), int(image_shape[1])
     th, tw = min(int(tile_size[0]), h), min(int(tile_size[1]), w)
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
     out: set[tuple[int, int, int, int]] = set()
-    for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4):
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        bw, bh = max(x2 - x1, tw), max(y2 - y1, th)
-        ax = int(min(max(math.floor(cx - bw / 2), 0), w - math.ceil(bw)))
-        ay = int(min(max(math.floor(cy - bh / 2), 0), h - math.ceil(bh)))
-        ax, ay = max(ax, 0), max(ay, 0)
-        aw, ah = min(int(math.ceil(bw)), w - ax), min(int(math.ceil(bh)), h - ay)
-        for t in slice_grid(ah, aw, th, tw, overlap_ratio[0], overlap_ratio[1]):
-            out.add((int(t[0]) + ax, int(t[1]) + ay, int(t[2]) + ax, int(t[3]) + ay))
+    if len(b):
+        grid = slice_grid(h, w, th, tw, overlap_ratio[0], overlap_ratio[1]).astype(np.float64)
+        holds = ((grid[:, None, 0] <= b[None, :, 0]) & (grid[:, None, 1] <= b[None, :, 1])
+                 & (grid[:, None, 2] >= b[None, :, 2]) & (grid[:, None, 3] >= b[None, :, 3]))
+        left = holds.any(0)
+        while left.any():
+            gain = (holds & left[None, :]).sum(1)
+            best = int(np.argmax(gain))  # ties: the first in the grid's order
+            out.add(tuple(int(v) for v in grid[best]))
+            left &= ~holds[best]
+        for x1, y1, x2, y2 in b[~holds.any(0)]:
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            bw, bh = max(x2 - x1, tw), max(y2 - y1, th)
+            ax = max(int(min(max(math.floor(cx - bw / 2), 0), w - math.ceil(bw))), 0)
+            ay = max(int(min(max(math.floor(cy - bh / 2), 0), h - math.ceil(bh))), 0)
+            aw, ah = min(int(math.ceil(bw)), w - ax), min(int(math.ceil(bh)), h - ay)
+            for t in slice_grid(ah, aw, th, tw, overlap_ratio[0], overlap_ratio[1]):
+                out.add((int(t[0]) + ax, int(t[1]) + ay, int(t[2]) + ax, int(t[3]) + ay))
     if not out:
         return np.zeros((0, 4), np.int64)
     return np.array(sorted(out, key=lambda t: (t[1], t[0], t[3], t[2])), np.int64)
