@@ -44,6 +44,8 @@ class InspectedRegion:
         class_id: the detector's class id, or None.
         confidence: the detector's score, or None.
         verdict: ``"defect"``, ``"review"`` or ``"ok"``.
+        mask: ``(y2 - y1, x2 - x1)`` bool, box-local: the region's own pixels of the anomaly
+            mask (its 8-connected component), never a full-image array.
     """
 
     id: int
@@ -53,10 +55,19 @@ class InspectedRegion:
     class_id: Optional[int] = None
     confidence: Optional[float] = None
     verdict: str = "defect"
+    mask: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+
+    @property
+    def area(self) -> int:
+        """The region's pixels (of its box-local mask; the box's area without one)."""
+        if self.mask is not None:
+            return int(np.count_nonzero(self.mask))
+        x1, y1, x2, y2 = self.box
+        return int(round((x2 - x1) * (y2 - y1)))
 
     def to_dict(self) -> dict:
         return {"id": self.id, "box": [float(v) for v in self.box], "score": float(self.score),
-                "label": self.label, "class_id": self.class_id,
+                "area": self.area, "label": self.label, "class_id": self.class_id,
                 "confidence": None if self.confidence is None else float(self.confidence),
                 "verdict": self.verdict}
 
@@ -131,21 +142,34 @@ class InspectionResult:
 def plan_tiles(boxes: np.ndarray, image_shape: tuple[int, int], tile_size: tuple[int, int],
                overlap_ratio: tuple[float, float] = (0.2, 0.2)) -> np.ndarray:
     """The detector tiles that cover candidate boxes: for each box, SAHI's grid over the box
-    grown to at least one tile and centred on it, clamped to the image; duplicates removed.
-    Returns ``(T, 4)`` int64 xyxy tiles in a deterministic order (raster order of their
-    origins)."""
+    grown to at least one tile and centred on it, clamped to the image. Boxes are taken
+    largest first; a box that already lies whole inside a planned tile adds none (nearby
+    candidates share a tile), and identical tiles run once. Returns ``(T, 4)`` int64 xyxy
+    tiles in a deterministic order (raster order of their origins)."""
     h, w = int(image_shape[0]), int(image_shape[1])
+    if h <= 0 or w <= 0:
+        raise ValueError(f"image_shape: expected positive (H, W), got {image_shape!r}")
     th, tw = min(int(tile_size[0]), h), min(int(tile_size[1]), w)
-    out: set[tuple[int, int, int, int]] = set()
-    for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4):
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if not np.isfinite(b).all():
+        raise ValueError("boxes: expected finite xyxy boxes")
+    order = np.lexsort((b[:, 1], b[:, 0], -(b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))
+    out: dict[tuple[int, int, int, int], None] = {}
+    for x1, y1, x2, y2 in b[order]:
+        x1, y1 = max(x1, 0.0), max(y1, 0.0)
+        x2, y2 = min(x2, float(w)), min(y2, float(h))
+        if out:
+            t = np.array(list(out), np.int64)
+            if ((t[:, 0] <= x1) & (t[:, 1] <= y1) & (t[:, 2] >= x2) & (t[:, 3] >= y2)).any():
+                continue
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         bw, bh = max(x2 - x1, tw), max(y2 - y1, th)
         ax = int(min(max(math.floor(cx - bw / 2), 0), w - math.ceil(bw)))
         ay = int(min(max(math.floor(cy - bh / 2), 0), h - math.ceil(bh)))
         ax, ay = max(ax, 0), max(ay, 0)
         aw, ah = min(int(math.ceil(bw)), w - ax), min(int(math.ceil(bh)), h - ay)
-        for t in slice_grid(ah, aw, th, tw, overlap_ratio[0], overlap_ratio[1]):
-            out.add((int(t[0]) + ax, int(t[1]) + ay, int(t[2]) + ax, int(t[3]) + ay))
+        for g in slice_grid(ah, aw, th, tw, overlap_ratio[0], overlap_ratio[1]):
+            out[(int(g[0]) + ax, int(g[1]) + ay, int(g[2]) + ax, int(g[3]) + ay)] = None
     if not out:
         return np.zeros((0, 4), np.int64)
     return np.array(sorted(out, key=lambda t: (t[1], t[0], t[3], t[2])), np.int64)
@@ -158,6 +182,29 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
     area = np.clip((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9, None)
     return inter / area[None, :]
+
+
+def _region_masks(mask: np.ndarray, boxes: np.ndarray) -> list[Optional[np.ndarray]]:
+    """Box-local masks of the anomaly mask's 8-connected regions (the order of the anomaly
+    result's boxes: OpenCV's component order); each region's own pixels only."""
+    if len(boxes) == 0:
+        return []
+    from ._optional import require_cv2
+
+    cv2 = require_cv2("Inspector")
+    n, labels, st, _ = cv2.connectedComponentsWithStats(
+        np.ascontiguousarray(mask, np.uint8), connectivity=8)
+    comp_boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in st[1:, :4]], np.float64)
+    out: list[Optional[np.ndarray]] = []
+    for b in np.asarray(boxes, np.float64):
+        x1, y1, x2, y2 = (int(round(v)) for v in b)
+        same = np.flatnonzero((np.abs(comp_boxes - [x1, y1, x2, y2]) < 0.5).all(1))
+        crop = labels[y1:y2, x1:x2]
+        if same.size:  # the component(s) with exactly this box
+            out.append(np.isin(crop, same + 1))
+        else:  # a region that is not one component (another model's boxes): its mask crop
+            out.append(crop > 0)
+    return out
 
 
 class Inspector:
@@ -179,10 +226,14 @@ class Inspector:
         context: the region's box is grown by this fraction of its size (at least 8 px) on
             each side when matching and when planning tiles.
         confirm: a region the detector explains is a ``defect`` even inside the review band.
+        specular: ``None`` (default: each stage as it is set) or ``"mask"`` (glare is not a
+            defect, in either stage): the anomaly stage masks glare (a model set otherwise is
+            used through a shallow copy set to ``"mask"``; the object passed in is not
+            changed) and detections lying mostly (``>= 0.5`` of their box) on that glare are
+            dropped before matching, so a highlight next to a candidate cannot name it.
         backend, device, num_threads: for files opened here.
 
-    A detector's own specular setting and thresholds apply on its tiles; the anomaly stage's
-    glare masking is its own (``specular=`` of PatchCore / AnomalyModel).
+    A detector's own specular setting and thresholds apply on its tiles as well.
     """
 
     def __init__(
@@ -194,11 +245,20 @@ class Inspector:
         match_threshold: float = 0.5,
         context: float = 0.25,
         confirm: bool = True,
+        specular: Optional[str] = None,
         backend: str = "auto",
         device: str = "auto",
         num_threads: int = -1,
     ) -> None:
+        if specular not in (None, "mask"):
+            raise ValueError(f"specular: expected None or 'mask', got {specular!r}")
+        self.specular = specular
         self.anomaly = self._open_anomaly(anomaly, backend, device, num_threads)
+        if specular == "mask" and getattr(self.anomaly, "specular", "mask") != "mask":
+            import copy
+
+            self.anomaly = copy.copy(self.anomaly)
+            self.anomaly.specular = "mask"
         self._owns_detector = False
         if detector is None or callable(getattr(detector, "detect_tiles", None)):
             self.detector = detector
@@ -280,8 +340,9 @@ class Inspector:
         low, high = self.review_band()
         boxes = np.asarray(res.boxes, np.float64).reshape(-1, 4)
         scores = np.asarray(res.box_scores, np.float64).reshape(-1)
-        regions = [InspectedRegion(i + 1, tuple(float(v) for v in b), float(s))
-                   for i, (b, s) in enumerate(zip(boxes, scores))]
+        masks = _region_masks(np.asarray(res.mask), boxes)
+        regions = [InspectedRegion(i + 1, tuple(float(v) for v in b), float(s), mask=m)
+                   for i, (b, s, m) in enumerate(zip(boxes, scores, masks))]
         dets, run, total = None, 0, 0
         if self.detector is not None:
             det = self.detector
@@ -291,6 +352,9 @@ class Inspector:
             tiles = plan_tiles(grown, (h, w), det.tile_size, det.overlap_ratio)
             run = len(tiles)
             dets = det.detect_tiles(img, tiles)
+            glare = getattr(res, "glare", None)
+            if self.specular == "mask" and glare is not None and len(dets):
+                dets = dets.filter_specular(glare, specular="mask", specular_threshold=0.5)
             if len(dets) and len(regions):
                 ios = _overlap(grown, np.asarray(dets.boxes, np.float64))
                 for i, r in enumerate(regions):
