@@ -184,26 +184,28 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / area[None, :]
 
 
-def _region_masks(mask: np.ndarray, boxes: np.ndarray) -> list[Optional[np.ndarray]]:
-    """Box-local masks of the anomaly mask's 8-connected regions (the order of the anomaly
-    result's boxes: OpenCV's component order); each region's own pixels only."""
+def _region_masks(mask: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
+    """Box-local masks of the anomaly mask's 8-connected regions: for each box, the
+    components of the mask over the box and a 1 px ring around it whose bounding box is the
+    box (the region's own pixels; a neighbour's pixels reaching into the box reach the ring
+    too, so they are not taken). Work over the boxes only, never over the whole image."""
     if len(boxes) == 0:
         return []
     from ._optional import require_cv2
 
     cv2 = require_cv2("Inspector")
-    n, labels, st, _ = cv2.connectedComponentsWithStats(
-        np.ascontiguousarray(mask, np.uint8), connectivity=8)
-    comp_boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in st[1:, :4]], np.float64)
-    out: list[Optional[np.ndarray]] = []
+    h, w = mask.shape[:2]
+    out: list[np.ndarray] = []
     for b in np.asarray(boxes, np.float64):
         x1, y1, x2, y2 = (int(round(v)) for v in b)
-        same = np.flatnonzero((np.abs(comp_boxes - [x1, y1, x2, y2]) < 0.5).all(1))
-        crop = labels[y1:y2, x1:x2]
-        if same.size:  # the component(s) with exactly this box
-            out.append(np.isin(crop, same + 1))
-        else:  # a region that is not one component (another model's boxes): its mask crop
-            out.append(crop > 0)
+        a, c = max(x1 - 1, 0), max(y1 - 1, 0)
+        crop = np.ascontiguousarray(mask[c:min(y2 + 1, h), a:min(x2 + 1, w)], np.uint8)
+        n, labels, st, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
+        own = [i for i in range(1, n) if (st[i, 0] + a, st[i, 1] + c, st[i, 0] + a + st[i, 2],
+                                          st[i, 1] + c + st[i, 3]) == (x1, y1, x2, y2)]
+        local = labels[y1 - c:y2 - c, x1 - a:x2 - a]
+        # a box that is not one component's (another model's regions): its mask crop
+        out.append(np.isin(local, own) if own else local > 0)
     return out
 
 
@@ -333,9 +335,27 @@ class Inspector:
         import time
 
         img = as_image(image)
-        h, w = img.shape[:2]
         t0 = time.perf_counter()
         res = self.anomaly.predict(img)
+        t1 = time.perf_counter()
+        out = self.cascade(img, res)
+        out.seconds = {"anomaly": t1 - t0, "detector": out.seconds["detector"],
+                       "total": time.perf_counter() - t0}
+        return out
+
+    def cascade(self, image: Any, anomaly_result: Any) -> InspectionResult:
+        """The stages after the anomaly model, on its result for ``image`` (computed
+        elsewhere, e.g. to try several detectors or bands on one map): tile plan, detector,
+        matching, verdicts. ``Inspector(...)(image)`` is ``cascade(image, predict(image))``."""
+        import time
+
+        img = as_image(image)
+        h, w = img.shape[:2]
+        res = anomaly_result
+        amap = getattr(res, "anomaly_map", None)
+        if amap is None or tuple(np.shape(amap)) != (h, w):
+            raise ValueError(f"anomaly_result: expected the anomaly result of this {w}x{h} "
+                             f"image, got a map of shape {np.shape(amap)}")
         t1 = time.perf_counter()
         low, high = self.review_band()
         boxes = np.asarray(res.boxes, np.float64).reshape(-1, 4)
@@ -377,7 +397,7 @@ class Inspector:
         worst = min((VERDICTS.index(r.verdict) for r in regions), default=VERDICTS.index("ok"))
         t2 = time.perf_counter()
         return InspectionResult(res, regions, VERDICTS[worst], (low, high), dets, run, total,
-                                {"anomaly": t1 - t0, "detector": t2 - t1, "total": t2 - t0})
+                                {"detector": t2 - t1, "total": t2 - t1})
 
     def close(self) -> None:
         if self._owns_detector and self.detector is not None:

@@ -248,3 +248,14 @@ def test_plan_tiles_shares_a_tile_between_near_candidates() -> None:
     assert len(plan_tiles(far, (1000, 1000), (256, 256))) == 2
     with pytest.raises(ValueError, match="image_shape"):
         plan_tiles(far, (0, 10), (256, 256))
+
+
+def test_cascade_on_a_given_anomaly_result(bank, surface) -> None:
+    img = surface[0]
+    insp = Inspector(bank)
+    res = bank.predict(img)
+    a, b = insp.cascade(img, res), insp(img)
+    assert [r.to_dict() for r in a.regions] == [r.to_dict() for r in b.regions]
+    assert set(b.seconds) == {"anomaly", "detector", "total"}
+    with pytest.raises(ValueError, match="anomaly_result: expected the anomaly result"):
+        insp.cascade(img[:100, :100], res)
