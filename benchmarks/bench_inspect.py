@@ -16,6 +16,11 @@ medians of interleaved rounds over the same anomaly result: the cascade's detect
 share, so "pipeline" = anomaly + detector stage.
 
     PYTHONPATH=python python benchmarks/bench_inspect.py [--rounds 5] [--tiles 640,320] [--big]
+        [--detector toy|ocr]
+
+``--detector ocr`` swaps in a real pretrained detector with a real cost per tile: PP-OCRv4
+det (DBNet, from the rapidocr-onnxruntime wheel), with dark stamped words (markings, 16-20 px
+tall) planted instead of the squares; recall = words named "text".
 
 Not a pytest file: a plain script that prints a Markdown table (docs/benchmarks.md).
 """
@@ -33,10 +38,42 @@ from fissure.anomaly.synthetic import brushed_metal, plant_defects
 from fissure.inspection import _overlap
 
 SQUARE = (255, 255, 200)
+WORDS = ("LOT 7", "A-42", "QC", "9131", "SN 88", "OK-3")
+OCR_REL = "models/ch_PP-OCRv4_det_infer.onnx"
+
+
+def ocr_detector(tile: int) -> TiledDetector:
+    """PP-OCRv4 det (DBNet, from the rapidocr-onnxruntime wheel) with its own preprocessing,
+    as in tests/python/test_detect_real.py: a real pretrained detector, one class (text)."""
+    import importlib.util
+    from pathlib import Path
+
+    from fissure import PreprocessConfig
+
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is None or spec.origin is None:
+        raise SystemExit("--detector ocr needs rapidocr-onnxruntime (pip install --no-deps)")
+    cfg = PreprocessConfig(input_size=(tile, tile), mode="none", rgb=False,
+                           mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    return TiledDetector(str(Path(spec.origin).parent / OCR_REL), tile_size=tile,
+                         decoder="probability_map", decoder_options={"mask_threshold": 0.3},
+                         conf_threshold=0.5, preprocess=cfg, class_names=["text"])
+
+
+def stamp(img: np.ndarray, x: int, y: int, rng: np.random.Generator) -> list[int]:
+    """A dark stamped marking (a short word, 16-20 px tall); returns its box."""
+    import cv2
+
+    text = WORDS[int(rng.integers(len(WORDS)))]
+    scale = float(rng.uniform(0.7, 0.85))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
+    cv2.putText(img, text, (x, y + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 2,
+                cv2.LINE_AA)
+    return [x, y, x + tw, y + th + base]
 
 
 def surface(h: int, w: int, n_defects: int, n_glints: int, n_squares: int, seed: int,
-            defect_seed: int):
+            defect_seed: int, marks: str = "squares"):
     surf = plant_defects(brushed_metal(h, w, seed=seed), n_defects, n_glints=n_glints,
                          seed=defect_seed)
     img = surf.image.copy()
@@ -50,17 +87,30 @@ def surface(h: int, w: int, n_defects: int, n_glints: int, n_squares: int, seed:
         if _overlap(b, taken).max(initial=0) > 0 or (
                 squares and _overlap(b, np.array(squares, np.float64)).max() > 0):
             continue
-        img[y:y + 14, x:x + 14] = SQUARE
-        squares.append([x, y, x + 14, y + 14])
+        if marks == "words":
+            squares.append(stamp(img, x, y, rng))
+        else:
+            img[y:y + 14, x:x + 14] = SQUARE
+            squares.append([x, y, x + 14, y + 14])
     defects = np.array([d.box for d in surf.defects], np.float64)
     return img, np.array(squares, np.float64), defects, surf.glint_boxes.astype(np.float64)
 
 
 def covered(boxes, targets: np.ndarray) -> np.ndarray:
+    """Targets (planted boxes) at least half inside one of ``boxes`` (regions)."""
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     if len(b) == 0:
         return np.zeros(len(targets), bool)
     return (_overlap(b, targets) >= 0.5).any(0)
+
+
+def detected(dets, targets: np.ndarray) -> np.ndarray:
+    """Targets with a detection lying at least half inside the target's box grown by 8 px
+    (the rule the cascade names a region by, applied to the planted box)."""
+    b = np.asarray(dets.boxes, np.float64).reshape(-1, 4)
+    if len(b) == 0:
+        return np.zeros(len(targets), bool)
+    return (_overlap(targets + [-8, -8, 8, 8], b) >= 0.5).any(1)
 
 
 def main() -> None:
@@ -68,30 +118,36 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tiles", default="640,320", help="detector tile sizes")
     ap.add_argument("--big", action="store_true", help="add the 24 MP sparse surface")
+    ap.add_argument("--detector", default="toy", choices=["toy", "ocr"],
+                    help="toy: bright-spot detector, bright squares planted; ocr: PP-OCRv4 "
+                         "det, dark stamped words planted")
     args = ap.parse_args()
     bank = PatchCore(coreset_ratio=0.01, specular="mask", seed=0).fit(
         [brushed_metal(1536, 1536, seed=s) for s in (1, 2)])
-    cases = [("demo 12 MP: 16 defects, 8 glints, 4 squares", (3000, 4000, 16, 8, 4, 100, 200))]
+    marks = "words" if args.detector == "ocr" else "squares"
+    label = "text" if args.detector == "ocr" else "bright spot"
+    cases = [(f"demo 12 MP: 16 defects, 8 glints, 4 {marks}", (3000, 4000, 16, 8, 4, 100, 200))]
     if args.big:
-        cases.append(("24 MP sparse: 4 defects, 4 glints, 4 squares",
+        cases.append((f"24 MP sparse: 4 defects, 4 glints, 4 {marks}",
                       (4000, 6000, 4, 4, 4, 9, 10)))
-    print("| surface | tile | tiles run / all | squares named: cascade / every tile | dark "
+    print(f"| surface | tile | tiles run / all | {marks} named: cascade / every tile | dark "
           "defects found (cascade) | detections on glints: cascade / every tile | detector "
           "stage: cascade / every tile (s) | ratio | anomaly stage (s) | pipeline ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     from fissure.detection.toy import bright_spot_model
 
-    model = bright_spot_model()
+    model = bright_spot_model() if args.detector == "toy" else None
     for name, (h, w, nd, ng, ns, seed, dseed) in cases:
-        img, squares, defects, glints = surface(h, w, nd, ng, ns, seed, dseed)
+        img, squares, defects, glints = surface(h, w, nd, ng, ns, seed, dseed, marks)
         t = time.perf_counter()
         res = bank.predict(img)
         t_anomaly = time.perf_counter() - t
         for tile in (int(v) for v in args.tiles.split(",")):
-            det = TiledDetector(model, tile_size=tile, conf_threshold=0.9,
-                                decoder_options={"mask_threshold": 0.9},
-                                class_names=["bright spot"])
+            det = ocr_detector(tile) if args.detector == "ocr" else TiledDetector(
+                model, tile_size=tile, conf_threshold=0.9,
+                decoder_options={"mask_threshold": 0.9}, class_names=["bright spot"])
             insp = Inspector(bank, det, specular="mask")
+            insp.cascade(img, res), det(img)  # warm-up: sessions, batch sizing
             casc, full = [], []
             for _ in range(args.rounds):  # interleaved rounds
                 t = time.perf_counter()
@@ -100,9 +156,16 @@ def main() -> None:
                 t = time.perf_counter()
                 every = det(img)
                 full.append(time.perf_counter() - t)
-            named = [g.box for g in r.regions if g.label == "bright spot"]
-            rc, rf = covered(named, squares).mean(), covered(every.boxes, squares).mean()
+            named = [g.box for g in r.regions if g.label == label]
+            # recall: planted marks named by a region (cascade) / detected (every tile)
+            rc = (covered(named, squares) & detected(r.detections, squares)).mean()
+            rf = detected(every, squares).mean()
             found = covered([g.box for g in r.regions], defects).mean()
+            if args.detector == "ocr":  # what the real detector says about the dark defects
+                found_txt = covered(named, defects).mean()
+                print(f"<!-- {name} tile {tile}: defects the detector calls text: "
+                      f"{found_txt:.2f}; detections: cascade {len(r.detections)}, every tile "
+                      f"{len(every)} -->")
             fc = int((_overlap(glints, np.asarray(r.detections.boxes, np.float64)) > 0)
                      .any(0).sum()) if len(r.detections) else 0
             ff = int((_overlap(glints, np.asarray(every.boxes, np.float64)) > 0)
