@@ -259,3 +259,41 @@ def test_cascade_on_a_given_anomaly_result(bank, surface) -> None:
     assert set(b.seconds) == {"anomaly", "detector", "total"}
     with pytest.raises(ValueError, match="anomaly_result: expected the anomaly result"):
         insp.cascade(img[:100, :100], res)
+
+
+def test_exported_anomaly_model_file_and_its_default_band(tmp_path) -> None:
+    """An anomalib-style export whose map is the image's brightness (channel mean / 255) opened
+    from its file: the normalised threshold 0.5, the default band 0.4..0.625 around it, and
+    patches of known brightness whose region scores and verdicts follow exactly."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("ReduceMean", ["input"], ["anomaly_map"], axes=[1], keepdims=1),
+             helper.make_node("ReduceMax", ["anomaly_map"], ["pred_score"], axes=[1, 2, 3],
+                              keepdims=0)]
+    g = helper.make_graph(nodes, "mean", [helper.make_tensor_value_info(
+        "input", f, ["batch_size", 3, "height", "width"])], [
+        helper.make_tensor_value_info("pred_score", f, ["batch_size"]),
+        helper.make_tensor_value_info("anomaly_map", f, ["batch_size", 1, "height", "width"])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
+              str(tmp_path / "mean.onnx"))
+    img = np.zeros((500, 640, 3), np.uint8)
+    patches = {"faint": ((60, 60), 115), "review": ((300, 100), 140), "bright": ((420, 300), 200)}
+    for (x, y), v in patches.values():
+        img[y:y + 20, x:x + 20] = v
+    det = TiledDetector(bright_spot_model(), backend="onnxruntime", tile_size=256,
+                        conf_threshold=0.6, decoder_options={"mask_threshold": 0.6},
+                        class_names=["bright spot"], num_threads=2)
+    with Inspector(tmp_path / "mean.onnx", det, backend="onnxruntime") as insp:
+        assert insp.anomaly.threshold == 0.5 and insp.review_band() == (0.4, 0.625)
+        r = insp(img)
+    det.close()
+    assert len(r.regions) == 2  # 115 / 255 = 0.45 is below the threshold: no region
+    review = _region_of(r, np.array([300, 100, 320, 120], np.float64))
+    bright = _region_of(r, np.array([420, 300, 440, 320], np.float64))
+    assert review.score == pytest.approx(140 / 255, abs=1e-4) and review.label == "anomaly"
+    assert review.verdict == "review"
+    assert bright.score == pytest.approx(200 / 255, abs=1e-4) and bright.label == "bright spot"
+    assert bright.verdict == "defect" and r.verdict == "defect"
+    assert r.counts() == {"defect": 1, "review": 1, "ok": 0}
