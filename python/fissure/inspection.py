@@ -44,6 +44,8 @@ class InspectedRegion:
         class_id: the detector's class id, or None.
         confidence: the detector's score, or None.
         verdict: ``"defect"``, ``"review"`` or ``"ok"``.
+        mask: ``(y2 - y1, x2 - x1)`` bool, box-local: the region's own pixels of the anomaly
+            mask (its 8-connected component), never a full-image array.
     """
 
     id: int
@@ -53,10 +55,19 @@ class InspectedRegion:
     class_id: Optional[int] = None
     confidence: Optional[float] = None
     verdict: str = "defect"
+    mask: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+
+    @property
+    def area(self) -> int:
+        """The region's pixels (of its box-local mask; the box's area without one)."""
+        if self.mask is not None:
+            return int(np.count_nonzero(self.mask))
+        x1, y1, x2, y2 = self.box
+        return int(round((x2 - x1) * (y2 - y1)))
 
     def to_dict(self) -> dict:
         return {"id": self.id, "box": [float(v) for v in self.box], "score": float(self.score),
-                "label": self.label, "class_id": self.class_id,
+                "area": self.area, "label": self.label, "class_id": self.class_id,
                 "confidence": None if self.confidence is None else float(self.confidence),
                 "verdict": self.verdict}
 
@@ -130,34 +141,35 @@ class InspectionResult:
 
 def plan_tiles(boxes: np.ndarray, image_shape: tuple[int, int], tile_size: tuple[int, int],
                overlap_ratio: tuple[float, float] = (0.2, 0.2)) -> np.ndarray:
-    """The detector tiles that cover candidate boxes, few of them: tiles of the whole image's
-    own SAHI grid (the tiles a run over every tile would take), chosen greedily, each time
-    the one that wholly holds the most boxes not yet covered; a box no grid tile wholly holds
-    (larger than the overlap, or across a seam) gets SAHI's grid over the box grown to at
-    least one tile and centred on it, clamped to the image. Returns ``(T, 4)`` int64 xyxy
-    tiles without duplicates, in raster order of their origins."""
+    """The detector tiles that cover candidate boxes: for each box, SAHI's grid over the box
+    grown to at least one tile and centred on it, clamped to the image. Boxes are taken
+    largest first; a box that already lies whole inside a planned tile adds none (nearby
+    candidates share a tile), and identical tiles run once. Returns ``(T, 4)`` int64 xyxy
+    tiles in a deterministic order (raster order of their origins)."""
     h, w = int(image_shape[0]), int(image_shape[1])
+    if h <= 0 or w <= 0:
+        raise ValueError(f"image_shape: expected positive (H, W), got {image_shape!r}")
     th, tw = min(int(tile_size[0]), h), min(int(tile_size[1]), w)
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    out: set[tuple[int, int, int, int]] = set()
-    if len(b):
-        grid = slice_grid(h, w, th, tw, overlap_ratio[0], overlap_ratio[1]).astype(np.float64)
-        holds = ((grid[:, None, 0] <= b[None, :, 0]) & (grid[:, None, 1] <= b[None, :, 1])
-                 & (grid[:, None, 2] >= b[None, :, 2]) & (grid[:, None, 3] >= b[None, :, 3]))
-        left = holds.any(0)
-        while left.any():
-            gain = (holds & left[None, :]).sum(1)
-            best = int(np.argmax(gain))  # ties: the first in the grid's order
-            out.add(tuple(int(v) for v in grid[best]))
-            left &= ~holds[best]
-        for x1, y1, x2, y2 in b[~holds.any(0)]:
-            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-            bw, bh = max(x2 - x1, tw), max(y2 - y1, th)
-            ax = max(int(min(max(math.floor(cx - bw / 2), 0), w - math.ceil(bw))), 0)
-            ay = max(int(min(max(math.floor(cy - bh / 2), 0), h - math.ceil(bh))), 0)
-            aw, ah = min(int(math.ceil(bw)), w - ax), min(int(math.ceil(bh)), h - ay)
-            for t in slice_grid(ah, aw, th, tw, overlap_ratio[0], overlap_ratio[1]):
-                out.add((int(t[0]) + ax, int(t[1]) + ay, int(t[2]) + ax, int(t[3]) + ay))
+    if not np.isfinite(b).all():
+        raise ValueError("boxes: expected finite xyxy boxes")
+    order = np.lexsort((b[:, 1], b[:, 0], -(b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))
+    out: dict[tuple[int, int, int, int], None] = {}
+    for x1, y1, x2, y2 in b[order]:
+        x1, y1 = max(x1, 0.0), max(y1, 0.0)
+        x2, y2 = min(x2, float(w)), min(y2, float(h))
+        if out:
+            t = np.array(list(out), np.int64)
+            if ((t[:, 0] <= x1) & (t[:, 1] <= y1) & (t[:, 2] >= x2) & (t[:, 3] >= y2)).any():
+                continue
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        bw, bh = max(x2 - x1, tw), max(y2 - y1, th)
+        ax = int(min(max(math.floor(cx - bw / 2), 0), w - math.ceil(bw)))
+        ay = int(min(max(math.floor(cy - bh / 2), 0), h - math.ceil(bh)))
+        ax, ay = max(ax, 0), max(ay, 0)
+        aw, ah = min(int(math.ceil(bw)), w - ax), min(int(math.ceil(bh)), h - ay)
+        for g in slice_grid(ah, aw, th, tw, overlap_ratio[0], overlap_ratio[1]):
+            out[(int(g[0]) + ax, int(g[1]) + ay, int(g[2]) + ax, int(g[3]) + ay)] = None
     if not out:
         return np.zeros((0, 4), np.int64)
     return np.array(sorted(out, key=lambda t: (t[1], t[0], t[3], t[2])), np.int64)
@@ -170,6 +182,31 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
     area = np.clip((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9, None)
     return inter / area[None, :]
+
+
+def _region_masks(mask: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
+    """Box-local masks of the anomaly mask's 8-connected regions: for each box, the
+    components of the mask over the box and a 1 px ring around it whose bounding box is the
+    box (the region's own pixels; a neighbour's pixels reaching into the box reach the ring
+    too, so they are not taken). Work over the boxes only, never over the whole image."""
+    if len(boxes) == 0:
+        return []
+    from ._optional import require_cv2
+
+    cv2 = require_cv2("Inspector")
+    h, w = mask.shape[:2]
+    out: list[np.ndarray] = []
+    for b in np.asarray(boxes, np.float64):
+        x1, y1, x2, y2 = (int(round(v)) for v in b)
+        a, c = max(x1 - 1, 0), max(y1 - 1, 0)
+        crop = np.ascontiguousarray(mask[c:min(y2 + 1, h), a:min(x2 + 1, w)], np.uint8)
+        n, labels, st, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
+        own = [i for i in range(1, n) if (st[i, 0] + a, st[i, 1] + c, st[i, 0] + a + st[i, 2],
+                                          st[i, 1] + c + st[i, 3]) == (x1, y1, x2, y2)]
+        local = labels[y1 - c:y2 - c, x1 - a:x2 - a]
+        # a box that is not one component's (another model's regions): its mask crop
+        out.append(np.isin(local, own) if own else local > 0)
+    return out
 
 
 class Inspector:
@@ -191,10 +228,14 @@ class Inspector:
         context: the region's box is grown by this fraction of its size (at least 8 px) on
             each side when matching and when planning tiles.
         confirm: a region the detector explains is a ``defect`` even inside the review band.
+        specular: ``None`` (default: each stage as it is set) or ``"mask"`` (glare is not a
+            defect, in either stage): the anomaly stage masks glare (a model set otherwise is
+            used through a shallow copy set to ``"mask"``; the object passed in is not
+            changed) and detections lying mostly (``>= 0.5`` of their box) on that glare are
+            dropped before matching, so a highlight next to a candidate cannot name it.
         backend, device, num_threads: for files opened here.
 
-    A detector's own specular setting and thresholds apply on its tiles; the anomaly stage's
-    glare masking is its own (``specular=`` of PatchCore / AnomalyModel).
+    A detector's own specular setting and thresholds apply on its tiles as well.
     """
 
     def __init__(
@@ -206,11 +247,20 @@ class Inspector:
         match_threshold: float = 0.5,
         context: float = 0.25,
         confirm: bool = True,
+        specular: Optional[str] = None,
         backend: str = "auto",
         device: str = "auto",
         num_threads: int = -1,
     ) -> None:
+        if specular not in (None, "mask"):
+            raise ValueError(f"specular: expected None or 'mask', got {specular!r}")
+        self.specular = specular
         self.anomaly = self._open_anomaly(anomaly, backend, device, num_threads)
+        if specular == "mask" and getattr(self.anomaly, "specular", "mask") != "mask":
+            import copy
+
+            self.anomaly = copy.copy(self.anomaly)
+            self.anomaly.specular = "mask"
         self._owns_detector = False
         if detector is None or callable(getattr(detector, "detect_tiles", None)):
             self.detector = detector
@@ -285,15 +335,34 @@ class Inspector:
         import time
 
         img = as_image(image)
-        h, w = img.shape[:2]
         t0 = time.perf_counter()
         res = self.anomaly.predict(img)
+        t1 = time.perf_counter()
+        out = self.cascade(img, res)
+        out.seconds = {"anomaly": t1 - t0, "detector": out.seconds["detector"],
+                       "total": time.perf_counter() - t0}
+        return out
+
+    def cascade(self, image: Any, anomaly_result: Any) -> InspectionResult:
+        """The stages after the anomaly model, on its result for ``image`` (computed
+        elsewhere, e.g. to try several detectors or bands on one map): tile plan, detector,
+        matching, verdicts. ``Inspector(...)(image)`` is ``cascade(image, predict(image))``."""
+        import time
+
+        img = as_image(image)
+        h, w = img.shape[:2]
+        res = anomaly_result
+        amap = getattr(res, "anomaly_map", None)
+        if amap is None or tuple(np.shape(amap)) != (h, w):
+            raise ValueError(f"anomaly_result: expected the anomaly result of this {w}x{h} "
+                             f"image, got a map of shape {np.shape(amap)}")
         t1 = time.perf_counter()
         low, high = self.review_band()
         boxes = np.asarray(res.boxes, np.float64).reshape(-1, 4)
         scores = np.asarray(res.box_scores, np.float64).reshape(-1)
-        regions = [InspectedRegion(i + 1, tuple(float(v) for v in b), float(s))
-                   for i, (b, s) in enumerate(zip(boxes, scores))]
+        masks = _region_masks(np.asarray(res.mask), boxes)
+        regions = [InspectedRegion(i + 1, tuple(float(v) for v in b), float(s), mask=m)
+                   for i, (b, s, m) in enumerate(zip(boxes, scores, masks))]
         dets, run, total = None, 0, 0
         if self.detector is not None:
             det = self.detector
@@ -303,6 +372,9 @@ class Inspector:
             tiles = plan_tiles(grown, (h, w), det.tile_size, det.overlap_ratio)
             run = len(tiles)
             dets = det.detect_tiles(img, tiles)
+            glare = getattr(res, "glare", None)
+            if self.specular == "mask" and glare is not None and len(dets):
+                dets = dets.filter_specular(glare, specular="mask", specular_threshold=0.5)
             if len(dets) and len(regions):
                 ios = _overlap(grown, np.asarray(dets.boxes, np.float64))
                 for i, r in enumerate(regions):
@@ -325,7 +397,7 @@ class Inspector:
         worst = min((VERDICTS.index(r.verdict) for r in regions), default=VERDICTS.index("ok"))
         t2 = time.perf_counter()
         return InspectionResult(res, regions, VERDICTS[worst], (low, high), dets, run, total,
-                                {"anomaly": t1 - t0, "detector": t2 - t1, "total": t2 - t0})
+                                {"detector": t2 - t1, "total": t2 - t1})
 
     def close(self) -> None:
         if self._owns_detector and self.detector is not None:

@@ -171,13 +171,129 @@ def test_cli_inspect(tmp_path, bank, surface, capsys) -> None:
     assert len(doc["regions"]) == int(rows[0]["regions"]) == 7
     review = list(csv.DictReader((tmp_path / "rev" / "review.csv").read_text().splitlines()))
     assert len(review) == sum(r["verdict"] == "review" for r in doc["regions"]) > 0
+    manifest = json.loads((tmp_path / "rev" / "review.json").read_text())
+    assert [m["region"] for m in manifest] == [int(r["region"]) for r in review]
     for r in review:
         crop = cv2.imread(str(tmp_path / "rev" / r["crop"]))
         assert crop is not None and crop.shape[0] > float(r["y2"]) - float(r["y1"])
     assert (tmp_path / "o" / "a_inspect.jpg").exists()
+    from fissure.cli import build_parser
+
+    ns = build_parser().parse_args(["inspect", "--anomaly", "b", "x.png", "--out", "o",
+                                    "--specular", "mask"])
+    assert ns.specular == "mask"
     # a bank that is not one: exit 2, one line
     (tmp_path / "bad.safetensors").write_bytes(b"not a bank")
     rc = main(["inspect", "--anomaly", str(tmp_path / "bad.safetensors"), str(tmp_path / "a.png"),
                "--out", str(tmp_path / "o2"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("fissure: error: cannot set up the inspection") and "\n" == err[-1]
+
+
+def test_region_masks_are_box_local_components(bank, surface) -> None:
+    img = surface[0]
+    result = Inspector(bank)(img)
+    mask = result.anomaly.mask
+    painted = np.zeros_like(mask)
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    assert len(result.regions) == n - 1
+    for r in result.regions:
+        x1, y1, x2, y2 = (int(v) for v in r.box)
+        assert r.mask.shape == (y2 - y1, x2 - x1) and r.mask.dtype == bool
+        # the region's own component (independent: the label under its mask is one label)
+        comp = np.unique(labels[y1:y2, x1:x2][r.mask])
+        assert comp.size == 1 and r.area == int((labels == comp[0]).sum())
+        painted[y1:y2, x1:x2] |= r.mask
+        assert result.to_dict()["regions"][r.id - 1]["area"] == r.area
+    np.testing.assert_array_equal(painted, mask)
+
+
+def test_specular_mask_keeps_glare_out_of_both_stages(bank) -> None:
+    surf = plant_defects(brushed_metal(768, 1024, seed=21), 2, n_glints=4, seed=5,
+                         kinds=("scratch", "pit"))
+    img = surf.image.copy()
+    # a bright but coloured square: the detector's class, not glare (saturation 55 > 30)
+    img[400:414, 500:514] = (255, 255, 200)
+    square = np.array([500, 400, 514, 414], np.float64)
+    glints = surf.glint_boxes.astype(np.float64)
+    assert _overlap(square[None] + [-100, -100, 100, 100], glints).max(initial=0) == 0
+    with spot_detector() as det:
+        every = det(img)
+        on_glints = (_overlap(glints, every.boxes.astype(np.float64)) > 0).any(0)
+        assert on_glints.sum() >= 1  # the detector alone fires on highlights
+        masked = Inspector(bank, det, specular="mask")(img)
+    assert bank.specular is None  # the bank passed in is unchanged
+    assert masked.anomaly.glare is not None
+    for r in masked.regions:  # no candidate and no named region on a glint
+        assert _overlap(np.array([r.box]), glints).max(initial=0) == 0
+    assert _overlap(glints, masked.detections.boxes.astype(np.float64)).max(initial=0) == 0
+    r = _region_of(masked, square)
+    assert (r.label, r.verdict) == ("bright spot", "defect")
+    for d in surf.defects:
+        assert _region_of(masked, np.asarray(d.box, np.float64)).label == "anomaly"
+    with pytest.raises(ValueError, match="specular: expected None or 'mask'"):
+        Inspector(bank, specular="flag")
+
+
+def test_plan_tiles_shares_a_tile_between_near_candidates() -> None:
+    # a 100 px candidate and a small one 60 px away: one 256 px tile holds both
+    boxes = np.array([[300, 300, 400, 400], [460, 330, 470, 340]], np.float64)
+    tiles = plan_tiles(boxes, (1000, 1000), (256, 256))
+    assert len(tiles) == 1
+    t = tiles[0]
+    for b in boxes:
+        assert t[0] <= b[0] and t[1] <= b[1] and t[2] >= b[2] and t[3] >= b[3]
+    # far apart: one tile each
+    far = np.array([[10, 10, 20, 20], [900, 900, 910, 910]], np.float64)
+    assert len(plan_tiles(far, (1000, 1000), (256, 256))) == 2
+    with pytest.raises(ValueError, match="image_shape"):
+        plan_tiles(far, (0, 10), (256, 256))
+
+
+def test_cascade_on_a_given_anomaly_result(bank, surface) -> None:
+    img = surface[0]
+    insp = Inspector(bank)
+    res = bank.predict(img)
+    a, b = insp.cascade(img, res), insp(img)
+    assert [r.to_dict() for r in a.regions] == [r.to_dict() for r in b.regions]
+    assert set(b.seconds) == {"anomaly", "detector", "total"}
+    with pytest.raises(ValueError, match="anomaly_result: expected the anomaly result"):
+        insp.cascade(img[:100, :100], res)
+
+
+def test_exported_anomaly_model_file_and_its_default_band(tmp_path) -> None:
+    """An anomalib-style export whose map is the image's brightness (channel mean / 255) opened
+    from its file: the normalised threshold 0.5, the default band 0.4..0.625 around it, and
+    patches of known brightness whose region scores and verdicts follow exactly."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("ReduceMean", ["input"], ["anomaly_map"], axes=[1], keepdims=1),
+             helper.make_node("ReduceMax", ["anomaly_map"], ["pred_score"], axes=[1, 2, 3],
+                              keepdims=0)]
+    g = helper.make_graph(nodes, "mean", [helper.make_tensor_value_info(
+        "input", f, ["batch_size", 3, "height", "width"])], [
+        helper.make_tensor_value_info("pred_score", f, ["batch_size"]),
+        helper.make_tensor_value_info("anomaly_map", f, ["batch_size", 1, "height", "width"])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
+              str(tmp_path / "mean.onnx"))
+    img = np.zeros((500, 640, 3), np.uint8)
+    patches = {"faint": ((60, 60), 115), "review": ((300, 100), 140), "bright": ((420, 300), 200)}
+    for (x, y), v in patches.values():
+        img[y:y + 20, x:x + 20] = v
+    det = TiledDetector(bright_spot_model(), backend="onnxruntime", tile_size=256,
+                        conf_threshold=0.6, decoder_options={"mask_threshold": 0.6},
+                        class_names=["bright spot"], num_threads=2)
+    with Inspector(tmp_path / "mean.onnx", det, backend="onnxruntime") as insp:
+        assert insp.anomaly.threshold == 0.5 and insp.review_band() == (0.4, 0.625)
+        r = insp(img)
+    det.close()
+    assert len(r.regions) == 2  # 115 / 255 = 0.45 is below the threshold: no region
+    review = _region_of(r, np.array([300, 100, 320, 120], np.float64))
+    bright = _region_of(r, np.array([420, 300, 440, 320], np.float64))
+    assert review.score == pytest.approx(140 / 255, abs=1e-4) and review.label == "anomaly"
+    assert review.verdict == "review"
+    assert bright.score == pytest.approx(200 / 255, abs=1e-4) and bright.label == "bright spot"
+    assert bright.verdict == "defect" and r.verdict == "defect"
+    assert r.counts() == {"defect": 1, "review": 1, "ok": 0}

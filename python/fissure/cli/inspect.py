@@ -5,7 +5,7 @@ Writes per image ``NAME.json`` (verdict, regions with label, class, confidence, 
 ``NAME_inspect.jpg`` (or ``.png``; the anomaly overlay with each region numbered, named and
 boxed by verdict), ``summary.csv`` (one row per image: verdict, region counts, worst score)
 and ``summary.json``; with ``--review-dir``, each region in the review band as a crop with
-context and a line in ``review.csv``. Each file is written atomically. Exit statuses: 0 done,
+context and a line in ``review.csv`` (and ``review.json``, the same rows). Each file is written atomically. Exit statuses: 0 done,
 1 some inputs skipped, 2 nothing done. See docs/inspect.md.
 """
 
@@ -52,7 +52,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return no_inputs()
     try:
         inspector = Inspector(args.anomaly, args.detector, review=args.review,
-                              backend=args.backend, device=args.device, num_threads=args.threads)
+                              specular=args.specular, backend=args.backend, device=args.device, num_threads=args.threads)
         band = inspector.review_band()
     except (OSError, ValueError, TypeError, ImportError) as exc:
         return error(f"cannot set up the inspection: {one_line(exc)}")
@@ -106,6 +106,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     _atomic_write_bytes(out / "summary.csv", _csv_bytes(SUMMARY_FIELDS, rows))
     if review_dir is not None:
         _atomic_write_bytes(review_dir / "review.csv", _csv_bytes(REVIEW_FIELDS, review_rows))
+        write_json_atomic(review_dir / "review.json", review_rows)
     summary = {"anomaly": str(args.anomaly), "detector": args.detector,
                "review_band": [float(v) for v in band], "images": rows,
                "verdicts": verdicts, "failed": inputs.skipped,
@@ -150,6 +151,9 @@ def add_parser(sub: Any) -> None:
                         "band, else 0.8x..1.25x the threshold)")
     p.add_argument("--review-dir", default=None, metavar="DIR",
                    help="write each review region as a crop with context, and review.csv")
+    p.add_argument("--specular", default=None, choices=["mask"],
+                   help="mask: glare is not a defect (the anomaly stage masks it, detections "
+                        "on it are dropped); default: as the bank or model was set")
     p.add_argument("--no-overlay", action="store_true", help="write JSON and CSV only")
     add_overlay_format(p)
     add_runtime_args(p)
