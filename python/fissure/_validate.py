@@ -126,6 +126,21 @@ def check_num_threads(num_threads: Any) -> int:
     return n
 
 
+def optional_positive_int(value: Any, name: str) -> int | None:
+    """None, or an int >= 1 (not a bool): ValueError otherwise."""
+    if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, numbers.Integral) or value < 1):
+        raise ValueError(f"{name}: expected None or a positive int, got {value!r}")
+    return None if value is None else int(value)
+
+
+def ratio_in(value: Any, name: str, lo: float, hi: float) -> float:
+    """A real number (not a bool) in [lo, hi]: ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not lo <= value <= hi:
+        raise ValueError(f"{name}: expected a number in [{lo:g}, {hi:g}], got {value!r}")
+    return float(value)
+
+
 def int_pair(value: Any, name: str, lo: int, hi: int) -> tuple[int, int]:
     """An int or an (h, w) pair of ints, each in [lo, hi], as a tuple (ValueError otherwise)."""
     vals = value if isinstance(value, Sequence) and not isinstance(value, str) else (value, value)

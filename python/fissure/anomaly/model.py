@@ -23,7 +23,7 @@ from typing import Any, Iterator, Optional, Union
 import numpy as np
 
 from .._optional import require_cv2
-from .._validate import check_num_threads, int_pair
+from .._validate import check_num_threads, int_pair, optional_positive_int, ratio_in
 from ..io import as_image
 from ..preprocess import PreprocessConfig
 from ..scheduler import BatchFeeder
@@ -204,12 +204,8 @@ class AnomalyModel:
         precision: Optional[str] = "f32",
         num_threads: int = -1,
     ) -> None:
-        if isinstance(overlap_ratio, bool) or not isinstance(overlap_ratio, numbers.Real) or not (
-                0.0 <= overlap_ratio <= 0.9):
-            raise ValueError(f"overlap_ratio: expected a number in [0, 0.9], got {overlap_ratio!r}")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
-                batch_size, numbers.Integral) or batch_size < 1):
-            raise ValueError(f"batch_size: expected None or a positive int, got {batch_size!r}")
+        ratio_in(overlap_ratio, "overlap_ratio", 0.0, 0.9)
+        optional_positive_int(batch_size, "batch_size")
         if specular not in (None, "mask"):
             raise ValueError(f"specular: expected None or 'mask', got {specular!r}")
         if isinstance(specular_dilate, bool) or not isinstance(specular_dilate, numbers.Integral) \

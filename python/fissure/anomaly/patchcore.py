@@ -23,7 +23,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .._optional import require_cv2
-from .._validate import check_num_threads, int_pair
+from .._validate import check_num_threads, int_pair, optional_positive_int, ratio_in
 from ..io import as_image, sha256_file
 from ..preprocess import PreprocessConfig
 from ..scheduler import BatchFeeder
@@ -220,12 +220,8 @@ class PatchCore:
             raise ValueError(f"threshold_margin: expected a number in [0, 10], got {threshold_margin!r}")
         if bank_dtype not in ("float32", "float16"):
             raise ValueError(f"bank_dtype: expected 'float32' or 'float16', got {bank_dtype!r}")
-        if isinstance(overlap_ratio, bool) or not isinstance(overlap_ratio, numbers.Real) or not (
-                0.0 <= overlap_ratio <= 0.9):
-            raise ValueError(f"overlap_ratio: expected a number in [0, 0.9], got {overlap_ratio!r}")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
-                batch_size, numbers.Integral) or batch_size < 1):
-            raise ValueError(f"batch_size: expected None or a positive int, got {batch_size!r}")
+        ratio_in(overlap_ratio, "overlap_ratio", 0.0, 0.9)
+        optional_positive_int(batch_size, "batch_size")
         self.coreset_ratio = float(coreset_ratio)
         self.num_neighbors = int(num_neighbors)
         self.tile_size = _size_pair(tile_size, "tile_size")

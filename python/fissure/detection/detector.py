@@ -26,7 +26,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ..io import as_image
-from .._validate import check_num_threads, int_pair
+from .._validate import check_num_threads, int_pair, optional_positive_int
 from ..backends import Backend, BackendBase, open_model
 from .decoders import KINDS, Decoded, check_decoder_options, select_decoder
 from .detections import _SPECULAR, Detections
@@ -216,12 +216,8 @@ class TiledDetector:
         self.specular = _choice(specular, "specular", (None,) + _SPECULAR)
         self.specular_threshold = _real(specular_threshold, "specular_threshold", 0.0, 1.0)
         self.num_threads = check_num_threads(num_threads)
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
-                batch_size, numbers.Integral) or batch_size < 1):
-            raise ValueError(f"batch_size: expected None or a positive int, got {batch_size!r}")
-        if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(
-                max_batch, numbers.Integral) or max_batch < 1):
-            raise ValueError(f"max_batch: expected None or a positive int, got {max_batch!r}")
+        optional_positive_int(batch_size, "batch_size")
+        optional_positive_int(max_batch, "max_batch")
         self.decoder_options = dict(decoder_options or {})
         self.class_names_source: Optional[str] = "given" if class_names is not None else None
         if isinstance(class_names, Mapping):
