@@ -317,19 +317,10 @@ def test_a_graph_whose_map_follows_its_input(tmp_path: Path) -> None:
     """A hand-built graph with anomalib's input and outputs whose map is the tile's own
     channel mean: the probe finds no working size (256 then), and the stitched map must be
     the image's channel mean everywhere, overlaps included (every tile agrees there)."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
+    pytest.importorskip("onnx")
+    from oracles.anomaly_graphs import mean_map_export
 
-    f = TensorProto.FLOAT
-    nodes = [helper.make_node("ReduceMean", ["input"], ["anomaly_map"], axes=[1], keepdims=1),
-             helper.make_node("ReduceMax", ["anomaly_map"], ["pred_score"], axes=[1, 2, 3],
-                              keepdims=0)]
-    g = helper.make_graph(nodes, "mean", [helper.make_tensor_value_info(
-        "input", f, ["batch_size", 3, "height", "width"])], [
-        helper.make_tensor_value_info("pred_score", f, ["batch_size"]),
-        helper.make_tensor_value_info("anomaly_map", f, ["batch_size", 1, "height", "width"])])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
-              str(tmp_path / "mean.onnx"))
+    mean_map_export(tmp_path / "mean.onnx")
     img = mosaic(600, 700, seed=11)
     with AnomalyModel(tmp_path / "mean.onnx", backend="onnxruntime", overlap_ratio=0.3,
                       batch_size=2) as am:

@@ -265,19 +265,10 @@ def test_exported_anomaly_model_file_and_its_default_band(tmp_path) -> None:
     """An anomalib-style export whose map is the image's brightness (channel mean / 255) opened
     from its file: the normalised threshold 0.5, the default band 0.4..0.625 around it, and
     patches of known brightness whose region scores and verdicts follow exactly."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
+    pytest.importorskip("onnx")
+    from oracles.anomaly_graphs import mean_map_export
 
-    f = TensorProto.FLOAT
-    nodes = [helper.make_node("ReduceMean", ["input"], ["anomaly_map"], axes=[1], keepdims=1),
-             helper.make_node("ReduceMax", ["anomaly_map"], ["pred_score"], axes=[1, 2, 3],
-                              keepdims=0)]
-    g = helper.make_graph(nodes, "mean", [helper.make_tensor_value_info(
-        "input", f, ["batch_size", 3, "height", "width"])], [
-        helper.make_tensor_value_info("pred_score", f, ["batch_size"]),
-        helper.make_tensor_value_info("anomaly_map", f, ["batch_size", 1, "height", "width"])])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
-              str(tmp_path / "mean.onnx"))
+    mean_map_export(tmp_path / "mean.onnx")
     img = np.zeros((500, 640, 3), np.uint8)
     patches = {"faint": ((60, 60), 115), "review": ((300, 100), 140), "bright": ((420, 300), 200)}
     for (x, y), v in patches.values():
