@@ -210,8 +210,13 @@ def test_ctrl_c_stops_within_a_second_with_130(many, tmp_path, command) -> None:
         files = sorted(os.listdir(out)) if out.exists() else []
         assert not [f for f in files if f.endswith(".tmp")]
         if command == "detect":  # each image: its JSON and its overlay, or neither
-            jsons = {f[:-5] for f in files if f.endswith(".json")}
+            jsons = {f[:-5] for f in files if f.endswith(".json")} - {"run"}
             assert jsons == {f[:-len("_overlay.jpg")] for f in files if f.endswith("_overlay.jpg")}
+            # and the manifest lists each finished image once (what --resume skips)
+            lines = ((out / "manifest.jsonl").read_text().splitlines()
+                     if (out / "manifest.jsonl").exists() else [])
+            stems = [json.loads(ln)["stem"] for ln in lines]
+            assert sorted(stems) == sorted(set(stems)) and set(stems) <= jsons
         else:
             assert "b.safetensors" not in files
 

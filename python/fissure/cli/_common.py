@@ -26,17 +26,14 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "SUMMARY",
     "class_names",
     "error",
-    "finish_run",
     "Images",
     "is_runtime_error",
     "no_inputs",
     "NoInputError",
     "one_line",
     "outputs_of_one_image",
-    "unique_stem",
 ]
 
 
@@ -115,18 +112,6 @@ class Images:
         return True
 
 
-#: The run summary's file stem (``summary.json``): no image's result may take that name.
-SUMMARY = "summary"
-
-
-def finish_run(out: Path, summary: dict[str, Any], line: str, failures: int) -> int:
-    """Closes a folder run: writes ``out/summary.json`` (atomically), prints ``line`` with the
-    number of failed inputs, and returns the exit status (1 when some inputs failed, else 0)."""
-    from ..io import write_json_atomic
-
-    write_json_atomic(out / f"{SUMMARY}.json", summary)
-    print(line + (f"; {failures} failed (skipped)" if failures else ""))
-    return 1 if failures else 0
 
 
 def no_inputs() -> int:
@@ -141,15 +126,6 @@ def class_names(spec: str | None) -> list[str] | None:
     if path.is_file():
         return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
     return [n.strip() for n in spec.split(",")]
-
-
-def unique_stem(path: Path, used: set) -> str:
-    stem, k = path.stem, 1
-    while stem in used:
-        k += 1
-        stem = f"{path.stem}_{k}"
-    used.add(stem)
-    return stem
 
 
 def one_line(exc: BaseException) -> str:
@@ -179,6 +155,62 @@ def add_runtime_args(parser: Any, *, quiet: bool = True) -> None:
     parser.add_argument("--threads", type=int, default=-1, help="-1 = all cores")
     if quiet:
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_run_args(parser: Any) -> None:
+    """How a folder run runs: ``--resume`` (skip what the run directory's manifest lists as
+    done, retry what failed), ``--engine local|ray`` and Ray's placement options."""
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with the run in --out: skip the inputs its manifest lists "
+                             "as done (same path, size, mtime), retry those that failed")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="local: this process (default); ray: a pool of Ray actors "
+                             "(pip install 'fissure[ray]'; docs/distributed.md)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--actors", type=int, default=None,
+                        help="Ray actors, each holding one model (default: one per "
+                             "--cpus-per-actor CPUs of the cluster)")
+    parser.add_argument("--cpus-per-actor", type=float, default=1.0,
+                        help="CPUs Ray reserves per actor (default 1)")
+    parser.add_argument("--gpus-per-actor", type=float, default=0.0,
+                        help="GPUs Ray reserves per actor, e.g. 0.5 for two actors per GPU "
+                             "(default 0)")
+
+
+def run_job(job: Any, inputs: "Images", args: Any, out: Path) -> int:
+    """Runs ``job`` over ``inputs`` into the run directory ``out`` (:mod:`fissure.runs`)
+    on the engine ``args.engine`` chose; prints the final line; returns the exit status:
+    0, 1 when some inputs failed, 130 when interrupted
+    (the manifest holds what was done: ``--resume`` goes on)."""
+    from ..runs import RunMismatchError, run_folder
+
+    try:
+        if getattr(args, "engine", "local") == "ray":
+            from ..distributed import run as run_ray
+
+            job.close()  # each actor builds its own model
+            report = run_ray(job, inputs.paths, out, resume=args.resume,
+                             address=args.address, actors=args.actors,
+                             num_cpus=args.cpus_per_actor, num_gpus=args.gpus_per_actor,
+                             progress=not args.quiet)
+        else:
+            report = run_folder(job, inputs.paths, out, resume=args.resume,
+                                progress=not args.quiet, desc=job.command.split()[-1],
+                                is_failure=is_runtime_error)
+    except RunMismatchError as exc:
+        return error(str(exc))
+    done = sum(r is not None and r["status"] == "ok" for r in report.records)
+    if report.interrupted:
+        print(f"fissure: interrupted: {done} of {len(report.records)} input(s) done, recorded "
+              f"in {out / 'manifest.jsonl'}; rerun with --resume to go on", file=sys.stderr)
+        return 130
+    if report.summary is None:
+        return error("nothing was done")
+    failures = report.failed
+    print(report.line + f", written to {out}"
+          + (f"; {failures} failed (skipped)" if failures else ""))
+    return 1 if failures else 0
 
 
 def add_overlay_format(parser: Any) -> None:

@@ -26,8 +26,8 @@ import numpy as np
 
 __all__ = ["add_parser", "cmd_fit", "cmd_predict", "cmd_update"]
 
-from ._common import (SUMMARY, Images, add_overlay_format, add_runtime_args, error, finish_run,
-                      is_runtime_error, no_inputs, one_line, outputs_of_one_image, unique_stem, write_overlay)
+from ._common import (Images, add_overlay_format, add_run_args, add_runtime_args, error,
+                      is_runtime_error, no_inputs, one_line, run_job)
 
 
 
@@ -159,8 +159,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     Returns the exit status: 0, 1 when some images were skipped, 2 when the bank cannot be
     used or there is no input.
     """
-    from ..io import write_json_atomic
-    from ..anomaly import PatchCore
+    from ..jobs import AnomalyJob
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -180,78 +179,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
         overrides["specular"] = None if args.specular == "off" else args.specular
     if args.specular_dilate is not None:
         overrides["specular_dilate"] = args.specular_dilate
-    pc: Any
+    options: dict[str, Any] = dict(backend=args.backend, device=args.device,
+                                   num_threads=args.threads, **overrides)
+    if is_model:
+        if args.tile_size is not None:
+            options["tile_size"] = args.tile_size
+        if args.overlap_ratio is not None:
+            options["overlap_ratio"] = args.overlap_ratio
+    elif args.backbone is not None:
+        options["backbone"] = args.backbone
+    job = AnomalyJob(args.bank, threshold=args.threshold, image_threshold=args.image_threshold,
+                     overlay=not args.no_overlay, overlay_format=args.overlay_format, **options)
     try:
-        if is_model:
-            from ..anomaly import AnomalyModel
-
-            tiling: dict[str, Any] = {}
-            if args.tile_size is not None:
-                tiling["tile_size"] = args.tile_size
-            if args.overlap_ratio is not None:
-                tiling["overlap_ratio"] = args.overlap_ratio
-            pc = AnomalyModel(args.bank, backend=args.backend, device=args.device,
-                              num_threads=args.threads, **tiling, **overrides)
-        else:
-            pc = PatchCore.load(args.bank, args.backbone, backend=args.backend,
-                                device=args.device, num_threads=args.threads, **overrides)
-            pc.model  # noqa: B018  the bank's layers, the backbone, the device: before any image
+        job.open()
     except Exception as exc:
         if not _setup_error(exc) and not (is_model and isinstance(exc, (ValueError, TypeError))):
             raise
         what = "the anomalib export" if is_model else "the memory bank"
         return error(f"cannot use {what}: {one_line(exc)}")
-    if args.threshold is not None:
-        pc.threshold = args.threshold
-    if args.image_threshold is not None:
-        pc.image_threshold = args.image_threshold
-    used: set = {SUMMARY}
-    rows: list[dict[str, Any]] = []
-    seen: set = set()
-    failed_predict: list[dict[str, str]] = []
-    anomalous = 0
-    t0 = time.perf_counter()
-    for number, path, image in inputs:
-        seen.add(number)
-        t = time.perf_counter()
-        try:
-            result = pc.predict(image)
-        except Exception as exc:
-            if not is_runtime_error(exc):
-                raise
-            msg = f"{type(exc).__name__}: {one_line(exc)}"
-            failed_predict.append({"path": str(path), "error": msg})
-            inputs.bar.write(f"fissure: skipped {path}: {msg}", file=sys.stderr)
-            continue
-        seconds = time.perf_counter() - t
-        warn = None if pc.specular else glare_warning(path, image, "--specular mask",
-                                                     args.threads, result.boxes)
-        if warn:
-            inputs.bar.write(warn, file=sys.stderr)
-        stem = unique_stem(path, used)
-        doc = {"path": str(path), **result.to_dict(), "seconds": seconds}
-        picture = None if args.no_overlay else result.overlay(image)
-        with outputs_of_one_image():
-            write_json_atomic(out / f"{stem}.json", doc)
-            if picture is not None:
-                write_overlay(out, f"{stem}_heatmap", picture, args.overlay_format)
-        anomalous += result.is_anomalous
-        rows.append({"path": str(path), "result": f"{stem}.json", "score": float(result.score),
-                     "is_anomalous": result.is_anomalous, "regions": len(result.boxes)})
-        inputs.bar.set_postfix(anomalous=anomalous)
-    dt = time.perf_counter() - t0
-    unreadable = [str(p) for i, p in enumerate(inputs.paths, start=1) if i not in seen]
-    failures = len(unreadable) + len(failed_predict)
-    return finish_run(out, {
-        ("model" if is_model else "bank"): str(args.bank),
-        "pixel_threshold": float(pc.threshold),  # type: ignore[arg-type]
-        "image_threshold": float(pc.image_threshold),  # type: ignore[arg-type]
-        "images": rows,
-        "anomalous": anomalous,
-        "failed": [{"path": p, "error": "unreadable"} for p in unreadable] + failed_predict,
-        "seconds": dt,
-    }, f"fissure anomaly predict: {len(rows)} image(s), {anomalous} anomalous in {dt:.1f} s "
-       f"({len(rows) / dt if dt > 0 else 0:.2f} img/s), written to {out}", failures)
+    return run_job(job, inputs, args, out)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -396,6 +342,7 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--no-overlay", action="store_true", help="write JSON only")
     add_overlay_format(q)
     add_runtime_args(q)
+    add_run_args(q)
     q.set_defaults(func=cmd_predict)
 
     u = acts.add_parser("update", help="add images or crops a person confirmed normal (false "

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any, Optional
 
-from ._common import (SUMMARY, Images, add_overlay_format, class_names, error, finish_run,
-                      no_inputs, outputs_of_one_image, unique_stem, write_overlay)
+from ._common import (Images, add_overlay_format, add_run_args, class_names, error, no_inputs,
+                      run_job)
 
 __all__ = ["add_parser", "cmd_detect", "describe_lines"]
 
@@ -67,11 +67,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     """Tiled detection over images: per image a COCO-style JSON and an overlay PNG, and a
     ``summary.json``. Exit status as every command's (``_common``): 0, 1 when some images were
     skipped, 2 when nothing was done."""
-    import time
-
-    from ..detection import TiledDetector
     from ..detection.decoders import KINDS, DecoderOptionError
-    from ..io import write_json_atomic
+    from ..jobs import DetectJob
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -87,7 +84,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
     inputs = Images(args.inputs, "detect", args.quiet)
     if not inputs.paths:
         return no_inputs()
-    preprocess = None
     preprocess: Optional[dict] = None
     if args.input_size or args.mode or args.mean or args.std or args.bgr:
         # only what was given; the rest (input size, mode) comes from the model as without flags
@@ -108,16 +104,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
             preprocess["std"] = tuple(args.std)
         if args.bgr:
             preprocess["rgb"] = False
+    job = DetectJob(
+        args.model, overlay=not args.no_overlay, overlay_format=args.overlay_format,
+        backend=args.backend, device=args.device, tile_size=args.tile_size,
+        overlap_ratio=args.overlap_ratio, merge=args.merge, match_metric=args.match_metric,
+        match_threshold=args.match_threshold, class_agnostic=args.class_agnostic,
+        conf_threshold=args.conf_threshold, full_image_pass=args.full_image_pass,
+        vram_budget_mb=args.vram_budget_mb, decoder=args.decoder,
+        decoder_options=decoder_options, preprocess=preprocess, specular=args.specular,
+        class_names=class_names(args.classes), batch_size=args.batch_size,
+        num_threads=args.threads, precision=args.precision)
     try:
-        det = TiledDetector(
-            args.model, backend=args.backend, device=args.device, tile_size=args.tile_size,
-            overlap_ratio=args.overlap_ratio, merge=args.merge, match_metric=args.match_metric,
-            match_threshold=args.match_threshold, class_agnostic=args.class_agnostic,
-            conf_threshold=args.conf_threshold, full_image_pass=args.full_image_pass,
-            vram_budget_mb=args.vram_budget_mb, decoder=args.decoder,
-            decoder_options=decoder_options, preprocess=preprocess, specular=args.specular,
-            class_names=class_names(args.classes), batch_size=args.batch_size,
-            num_threads=args.threads, precision=args.precision)
+        job.open()
     except DecoderOptionError as exc:
         given = next((i for i in args.decoder_option or [] if i.partition("=")[0] == exc.option),
                      exc.option)
@@ -133,51 +131,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
             "explicitly", "pass --decoder yolox_raw or --decoder yolov5").replace(
             "pass decoder= (select_decoder(..., name=...)) explicitly",
             "pass --decoder KIND (" + ", ".join(KINDS) + ")"))
-    description = det.describe()
-    for line in describe_lines(description):
+    for line in describe_lines(job.describe()):
         print(line, flush=True)
-    images = total = 0
-    used: set = {SUMMARY}
-    rows: list[dict[str, Any]] = []
-    failed = inputs.skipped  # unreadable images and those the model failed on, in order
-    t0 = time.perf_counter()
-    with det:
-        names = det.class_names or {}
-        for image_id, path, image in inputs:
-            t = time.perf_counter()
-            try:
-                dets = det(image)
-            except Exception as exc:
-                if not inputs.fail(path, exc):
-                    raise
-                continue
-            seconds = time.perf_counter() - t
-            stem = unique_stem(path, used)
-            h, w = image.shape[:2]
-            cats = sorted(set(int(c) for c in dets.class_ids) | set(names))
-            doc = {
-                "image": {"id": image_id, "file_name": str(path), "height": h, "width": w},
-                "annotations": dets.to_coco(image_id=image_id),
-                "categories": [{"id": c, "name": names.get(c, str(c))} for c in cats],
-                "detector": description,
-                "seconds": seconds,
-            }
-            picture = None if args.no_overlay else dets.draw(image)
-            with outputs_of_one_image():
-                write_json_atomic(out / f"{stem}.json", doc)
-                if picture is not None:
-                    write_overlay(out, f"{stem}_overlay", picture, args.overlay_format)
-            images += 1
-            total += len(dets)
-            rows.append({"path": str(path), "result": f"{stem}.json", "detections": len(dets),
-                         "seconds": seconds})
-            inputs.bar.set_postfix(dets=len(dets))
-    dt = time.perf_counter() - t0
-    return finish_run(out, {
-        "detector": description, "images": rows, "detections": total, "failed": failed,
-        "seconds": dt,
-    }, f"fissure detect: {images} image(s), {total} detection(s) in {dt:.1f} s "
-       f"({images / dt if dt > 0 else 0:.2f} img/s), written to {out}", len(failed))
+    return run_job(job, inputs, args, out)
 
 
 def add_parser(sub: Any) -> None:
@@ -229,4 +185,5 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--no-overlay", action="store_true", help="write JSON only")
     add_overlay_format(s)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_args(s)
     s.set_defaults(func=cmd_detect)

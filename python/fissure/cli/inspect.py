@@ -12,34 +12,14 @@ context and a line in ``review.csv`` (and ``review.json``, the same rows). Each 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 __all__ = ["add_parser", "cmd_inspect"]
 
-SUMMARY_FIELDS = ("image", "verdict", "regions", "defect", "review", "ok", "worst_score",
-                  "image_score", "detector_tiles", "seconds")
-REVIEW_FIELDS = ("image", "region", "x1", "y1", "x2", "y2", "score", "low", "high", "label",
-                 "crop")
-
-
-def _csv_bytes(fields: tuple[str, ...], rows: list[dict[str, Any]]) -> bytes:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue().encode()
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .. import Inspector
-    from ..io import _atomic_write_bytes, write_image_atomic, write_json_atomic
-    from ._common import (SUMMARY, Images, error, finish_run, no_inputs, one_line,
-                          outputs_of_one_image, unique_stem, write_overlay)
+    from ..jobs import InspectJob
+    from ._common import Images, error, no_inputs, one_line, run_job
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -50,76 +30,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     inputs = Images(args.inputs, "inspect", args.quiet)
     if not inputs.paths:
         return no_inputs()
+    job = InspectJob(args.anomaly, args.detector, review_dir=review_dir,
+                     overlay=not args.no_overlay, overlay_format=args.overlay_format,
+                     review=args.review, specular=args.specular, backend=args.backend,
+                     device=args.device, num_threads=args.threads)
     try:
-        inspector = Inspector(args.anomaly, args.detector, review=args.review,
-                              specular=args.specular, backend=args.backend, device=args.device, num_threads=args.threads)
-        band = inspector.review_band()
+        job.open()
     except (OSError, ValueError, TypeError, ImportError) as exc:
         return error(f"cannot set up the inspection: {one_line(exc)}")
-    used: set = {SUMMARY, "review"}
-    rows: list[dict[str, Any]] = []
-    review_rows: list[dict[str, Any]] = []
-    verdicts = {"defect": 0, "review": 0, "ok": 0}
-    t0 = time.perf_counter()
-    with inspector:
-        for _number, path, image in inputs:
-            t = time.perf_counter()
-            try:
-                result = inspector(image)
-            except Exception as exc:
-                if not inputs.fail(path, exc):
-                    raise
-                continue
-            seconds = time.perf_counter() - t
-            stem = unique_stem(path, used)
-            doc = {"path": str(path), **result.to_dict()}
-            picture = None if args.no_overlay else result.overlay(image)
-            counts = result.counts()
-            verdicts[result.verdict] += 1
-            with outputs_of_one_image():
-                write_json_atomic(out / f"{stem}.json", doc)
-                if picture is not None:
-                    write_overlay(out, f"{stem}_inspect", picture, args.overlay_format)
-                if review_dir is not None:
-                    h, w = image.shape[:2]
-                    for r in result.regions:
-                        if r.verdict != "review":
-                            continue
-                        x1, y1, x2, y2 = r.box
-                        cw, ch = max(x2 - x1, 16), max(y2 - y1, 16)  # context: the box again
-                        a, b = int(max(0, x1 - cw)), int(max(0, y1 - ch))
-                        c, d = int(min(w, x2 + cw)), int(min(h, y2 + ch))
-                        name = f"{stem}_r{r.id}.png"
-                        write_image_atomic(review_dir / name, image[b:d, a:c])
-                        review_rows.append({"image": str(path), "region": r.id, "x1": x1,
-                                            "y1": y1, "x2": x2, "y2": y2,
-                                            "score": round(r.score, 6), "low": band[0],
-                                            "high": band[1], "label": r.label, "crop": name})
-            worst = max((r.score for r in result.regions), default=0.0)
-            rows.append({"image": str(path), "verdict": result.verdict,
-                         "regions": len(result.regions), **counts,
-                         "worst_score": round(worst, 6),
-                         "image_score": round(float(result.anomaly.score), 6),
-                         "detector_tiles": f"{result.tiles_run}/{result.tiles_total}",
-                         "seconds": round(seconds, 3)})
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(out / "summary.csv", _csv_bytes(SUMMARY_FIELDS, rows))
-    if review_dir is not None:
-        _atomic_write_bytes(review_dir / "review.csv", _csv_bytes(REVIEW_FIELDS, review_rows))
-        write_json_atomic(review_dir / "review.json", review_rows)
-    summary = {"anomaly": str(args.anomaly), "detector": args.detector,
-               "review_band": [float(v) for v in band], "images": rows,
-               "verdicts": verdicts, "failed": inputs.skipped,
-               "seconds": time.perf_counter() - t0}
-    line = (f"fissure inspect: {len(rows)} image(s): {verdicts['defect']} defect, "
-            f"{verdicts['review']} review, {verdicts['ok']} ok; review band "
-            f"[{band[0]:.4g}, {band[1]:.4g})"
-            + (f"; {len(review_rows)} region(s) for review in {review_dir}"
-               if review_dir is not None else "") + f"; written to {out}")
-    if not rows and inputs.skipped:
-        print(line, file=sys.stdout)
+    rc = run_job(job, inputs, args, out)
+    if rc == 1 and not (out / "summary.json").exists():
         return 2
-    return finish_run(out, summary, line, len(inputs.skipped))
+    if rc == 1:
+        import json
+
+        if not json.loads((out / "summary.json").read_text())["images"]:
+            return 2  # every input failed: nothing was inspected
+    return rc
 
 
 def _band(text: str) -> tuple[float, float]:
@@ -132,7 +59,7 @@ def _band(text: str) -> tuple[float, float]:
 
 def add_parser(sub: Any) -> None:
     """Registers ``fissure inspect`` on the ``fissure`` command's subparsers."""
-    from ._common import add_overlay_format, add_runtime_args
+    from ._common import add_overlay_format, add_run_args, add_runtime_args
 
     p = sub.add_parser(
         "inspect", help="anomaly map -> candidate regions -> detector on their tiles",
@@ -157,4 +84,5 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-overlay", action="store_true", help="write JSON and CSV only")
     add_overlay_format(p)
     add_runtime_args(p)
+    add_run_args(p)
     p.set_defaults(func=cmd_inspect)
