@@ -414,6 +414,39 @@ def _remove_stale_temps(path: Path) -> None:
             os.close(fd)
 
 
+def remove_orphan_temps(folder: PathLike) -> int:
+    """Removes the temporaries that atomic writes into ``folder`` left behind when their
+    writer was killed (names as :func:`_atomic_write_bytes` gives them, not locked by a
+    live writer, whatever their age); returns how many. A run resumed after SIGKILL calls it."""
+    import re
+
+    pattern = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
+    removed = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        if not pattern.fullmatch(name):
+            continue
+        q = Path(folder) / name
+        try:
+            if not os.path.isfile(q) or os.path.islink(q):
+                continue
+            fd = os.open(q, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if _try_lock(fd):
+                os.unlink(q)
+                removed += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
 def _atomic_write_bytes(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)

@@ -207,6 +207,8 @@ class Manifest:
         self.records: dict[str, dict[str, Any]] = {}
         self._fd: Optional[int] = None
         self._lock = threading.Lock()
+        #: lines in the file that a later line of the same input replaces
+        self.superseded = 0
 
     def load(self) -> "Manifest":
         self.records = {}
@@ -228,6 +230,7 @@ class Manifest:
             if rec.get("manifest", MANIFEST_VERSION) > MANIFEST_VERSION:
                 raise ValueError(f"{self.path}: written by a newer fissure (manifest format "
                                  f"{rec['manifest']}); resume it with that version")
+            self.superseded += key in self.records
             self.records[key] = rec
         return self
 
@@ -235,8 +238,10 @@ class Manifest:
         """Writes the loaded records back, one line per input (atomically)."""
         from .io import _atomic_write_bytes
 
+        self.close()
         payload = b"".join(_line(r) for r in self.records.values())
         _atomic_write_bytes(self.path, payload)
+        self.superseded = 0
 
     def append(self, record: dict[str, Any]) -> None:
         with self._lock:
@@ -245,6 +250,7 @@ class Manifest:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
             os.write(self._fd, _line(record))
             os.fsync(self._fd)
+            self.superseded += record["key"] in self.records
             self.records[record["key"]] = record
 
     def close(self) -> None:
@@ -311,8 +317,11 @@ class Run:
         self.manifest = Manifest(self.out)
         self.settings = jsonable(job.settings())
         if self.resume:
+            from .io import remove_orphan_temps
+
             self._check_run()
             self.manifest.load()
+            remove_orphan_temps(self.out)  # a killed run's half-written temporaries
         used = {SUMMARY, *job.reserved_stems}
         done = self.manifest.records
         stems: dict[str, str] = {}
@@ -337,10 +346,7 @@ class Run:
                 self.todo.append(it)
         self._started = False
         if self.resume and self.manifest.records:
-            # one line per input from here on (inputs not given this time keep theirs):
-            # compacted before anything is appended
-            self.manifest.rewrite()
-            self._started = True
+            self._started = True  # appended to, never replaced
 
     def _check_run(self) -> None:
         path = self.out / RUN
@@ -419,6 +425,10 @@ class Run:
         from .io import _atomic_write_bytes, write_json_atomic
 
         self.manifest.close()
+        if self.manifest.superseded and not interrupted:
+            # one line per input (the last: a retried failure's success, a changed file's
+            # new result); inputs not given this time keep theirs
+            self.manifest.rewrite()
         records = self.records()
         report = RunReport(records, processed=processed, already_done=self.already_done,
                            failed=sum(r is not None and r["status"] != "ok" for r in records),
