@@ -351,3 +351,39 @@ def test_model_failures_are_reported_not_raised(fitted, tests_dir, tmp_path, mon
     rc, _, err = run_cli(["anomaly", "fit", str(t / "ok1.png"), "--out", str(bank), *FAST])
     assert rc == 2 and "fit failed (RuntimeError: out of device memory)" in err
     assert "Traceback" not in err and not bank.exists()
+
+
+def test_predict_resume_processes_only_what_is_left(fitted, tmp_path) -> None:
+    """--resume: the images done before are not predicted again; the summary covers all."""
+    t = tmp_path / "imgs"
+    t.mkdir()
+    for s in range(3):
+        cv2.imwrite(str(t / f"p{s}.png"), planted(20 + s, DARK, 10))
+    out = tmp_path / "out"
+    rc, line, err = run_cli(["anomaly", "predict", str(fitted["bank"]), str(t / "p0.png"),
+                             str(t / "p1.png"), "--out", str(out), *FAST])
+    assert rc == 0, err
+    first = json.loads((out / "p0.json").read_text())
+    calls = []
+    real = PatchCore.predict
+
+    def counting(self, image, *a, **k):
+        calls.append(1)
+        return real(self, image, *a, **k)
+
+    PatchCore.predict = counting
+    try:
+        rc, line, err = run_cli(["anomaly", "predict", str(fitted["bank"]), str(t), "--out",
+                                 str(out), "--resume", *FAST])
+    finally:
+        PatchCore.predict = real
+    assert rc == 0, err
+    assert len(calls) == 1 and "2 done before, resumed" in line
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["result"] for r in summary["images"]] == ["p0.json", "p1.json", "p2.json"]
+    assert json.loads((out / "p0.json").read_text()) == first  # untouched
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 3
+    # other thresholds are another run: refused
+    rc, line, err = run_cli(["anomaly", "predict", str(fitted["bank"]), str(t), "--out",
+                             str(out), "--resume", "--threshold", "0.1", *FAST])
+    assert rc == 2 and "other settings" in err and "threshold" in err

@@ -177,6 +177,17 @@ def test_cli_inspect(tmp_path, bank, surface, capsys) -> None:
         crop = cv2.imread(str(tmp_path / "rev" / r["crop"]))
         assert crop is not None and crop.shape[0] > float(r["y2"]) - float(r["y1"])
     assert (tmp_path / "o" / "a_inspect.jpg").exists()
+    # --resume with one more image: only that one is inspected; review.csv keeps a's rows
+    cv2.imwrite(str(tmp_path / "c.png"), brushed_metal(600, 700, seed=12))
+    rc = main(["inspect", "--anomaly", str(tmp_path / "bank.safetensors"), "--detector",
+               str(tmp_path / "spots.onnx"), str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+               str(tmp_path / "c.png"), "--out", str(tmp_path / "o"), "--review", band,
+               "--review-dir", str(tmp_path / "rev"), "--quiet", "--resume"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "3 image(s): 1 defect, 0 review, 2 ok" in out
+    assert "2 done before, resumed" in out
+    again = list(csv.DictReader((tmp_path / "rev" / "review.csv").read_text().splitlines()))
+    assert again == review
     from fissure.cli import build_parser
 
     ns = build_parser().parse_args(["inspect", "--anomaly", "b", "x.png", "--out", "o",
