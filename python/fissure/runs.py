@@ -562,9 +562,15 @@ def run_folder(job: Job, paths: Iterable[PathLike], out: PathLike, *, resume: bo
                     except queue.Full:
                         continue
         except BaseException as exc:  # KeyboardInterrupt from a test's reader, a bug
-            inq.put((None, exc, 0.0))
-            return
-        inq.put(_DONE)
+            last: Any = (None, exc, 0.0)
+        else:
+            last = _DONE
+        while not stop_reading.is_set():  # the main thread may be gone: never block for good
+            try:
+                inq.put(last, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def write_behind() -> None:
         while True:
