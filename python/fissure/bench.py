@@ -843,13 +843,21 @@ class _Worker:
             return self.recv()["done"]
         finally:
             self.p.wait()
-            self.stderr.close()
+            self._release()
 
     def kill(self) -> None:
         if self.p.poll() is None:
             self.p.kill()
             self.p.wait()
-        self.stderr.close()
+        self._release()
+
+    def _release(self) -> None:
+        for f in (self.p.stdin, self.p.stdout, self.stderr):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError:
+                pass
 
 
 # ------------------------------------------------------------------------------ the report
