@@ -726,6 +726,12 @@ def _worker_main() -> None:
     sampler: Optional[VramSampler] = None
     vram_note = None
     if cfg.on_nvidia:
+        try:  # CUDA and cuDNN from the nvidia-* pip wheels, where installed (ORT >= 1.21)
+            import onnxruntime
+
+            getattr(onnxruntime, "preload_dlls", lambda: None)()
+        except Exception:  # noqa: BLE001 - the session's own error says what is missing
+            pass
         try:
             sampler = VramSampler(int(job.get("device_id", 0))).start()
         except Exception as exc:  # noqa: BLE001 - no NVML: the row says why
@@ -1239,7 +1245,11 @@ def gpu_check_verdict(report: dict) -> tuple[int, list[str]]:
                          f"{a['min_required']})")
         else:
             lines.append(f"ok   {r['name']}: matches the CPU: recall {a['recall']:.4f}, "
-                         f"precision {a['precision']:.4f} at IoU >= {a['iou']}")
+                         f"precision {a['precision']:.4f} at IoU >= {a['iou']} "
+                         f"({a['matched']} of {a['reference']} detections)")
+            if a["reference"] == 0 and a["candidate"] == 0:
+                lines.append(f"note {r['name']}: no detections on either side: the output "
+                             "comparison says nothing for this model and image")
     return status, lines
 
 

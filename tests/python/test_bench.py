@@ -282,7 +282,8 @@ def test_gpu_check_verdict():
         r.update(images_per_s=1.0, batch_size=4, vram_method="process", **kw)
         return r
 
-    ok = {"recall": 1.0, "precision": 1.0, "iou": 0.9, "min_required": 0.99, "ok": True}
+    ok = {"recall": 1.0, "precision": 1.0, "iou": 0.9, "min_required": 0.99, "ok": True,
+          "matched": 5, "reference": 5, "candidate": 5}
     rep = {"settings": {"vram_budget_mb": 2048.0},
            "rows": [row(peak_vram_mb=1500.0, agreement=ok)]}
     assert gpu_check_verdict(rep)[0] == 0
