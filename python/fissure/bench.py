@@ -1270,8 +1270,10 @@ def format_table(report: dict) -> str:
             out.append(f"| {r['name']} | unavailable: {r['reason']} |" + " |" * 9)
             continue
         t, s, a = r["tile_latency_ms"], r["stages_s"], r["agreement"]
+        ran = r["precision_run"]
+        name = r["name"] + (f" (runs {ran})" if ran in TOLERANCE and ran != r["precision"] else "")
         out.append(
-            f"| {r['name']} | {r['images_per_s']:.3f} | "
+            f"| {name} | {r['images_per_s']:.3f} | "
             + (f"{t['p50']:.1f} / {t['p95']:.1f}" if t else "") + " | "
             + " / ".join(f"{s[k]:.2f}" for k in ("read", "preprocess", "model", "decode", "merge"))
             + f" | {r['batch_size']} | {f(r['peak_rss_mb'], '.0f')} | "
