@@ -40,6 +40,7 @@ __all__ = [
     "batch_from_vram_growth",
     "compare_detections",
     "gpu_check_verdict",
+    "paired_ratio",
     "run_bench",
     "test_image",
     "validate_report",
@@ -118,6 +119,16 @@ def batch_from_vram_growth(peak_small: float, peak_large: float, small: int, lar
         b = min(b, int(num_tiles))
     return {"batch_size": b, "fixed_mb": fixed / MB, "per_tile_mb": per_tile / MB,
             "predicted_peak_mb": (fixed + b * per_tile) / MB}
+
+
+def paired_ratio(peer_round_s: Sequence[float], base_round_s: Sequence[float]) -> Optional[float]:
+    """The median over rounds of ``peer / base`` within the same round: with interleaved rounds a
+    load change on a shared machine hits both sides of a pair alike, so this is steadier than the
+    ratio of the medians. None without complete pairs."""
+    pairs = [p / b for p, b in zip(peer_round_s, base_round_s) if b > 0]
+    if not pairs or len(peer_round_s) != len(base_round_s):
+        return None
+    return float(statistics.median(pairs))
 
 
 def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -876,7 +887,8 @@ def _empty_row(cfg: Config, reason: Optional[str]) -> dict[str, Any]:
             "image_s_median": None, "round_s": [], "tile_latency_ms": None, "stages_s": None,
             "tiles_per_image": None, "batch_size": None, "batch_source": None,
             "vram_batch": None, "peak_rss_mb": None, "peak_vram_mb": None, "vram_method": None,
-            "fits_budget": None, "detections": None, "agreement": None, "ratio": None}
+            "fits_budget": None, "detections": None, "agreement": None, "ratio": None,
+            "ratio_paired": None}
 
 
 def _median_stages(rounds: list[dict], n_images: int) -> dict[str, float]:
@@ -1028,13 +1040,15 @@ def run_bench(model: Union[str, os.PathLike], images: Optional[Sequence[Union[st
         compare_out = None
         if compare_base is not None:
             base = next((r for r in rows if r["name"] == compare_base.name), None)
-            compare_out = {"against": compare_base.name, "ratios": {}}
+            compare_out = {"against": compare_base.name, "ratios": {}, "ratios_paired": {}}
             for row in rows:
                 if row["kind"] == "fissure":
                     continue
                 if base and base["image_s_median"] and row["image_s_median"]:
                     row["ratio"] = row["image_s_median"] / base["image_s_median"]
+                    row["ratio_paired"] = paired_ratio(row["round_s"], base["round_s"])
                 compare_out["ratios"][row["kind"]] = row["ratio"]
+                compare_out["ratios_paired"][row["kind"]] = row["ratio_paired"]
         avail = [r for r in rows if r["images_per_s"] is not None and r["kind"] == "fissure"]
         return {
             "schema_version": BENCH_SCHEMA_VERSION,
@@ -1157,12 +1171,13 @@ ROW_SCHEMA: dict[str, Any] = {
     "agreement": ({"reference": int, "candidate": int, "matched": int, "recall": _NUM,
                    "precision": _NUM, "iou": _NUM, "reference_row": str,
                    "min_required": _NUM, "ok": bool}, type(None)),
-    "ratio": _OPT_NUM,
+    "ratio": _OPT_NUM, "ratio_paired": _OPT_NUM,
 }
 REPORT_SCHEMA: dict[str, Any] = {
     "schema_version": int, "fissure_version": str, "created": str, "machine": dict,
     "model": {"path": str, "sha256": str}, "images": list, "settings": dict,
-    "rows": list, "compare": ({"against": str, "ratios": dict}, type(None)),
+    "rows": list,
+    "compare": ({"against": str, "ratios": dict, "ratios_paired": dict}, type(None)),
     "summary": {"fastest": _OPT_STR, "cuda_available": bool, "all_fit_budget": bool},
 }
 IMAGE_SCHEMA = {"path": _OPT_STR, "height": int, "width": int, "generated": bool}
@@ -1281,5 +1296,7 @@ def format_table(report: dict) -> str:
             + ("" if r["fits_budget"] is None else ("yes" if r["fits_budget"] else "NO"))
             + f" | {r['detections']} | "
             + ("" if a is None else f"{'yes' if a['ok'] else 'no'} ({a['recall']:.3f}/{a['precision']:.3f})")
-            + f" | {'' if r['ratio'] is None else format(r['ratio'], '.2f') + 'x'} |")
+            + f" | {'' if r['ratio'] is None else format(r['ratio'], '.2f') + 'x'}"
+            + (f" (paired {r['ratio_paired']:.2f}x)" if r.get("ratio_paired") is not None else "")
+            + " |")
     return "\n".join(out)

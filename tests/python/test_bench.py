@@ -74,6 +74,8 @@ def test_cli_json_schema_and_compare_rows(toy, tmp_path, capsys):
     assert report["compare"]["against"] == "onnxruntime/cpu/f32"
     assert ratios["sahi-style"] == pytest.approx(sahi_row["image_s_median"] / ref["image_s_median"])
     assert ratios["supervision-style"] == sv_row["ratio"] > 0
+    assert report["compare"]["ratios_paired"]["sahi-style"] == pytest.approx(
+        sahi_row["round_s"][0] / ref["round_s"][0])  # one round: the one pair
     assert "| onnxruntime/cpu/f32 |" in printed and "sahi-style" in printed
     assert "report written to" in printed
 
@@ -368,3 +370,23 @@ def test_bad_input_exits_2(toy, tmp_path, capsys, case):
     assert main(args + ["--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fissure: error: "), err
+
+
+def test_format_table_marks_unavailable_rows_and_what_ran():
+    ok = bench._empty_row(Config("openvino", "cpu", "bf16"), None)
+    ok.update(images_per_s=0.5, image_s_median=2.0, precision_run="f32", batch_size=4,
+              tile_latency_ms={"p50": 10.0, "p95": 20.0}, peak_rss_mb=700.0, fits_budget=True,
+              stages_s={"read": 0.1, "preprocess": 0.0, "model": 1.8, "decode": 0.1,
+                        "merge": 0.0}, detections=3)
+    gone = bench._empty_row(Config("onnxruntime", "cuda", "f16"), "no NVIDIA GPU")
+    text = bench.format_table({"rows": [ok, gone]})
+    lines = text.splitlines()
+    assert lines[2].startswith("| openvino/cpu/bf16 (runs f32) | 0.500 | 10.0 / 20.0 |")
+    assert "| onnxruntime/cuda/f16 | unavailable: no NVIDIA GPU |" in lines[3]
+    assert all(ln.count("|") == lines[0].count("|") for ln in lines)
+
+
+def test_paired_ratio():
+    assert bench.paired_ratio([2.0, 9.0, 3.0], [1.0, 3.0, 3.0]) == 2.0  # pairs 2, 3, 1
+    assert bench.paired_ratio([2.0], [1.0, 1.0]) is None  # a round missing: no pairs
+    assert bench.paired_ratio([], []) is None

@@ -96,8 +96,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 print(f"  {r['kind']}: {r['implementation'] or r['reason']}")
         ratios = ", ".join(f"{k} {v:.2f}x" for k, v in report["compare"]["ratios"].items()
                            if v is not None)
+        paired = ", ".join(f"{k} {v:.2f}x" for k, v in
+                           report["compare"]["ratios_paired"].items() if v is not None)
         if ratios:
-            print(f"  time per image relative to {report['compare']['against']}: {ratios}")
+            print(f"  seconds per image relative to {report['compare']['against']}: {ratios} "
+                  f"(ratio of medians); {paired} (median of per-round ratios)")
     if args.json:
         write_json_atomic(args.json, report)
         print(f"fissure bench: report written to {args.json}")
