@@ -390,3 +390,23 @@ def test_paired_ratio():
     assert bench.paired_ratio([2.0, 9.0, 3.0], [1.0, 3.0, 3.0]) == 2.0  # pairs 2, 3, 1
     assert bench.paired_ratio([2.0], [1.0, 1.0]) is None  # a round missing: no pairs
     assert bench.paired_ratio([], []) is None
+
+
+def test_finish_row_budget_fit_from_the_peaks():
+    rounds = [{"image_s": [2.0], "stages_s": {"read": 0.1, "preprocess": 0.1, "model": 1.5,
+                                              "decode": 0.2, "merge": 0.1},
+               "tile_ms": [10.0, 30.0], "batch_size": 6}]
+    info = {"implementation": "fissure.TiledDetector", "tiles_per_image": 2,
+            "describe": {"precision": "as exported (float32 input)"},
+            "batch_source": "measured VRAM growth (batch 1 -> 2)",
+            "vram_batch": {"batch_size": 6}}
+    for vram, fits in ((1900.0, True), (2100.0, False), (None, None)):
+        row = bench._empty_row(Config("onnxruntime", "cuda", "f32"), None)
+        bench._finish_row(row, info, rounds, {"peak_rss_mb": 3000.0, "peak_vram_mb": vram,
+                                              "vram_method": "process"}, 1, 2048.0)
+        assert row["fits_budget"] is fits  # on CUDA the VRAM decides, not the RSS
+        assert row["batch_size"] == 6 and row["images_per_s"] == 0.5
+        assert row["tile_latency_ms"] == {"p50": 20.0, "p95": pytest.approx(29.0)}
+    cpu = bench._empty_row(Config("onnxruntime", "cpu", "f32"), None)
+    bench._finish_row(cpu, info, rounds, {"peak_rss_mb": 3000.0}, 1, 2048.0)
+    assert cpu["fits_budget"] is False and cpu["peak_vram_mb"] is None
