@@ -19,7 +19,6 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -801,7 +800,11 @@ def _rss_mb() -> float:
     return rss_bytes() / MB
 
 
-def _peak_rss_mb() -> float:
+def _peak_rss_mb() -> Optional[float]:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows: no getrusage
+        return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / MB if sys.platform == "darwin" else peak / 1024.0
 
