@@ -9,6 +9,8 @@ has one thread (``num_threads=1``), which is the setting that overlaps best on s
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +28,7 @@ from .base import (
     resolve_model_source,
 )
 
-__all__ = ["OnnxRuntimeBackend", "cuda_provider_options", "session_options"]
+__all__ = ["OnnxRuntimeBackend", "cuda_provider_options", "f16_model", "session_options"]
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
@@ -74,6 +76,45 @@ def cuda_provider_options(vram_budget_mb: int, device_id: int = 0) -> Dict[str, 
         "arena_extend_strategy": "kSameAsRequested",
         "cudnn_conv_algo_search": "HEURISTIC",
     }
+
+
+def cache_dir() -> Path:
+    """Where fissure caches what it derives from models: ``$FISSURE_CACHE``, else
+    ``~/.cache/fissure``."""
+    env = os.environ.get("FISSURE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "fissure"
+
+
+def f16_model(model: Union[str, Path, bytes]) -> Path:
+    """The f16 copy of an f32 ONNX model (for ONNX Runtime CUDA), converted once with ONNX
+    Runtime's own converter (``onnxruntime.transformers.float16``, ``keep_io_types=True``: the
+    inputs and outputs stay float32, so preprocessing and decoding do not change) and cached as
+    ``<cache_dir()>/f16/<sha256 of the model>.onnx``, written atomically. Needs the ``onnx``
+    package."""
+    from ..io import _atomic_write_bytes, sha256_file
+
+    if isinstance(model, (bytes, bytearray)):
+        key = hashlib.sha256(bytes(model)).hexdigest()
+    else:
+        key = sha256_file(model)
+    out = cache_dir() / "f16" / f"{key}.onnx"
+    if out.is_file():
+        return out
+    try:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError as exc:
+        raise BackendNotInstalledError(
+            f"precision='f16' converts the model with the onnx package: {PIP_HINTS['onnx']}"
+        ) from exc
+    m = onnx.load_from_string(bytes(model)) if isinstance(model, (bytes, bytearray)) \
+        else onnx.load(str(model))
+    try:
+        m16 = convert_float_to_float16(m, keep_io_types=True)
+    except Exception as exc:  # noqa: BLE001 - the converter raises assorted errors
+        raise ModelLoadError(f"could not convert the model to f16: {exc}") from exc
+    _atomic_write_bytes(out, m16.SerializeToString())
+    return out
 
 
 def session_options(num_threads: int = -1) -> Any:
@@ -128,10 +169,11 @@ class OnnxRuntimeBackend(BackendBase):
                 f"{where}: onnxruntime reads .onnx models only, not {fmt}; "
                 f"use backend='openvino' ({PIP_HINTS['openvino']})"
             )
-        if precision not in (None, "f32"):
+        if precision not in (None, "f32", "f16"):
             raise ValueError(
-                f"precision={precision!r}: onnxruntime runs the model in its own precision; "
-                "export an fp16 model, or use backend='openvino' for f16/bf16 inference"
+                f"precision={precision!r}: onnxruntime runs the model in its own precision "
+                "(or, on CUDA, 'f16': converted once and cached); use backend='openvino' for "
+                "bf16 inference"
             )
         if async_workers < 1:
             raise ValueError(f"async_workers: expected >= 1, got {async_workers}")
@@ -154,6 +196,11 @@ class OnnxRuntimeBackend(BackendBase):
             raise ValueError(
                 f"device={device!r}: onnxruntime supports 'auto', 'cpu' and 'cuda' (or 'gpu')"
             )
+        if precision == "f16" and dev != "cuda":
+            raise ValueError(
+                "precision='f16': ONNX Runtime runs converted f16 models on CUDA only "
+                "(device='cuda'); on a CPU use backend='openvino' with precision='f16' or 'bf16'"
+            )
         providers: List[Any]
         if dev == "cuda":
             if CUDA_EP not in providers_here:
@@ -165,6 +212,8 @@ class OnnxRuntimeBackend(BackendBase):
         else:
             providers = [CPU_EP]
         so = session_options(num_threads)
+        if precision == "f16":
+            source = f16_model(source)  # converted once, cached by the model's sha256
         src = str(source) if isinstance(source, Path) else source
         try:
             sess = ort.InferenceSession(src, sess_options=so, providers=providers)
@@ -190,6 +239,8 @@ class OnnxRuntimeBackend(BackendBase):
         self._sess = sess
         self._out_names = [t.name for t in spec.outputs]
         self.device = f"cuda:{int(device_id)}" if dev == "cuda" else "cpu"
+        if precision == "f16":
+            self.inference_precision = f"f16 (converted copy {Path(str(source)).name}, f32 I/O)"
         self.num_threads = num_threads
         self.providers = list(sess.get_providers())
         self.provider_options = sess.get_provider_options()

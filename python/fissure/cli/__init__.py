@@ -1,4 +1,4 @@
-"""The ``fissure`` command: ``fissure info | specular | detect | demo | anomaly fit/predict/update | change | inspect``.
+"""The ``fissure`` command: ``fissure info | specular | detect | demo | anomaly fit/predict/update | change | inspect | bench``.
 
 One module per command family; ``_common`` holds what they share (inputs behind a progress
 bar, error lines, exit statuses, output names).
@@ -18,7 +18,7 @@ __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import anomaly, change, demo, detect, inspect, specular
+    from . import anomaly, bench, change, demo, detect, inspect, specular
 
     p = argparse.ArgumentParser(
         prog="fissure",
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     anomaly.add_parser(sub)
     change.add_parser(sub)
     inspect.add_parser(sub)
+    bench.add_parser(sub)
     return p
 
 
