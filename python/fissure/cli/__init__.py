@@ -18,7 +18,7 @@ __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import anomaly, change, demo, detect, inspect, specular
+    from . import anomaly, change, demo, detect, inspect, slice_coco, specular
 
     p = argparse.ArgumentParser(
         prog="fissure",
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     anomaly.add_parser(sub)
     change.add_parser(sub)
     inspect.add_parser(sub)
+    slice_coco.add_parser(sub)
     return p
 
 
