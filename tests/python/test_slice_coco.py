@@ -156,6 +156,18 @@ def test_equals_sahi(dataset: tuple[Path, Path], sahi_out: tuple, tmp_path: Path
     assert any(im["file_name"].startswith("c_2_") for im in ours["images"])
 
 
+def test_png_compression_same_pixels(dataset: tuple[Path, Path], tmp_path: Path) -> None:
+    ann, img = dataset
+    a, _ = slice_coco(str(ann), str(img), "p", str(tmp_path / "l1"), **SLICE)
+    b, _ = slice_coco(str(ann), str(img), "p", str(tmp_path / "l9"), png_compression=9,
+                      num_workers=1, **SLICE)
+    assert a == b
+    for im in a["images"][::7]:
+        x = cv2.imread(str(tmp_path / "l1" / im["file_name"]), cv2.IMREAD_UNCHANGED)
+        y = cv2.imread(str(tmp_path / "l9" / im["file_name"]), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(x, y)
+
+
 def test_ignore_negative_samples(dataset: tuple[Path, Path], tmp_path: Path) -> None:
     ann, img = dataset
     theirs, _ = sahi_slicing.slice_coco(str(ann), str(img), "neg", None,
@@ -280,7 +292,8 @@ def test_bad_input(dataset: tuple[Path, Path], tmp_path: Path) -> None:
         slice_coco(str(bad), str(img), "x", str(tmp_path / "o"))
     assert not (tmp_path / "o").exists()  # nothing was written
     for kw in ({"slice_height": 0}, {"slice_width": -5}, {"overlap_height_ratio": 1.0},
-               {"negative_fraction": 1.5}):
+               {"negative_fraction": 1.5}, {"png_compression": 10}, {"out_ext": "png"},
+               {"num_workers": 0}):
         with pytest.raises(ValueError):
             slice_coco(str(ann), str(img), "x", None, **kw)
     # CLI: exit 2 with a message, 0 when done

@@ -37,7 +37,8 @@ def cmd_slice_coco(args: argparse.Namespace) -> int:
         overlap_height_ratio=args.overlap_ratio, overlap_width_ratio=args.overlap_ratio,
         min_area_ratio=args.min_area_ratio, out_ext=args.ext, yolo=args.yolo,
         negative_fraction=args.negative_fraction, seed=args.seed,
-        rle_as_box=args.rle_as_box, num_workers=args.workers, progress=not args.quiet)
+        rle_as_box=args.rle_as_box, num_workers=args.workers,
+        png_compression=args.png_compression, progress=not args.quiet)
     if not args.quiet:
         print(f"fissure slice-coco: {len(coco['images'])} tile(s), "
               f"{len(coco['annotations'])} annotation(s); written to {path}")
@@ -72,6 +73,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--yolo", action="store_true",
                    help="also write labels/*.txt (YOLO) and data.yaml")
     p.add_argument("--ext", default=None, help="tile file extension (default .png)")
+    p.add_argument("--png-compression", type=int, default=None, metavar="0-9",
+                   help="zlib level of PNG tiles (default OpenCV's 1; SAHI writes 6)")
     p.add_argument("--rle-as-box", action="store_true",
                    help="treat RLE masks as their bbox, as SAHI does (default: clip the mask)")
     p.add_argument("--workers", type=int, default=None,
