@@ -8,8 +8,9 @@ content with sensor-like noise, quality 90), each with ``--polygons`` polygon an
 it into 512x512 tiles with 0.2 overlap (SAHI's defaults, PNG tiles) and write the tiles and
 the COCO JSON. Rows: SAHI (PIL writes PNG at zlib level 6), fissure at its default (OpenCV's
 PNG level 1: the same pixels, larger files) and fissure at level 6 (SAHI's file sizes), so
-the part of the gap that is the PNG level shows. Each run is a fresh process: the wall time of the call (imports excluded)
-and its peak RSS (``VmHWM`` after resetting it, minus ``VmRSS`` before; see ``_peak.py``).
+the part of the gap that is the PNG level shows. Each run is a fresh process: the wall time of the call (imports excluded),
+its CPU time (user + system, all threads: steadier than wall time on a shared machine) and
+its peak RSS (``VmHWM`` after resetting it, minus ``VmRSS`` before; see ``_peak.py``).
 Rounds are interleaved (SAHI, fissure, then fissure, SAHI, ...); the table gives medians.
 The outputs of the last round are compared (same tile names, same COCO dict).
 
@@ -56,13 +57,19 @@ except OSError:
     pass
 open("/proc/self/clear_refs", "w").write("5")
 before = kb("VmRSS")
+import resource
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+c0 = cpu()
 t0 = time.perf_counter()
 coco, path = slice_coco(ann, img, "sliced", out, slice_height=512, slice_width=512,
                         overlap_height_ratio=0.2, overlap_width_ratio=0.2, **kw)
 dt = time.perf_counter() - t0
+dc = cpu() - c0
 import os
 size = sum(e.stat().st_size for e in os.scandir(out) if e.name.endswith(".png"))
-print(json.dumps({"seconds": dt, "peak_mb": (kb("VmHWM") - before) / 1024, "out_mb": size / 2**20,
+print(json.dumps({"seconds": dt, "cpu_seconds": dc, "peak_mb": (kb("VmHWM") - before) / 1024, "out_mb": size / 2**20,
                   "tiles": len(coco["images"]), "annotations": len(coco["annotations"])}))
 """
 
@@ -140,23 +147,31 @@ def main() -> None:
         for impl in order:
             res = run_one(impl, ann, work / f"out_{impl}", args.workers)
             results[impl].append(res)
-            print(f"round {r + 1} {impl}: {res['seconds']:.2f} s, peak {res['peak_mb']:.0f} MB, "
+            print(f"round {r + 1} {impl}: {res['seconds']:.2f} s "
+                  f"(CPU {res['cpu_seconds']:.2f} s), peak {res['peak_mb']:.0f} MB, "
                   f"{res['tiles']} tiles, {res['annotations']} annotations", flush=True)
     med = {k: statistics.median(x["seconds"] for x in v) for k, v in results.items()}
+    cpu = {k: statistics.median(x["cpu_seconds"] for x in v) for k, v in results.items()}
     peak = {k: statistics.median(x["peak_mb"] for x in v) for k, v in results.items()}
     n_tiles = results[impls[0]][-1]["tiles"]
     labels = {"sahi": "SAHI 0.12.8 slice_coco (PIL, PNG level 6)",
               "fissure": "fissure slice_coco (OpenCV, PNG level 1, default)",
               "fissure-l6": "fissure slice_coco, png_compression=6"}
+    sys.path.insert(0, str(HERE))
+    from _machine import platform_line
+
+    print()
+    print(platform_line("sahi", "shapely", "cv2", "PIL"))
     print()
     print(f"| {args.images} images 4000x3000, {args.polygons} annotations each, 512/0.2, "
-          f"{n_tiles} PNG tiles | median wall s ({args.rounds}r) | tiles/s | peak RSS MB "
-          "| tiles MB | SAHI / row |")
-    print("|---|---:|---:|---:|---:|---:|")
+          f"{n_tiles} PNG tiles | median wall s ({args.rounds}r) | SAHI / row, wall "
+          "| median CPU s | SAHI / row, CPU | peak RSS MB | tiles MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for k in impls:
         ratio = f"{med['sahi'] / med[k]:.1f}x" if "sahi" in med else "-"
-        print(f"| {labels[k]} | {med[k]:.2f} | {n_tiles / med[k]:.1f} | {peak[k]:.0f} | "
-              f"{results[k][-1]['out_mb']:.0f} | {ratio} |")
+        cratio = f"{cpu['sahi'] / cpu[k]:.1f}x" if "sahi" in cpu else "-"
+        print(f"| {labels[k]} | {med[k]:.2f} | {ratio} | {cpu[k]:.2f} | {cratio} | "
+              f"{peak[k]:.0f} | {results[k][-1]['out_mb']:.0f} |")
     if "sahi" in impls:
         a = json.loads((work / "out_sahi" / "sliced_coco.json").read_text())
         for k in impls:

@@ -446,8 +446,6 @@ def slice_coco(
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise FileNotFoundError(f"{len(missing)} image(s) listed in {coco_annotation_file_path} "
                                 f"do not exist: {', '.join(missing[:3])}{more}; nothing was done")
-    if keep_negative not in (0.0, 1.0) and seed is None:
-        raise ValueError("seed: expected an int")
     rng = np.random.default_rng(seed)
 
     out = Path(output_dir) if output_dir else None
@@ -476,9 +474,9 @@ def slice_coco(
             for tile in grid:
                 x0, y0, x1, y1 = (int(v) for v in tile)
                 anns = _tile_annotations(ann, tile, min_area_ratio) if len(ann.area) else []
-                if not anns and keep_negative < 1.0:
-                    if keep_negative == 0.0 or rng.random() >= keep_negative:
-                        continue
+                if not anns and keep_negative < 1.0 and (
+                        keep_negative == 0.0 or rng.random() >= keep_negative):
+                    continue
                 name = f"{stem}_{x0}_{y0}_{x1}_{y1}{suffix}"
                 image_id = len(out_images) + 1
                 out_images.append({"height": y1 - y0, "width": x1 - x0, "id": image_id,

@@ -22,11 +22,11 @@ pytest.importorskip("shapely")
 cv2 = pytest.importorskip("cv2")
 mask_utils = pytest.importorskip("pycocotools.mask")
 
-from fissure.cli import main  # noqa: E402
-from fissure.slice_coco import slice_coco  # noqa: E402
+from fissure.cli import main
+from fissure.slice_coco import slice_coco
 
-SLICE = dict(slice_height=256, slice_width=256, overlap_height_ratio=0.2,
-             overlap_width_ratio=0.2)
+SLICE = {"slice_height": 256, "slice_width": 256, "overlap_height_ratio": 0.2,
+         "overlap_width_ratio": 0.2}
 
 
 def _rle_of(mask: np.ndarray) -> dict:
@@ -172,8 +172,8 @@ def test_ignore_negative_samples(dataset: tuple[Path, Path], tmp_path: Path) -> 
     ann, img = dataset
     theirs, _ = sahi_slicing.slice_coco(str(ann), str(img), "neg", None,
                                         ignore_negative_samples=True, **SLICE)
-    ours, path = slice_coco(str(ann), str(img), "neg", str(tmp_path),
-                            ignore_negative_samples=True, rle_as_box=True, **SLICE)
+    ours, _ = slice_coco(str(ann), str(img), "neg", str(tmp_path),
+                         ignore_negative_samples=True, rle_as_box=True, **SLICE)
     _compare(ours, theirs)
     kept = {a["image_id"] for a in ours["annotations"]}
     assert kept == {im["id"] for im in ours["images"]}
