@@ -95,7 +95,8 @@ def _require_shapely() -> Any:
         import shapely
     except ImportError as e:  # pragma: no cover - shapely is a declared dependency
         raise ImportError(
-            "slice_coco needs shapely>=2 for polygon annotations: pip install shapely"
+            "slice_coco needs shapely>=2 (SAHI's geometry library) for box and polygon "
+            'annotations: pip install "fissure[sahi]" or pip install shapely'
         ) from e
     return shapely
 
@@ -203,6 +204,7 @@ class _Annotations:
 
     @staticmethod
     def _geometry(a: dict, seg: Any, where: str) -> Any:
+        _require_shapely()
         from shapely.geometry import MultiPolygon, box
 
         try:
@@ -431,6 +433,9 @@ def slice_coco(
         if not isinstance(a, dict) or "image_id" not in a:
             raise ValueError(f"{coco_annotation_file_path}: annotations[{k}] has no 'image_id'")
         by_image[a["image_id"]].append(a)
+    if any(rle_as_box or not isinstance(a.get("segmentation"), dict)
+           for a in coco.get("annotations", [])):
+        _require_shapely()  # before anything is written
     images, seen = [], set()
     for im in coco["images"]:
         if im["id"] in seen:  # SAHI skips an image whose id repeats

@@ -31,7 +31,18 @@ def cmd_slice_coco(args: argparse.Namespace) -> int:
         sh, sw = size
     else:
         return error(f"--slice-size: expected S or H W, got {len(size)} numbers")
-    coco, path = slice_coco(
+    try:
+        coco, path = _run(slice_coco, args, out, sh, sw)
+    except ImportError as exc:  # shapely missing: nothing was done
+        return error(str(exc))
+    if not args.quiet:
+        print(f"fissure slice-coco: {len(coco['images'])} tile(s), "
+              f"{len(coco['annotations'])} annotation(s); written to {path}")
+    return 0
+
+
+def _run(slice_coco: Any, args: argparse.Namespace, out: Path, sh: int, sw: int) -> Any:
+    return slice_coco(
         args.annotations, args.image_dir, args.name, str(out),
         ignore_negative_samples=args.ignore_negative, slice_height=sh, slice_width=sw,
         overlap_height_ratio=args.overlap_ratio, overlap_width_ratio=args.overlap_ratio,
@@ -39,10 +50,6 @@ def cmd_slice_coco(args: argparse.Namespace) -> int:
         negative_fraction=args.negative_fraction, seed=args.seed,
         rle_as_box=args.rle_as_box, num_workers=args.workers,
         png_compression=args.png_compression, progress=not args.quiet)
-    if not args.quiet:
-        print(f"fissure slice-coco: {len(coco['images'])} tile(s), "
-              f"{len(coco['annotations'])} annotation(s); written to {path}")
-    return 0
 
 
 def add_parser(sub: Any) -> None:
