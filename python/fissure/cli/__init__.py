@@ -18,7 +18,7 @@ __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import anomaly, bench, change, demo, detect, inspect, specular
+    from . import anomaly, bench, change, demo, detect, inspect, slice_coco, specular
 
     p = argparse.ArgumentParser(
         prog="fissure",
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     change.add_parser(sub)
     inspect.add_parser(sub)
     bench.add_parser(sub)
+    slice_coco.add_parser(sub)
     return p
 
 
