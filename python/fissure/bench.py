@@ -785,13 +785,17 @@ def _worker_main() -> None:
         _send({"round": {"image_s": per_image, "stages_s": timer.stages,
                          "tile_ms": timer.tile_ms,
                          "batch_size": getattr(timer, "batch_size", None)}})
-    if sampler is not None:
-        sampler.stop()
-    _send({"done": {"peak_rss_mb": _peak_rss_mb(),
-                    "peak_vram_mb": sampler.peak_mb if sampler else None,
-                    "vram_method": sampler.method if sampler else vram_note,
-                    "gpu": ({"name": sampler.gpu_name(), "total_mb": sampler.gpu_total_mb()}
-                            if sampler else None)}})
+    _send({"done": {"peak_rss_mb": _peak_rss_mb(), **finish_sampler(sampler, vram_note)}})
+
+
+def finish_sampler(sampler: Optional[VramSampler], note: Optional[str] = None) -> dict:
+    """Stops ``sampler`` and returns what a row reports of it: peak VRAM, how it was read,
+    the GPU's name and memory (read before NVML is shut down: every call fails after)."""
+    if sampler is None:
+        return {"peak_vram_mb": None, "vram_method": note, "gpu": None}
+    gpu = {"name": sampler.gpu_name(), "total_mb": sampler.gpu_total_mb()}
+    sampler.stop()
+    return {"peak_vram_mb": sampler.peak_mb, "vram_method": sampler.method, "gpu": gpu}
 
 
 def _rss_mb() -> float:

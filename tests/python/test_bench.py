@@ -128,13 +128,19 @@ class FakeNvml(types.ModuleType):
     def nvmlShutdown(self):
         self.shut += 1
 
+    def _check(self):  # NVML's calls fail between nvmlShutdown and the next nvmlInit
+        if self.inited <= self.shut:
+            raise RuntimeError("NVMLError_Uninitialized: Uninitialized")
+
     def nvmlDeviceGetHandleByIndex(self, i):
         return ("gpu", i)
 
     def nvmlDeviceGetName(self, h):
+        self._check()
         return b"Fake GTX 1650"
 
     def nvmlDeviceGetMemoryInfo(self, h):
+        self._check()
         used = self.device_mb.pop(0) if len(self.device_mb) > 1 else self.device_mb[0]
         return types.SimpleNamespace(used=used * MB, total=4096 * MB, free=0)
 
@@ -160,6 +166,22 @@ def test_vram_peak_from_the_process_entry(monkeypatch):
     s.start()
     s.stop()
     assert fake.inited == 1 and fake.shut == 1 and s.samples >= 7
+
+
+def test_a_finished_row_reads_the_gpu_before_nvml_shuts_down(monkeypatch):
+    """The worker's last report (found on a real H200: NVMLError_Uninitialized when the GPU's
+    name was read after nvmlShutdown)."""
+    from fissure.bench import finish_sampler
+
+    fake = FakeNvml([300, 800], [5000], pid=7)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    s = VramSampler(0, pid=7).start()
+    s.sample()
+    got = finish_sampler(s)
+    assert got == {"peak_vram_mb": 800, "vram_method": "process",
+                   "gpu": {"name": "Fake GTX 1650", "total_mb": 4096}}
+    assert fake.shut == 1
+    assert finish_sampler(None, "unavailable: no NVML")["vram_method"] == "unavailable: no NVML"
 
 
 def test_vram_peak_falls_back_to_device_delta():
