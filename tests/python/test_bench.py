@@ -236,14 +236,19 @@ def test_worker_vram_batch_uses_the_growth(monkeypatch, toy):
 
 
 def test_batch_from_vram_growth_hand_computed():
-    r = batch_from_vram_growth(600 * MB, 700 * MB, 1, 2, 2048, max_batch=16)
+    r = batch_from_vram_growth(600 * MB, 700 * MB, 1, 2, 2048, max_batch=16, headroom=0)
     assert (r["per_tile_mb"], r["fixed_mb"], r["batch_size"]) == (100, 500, 15)
     assert r["predicted_peak_mb"] == 2000
     # 400 MiB over 3 tiles: 133.3 per tile, fixed 466.7; (2048 - 466.7) / 133.3 = 11.86
-    assert batch_from_vram_growth(600 * MB, 1000 * MB, 1, 4, 2048)["batch_size"] == 11
+    assert batch_from_vram_growth(600 * MB, 1000 * MB, 1, 4, 2048, headroom=0)["batch_size"] == 11
     assert batch_from_vram_growth(600 * MB, 700 * MB, 1, 2, 2048, num_tiles=6)["batch_size"] == 6
     assert batch_from_vram_growth(600 * MB, 600 * MB, 1, 2, 2048, max_batch=8)["batch_size"] == 8
     assert batch_from_vram_growth(3000 * MB, 3100 * MB, 1, 2, 2048)["batch_size"] == 1
+    # the default keeps 15% of the budget free: the H200's PP-OCRv4 det figures (fixed 674
+    # MiB, 144 MiB a tile) give batch 7 (674 + 7 * 144 = 1682 <= 0.85 * 2048 = 1740.8), where
+    # batch 9 (predicted 1970) peaked at 2056 MiB
+    h200 = batch_from_vram_growth(818 * MB, 962 * MB, 1, 2, 2048)
+    assert h200["batch_size"] == 7 and h200["predicted_peak_mb"] == 1682
     with pytest.raises(ValueError):
         batch_from_vram_growth(1, 2, 2, 1, 2048)
 
@@ -432,3 +437,26 @@ def test_finish_row_budget_fit_from_the_peaks():
     cpu = bench._empty_row(Config("onnxruntime", "cpu", "f32"), None)
     bench._finish_row(cpu, info, rounds, {"peak_rss_mb": 3000.0}, 1, 2048.0)
     assert cpu["fits_budget"] is False and cpu["peak_vram_mb"] is None
+
+
+def test_f16_conversion_that_changes_the_outputs_is_refused(tmp_path, monkeypatch):
+    """PP-OCRv4 det's constants overflow f16: its converted copy outputs garbage (found on an
+    H200: 0 of 820 boxes kept); the conversion's probe refuses it and caches nothing, while a
+    model that converts cleanly is cached."""
+    import importlib.util
+
+    from fissure.backends import ModelLoadError
+    from fissure.backends.onnxruntime import f16_model, f16_probe_difference
+
+    pytest.importorskip("onnx")
+    monkeypatch.setenv("FISSURE_CACHE", str(tmp_path / "cache"))
+    toy = bright_spot_model()
+    out = f16_model(toy)
+    assert out.is_file() and f16_probe_difference(toy, out.read_bytes()) < 0.01
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    if spec is None or spec.origin is None:
+        pytest.skip("rapidocr-onnxruntime (PP-OCRv4 det) is not installed")
+    ocr = Path(spec.origin).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
+    with pytest.raises(ModelLoadError, match="changes this model's outputs"):
+        f16_model(ocr)
+    assert len(list((tmp_path / "cache" / "f16").iterdir())) == 1  # the toy's only

@@ -280,6 +280,10 @@ def test_model_errors(tmp_path) -> None:
 def test_batch_size_is_measured_and_bounded_by_the_budget() -> None:
     img, _ = planted(800, 800, 5, seed=6)
     with TiledDetector(blob_model(), backend="onnxruntime", tile_size=200) as det:
+        assert det.max_batch == 1  # ONNX Runtime on a CPU: one tile at a time by default
+        det(img)
+        assert det.stats.batch_size == 1 and det.batch_cost is None  # nothing to measure
+    with TiledDetector(blob_model(), backend="onnxruntime", tile_size=200, max_batch=4) as det:
         det(img)
         cost = det.batch_cost
         assert cost is not None and cost.per_tile_bytes >= 2 * 3 * 200 * 200 * 4

@@ -113,8 +113,67 @@ def f16_model(model: Union[str, Path, bytes]) -> Path:
         m16 = convert_float_to_float16(m, keep_io_types=True)
     except Exception as exc:  # noqa: BLE001 - the converter raises assorted errors
         raise ModelLoadError(f"could not convert the model to f16: {exc}") from exc
-    _atomic_write_bytes(out, m16.SerializeToString())
+    payload = m16.SerializeToString()
+    src = bytes(model) if isinstance(model, (bytes, bytearray)) else str(model)
+    diff = f16_probe_difference(src, payload)
+    if diff is not None and diff > F16_TOLERANCE:
+        raise ModelLoadError(
+            "precision='f16': the f16 conversion changes this model's outputs (largest "
+            f"difference {diff:.3g} of the f32 output's scale on a probe input, tolerance "
+            f"{F16_TOLERANCE}); use precision='f32' (found on PP-OCRv4 det, whose constants "
+            "overflow f16)")
+    _atomic_write_bytes(out, payload)
     return out
+
+
+#: the largest output difference the f16 conversion may make on a probe input, as a share of
+#: the f32 output's largest magnitude (at least 1)
+F16_TOLERANCE = 0.05
+
+
+def f16_probe_difference(f32: Union[str, bytes], f16: bytes, seed: int = 0) -> Optional[float]:
+    """Runs the f32 model and its f16 conversion on ONNX Runtime's CPU provider on two probe
+    inputs (uniform in [0, 1] and in [-1, 1]; one image of the static size, else 640 x 640) and
+    returns the largest absolute output difference divided by ``max(1, |f32 output|.max())``.
+    None where the model cannot be probed (several inputs, a non-float input, a failure)."""
+    ort = import_onnxruntime()
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1
+    try:
+        a = ort.InferenceSession(f32, so, providers=["CPUExecutionProvider"])
+        b = ort.InferenceSession(f16, so, providers=["CPUExecutionProvider"])
+        inputs = a.get_inputs()
+        if len(inputs) != 1 or inputs[0].type != "tensor(float)":
+            return None
+        dims = [d if isinstance(d, int) and d > 0 else None for d in inputs[0].shape]
+        if len(dims) == 4:
+            n = dims[0] or 1
+            if dims[1] in (1, 3, 4) or dims[3] not in (1, 3, 4):  # NCHW
+                shape = [n, dims[1] or 3, dims[2] or 640, dims[3] or 640]
+            else:
+                shape = [n, dims[1] or 640, dims[2] or 640, dims[3]]
+        else:
+            shape = [d or 1 for d in dims]
+        rng = np.random.default_rng(seed)
+        worst = 0.0
+        for lo in (0.0, -1.0):
+            x = rng.uniform(lo, 1.0, shape).astype(np.float32)
+            feed = {inputs[0].name: x}
+            for ya, yb in zip(a.run(None, feed), b.run(None, feed)):
+                ya = np.asarray(ya, np.float64)
+                yb = np.asarray(yb, np.float64)
+                if ya.shape != yb.shape:
+                    return float("inf")
+                if ya.size == 0:
+                    continue
+                scale = max(1.0, float(np.nanmax(np.abs(ya))))
+                d = np.abs(ya - yb)
+                d[np.isnan(ya) & np.isnan(yb)] = 0.0
+                worst = max(worst, float(np.nanmax(np.where(np.isnan(d), np.inf, d))) / scale)
+        return worst
+    except Exception:  # noqa: BLE001 - a model the CPU cannot probe: no verdict
+        return None
 
 
 def session_options(num_threads: int = -1) -> Any:
