@@ -11,7 +11,7 @@ atomically, and returns each input's manifest record. The driver, one process, a
 records to the manifest, so the manifest has one writer and each input is committed once.
 
 A worker that dies (killed, out of memory, its node lost) is restarted by Ray and its batch
-retried (``max_retries`` times): the retried images write the same files again (stems are
+retried: the retried images write the same files again (stems are
 planned by the driver, files are replaced atomically) and the driver commits each input once,
 so nothing is lost or duplicated. An image the job cannot read or process is a failed record,
 as in a local run. Ctrl-C stops the run after the records that have arrived (the manifest
@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -170,17 +171,26 @@ def _check(actors: Optional[int], num_cpus: float, num_gpus: float, batch_size: 
 @contextmanager
 def _quiet_ray_data(ray: Any) -> Iterator[None]:
     """Ray Data's own progress bars and execution banners off (the run has its own bar)."""
+    import logging
+
     ctx = ray.data.DataContext.get_current()
     saved = ctx.enable_progress_bars, ctx.print_on_execution_start
     ctx.enable_progress_bars, ctx.print_on_execution_start = False, False
+    loggers = {name: logging.getLogger(name) for name in (
+        "ray.data._internal.progress", "ray.data._internal.execution.streaming_executor")}
+    levels = {name: lg.level for name, lg in loggers.items()}
+    for lg in loggers.values():
+        lg.setLevel(logging.WARNING + 1)
     try:
         yield
     finally:
         ctx.enable_progress_bars, ctx.print_on_execution_start = saved
+        for name, lg in loggers.items():
+            lg.setLevel(levels[name])
 
 
 def _map(ray: Any, ds: Any, job: Job, out: Optional[str], *, actors: Optional[int],
-         num_cpus: float, num_gpus: float, batch_size: int, max_retries: int,
+         num_cpus: float, num_gpus: float, batch_size: int, max_retries: Optional[int],
          is_failure: Callable[[BaseException], bool], mode: str, rgb: bool = False) -> Any:
     if actors is None:
         compute = ray.data.ActorPoolStrategy(
@@ -191,19 +201,25 @@ def _map(ray: Any, ds: Any, job: Job, out: Optional[str], *, actors: Optional[in
     remote: dict[str, Any] = {"num_cpus": num_cpus}
     if num_gpus:
         remote["num_gpus"] = num_gpus
-    return ds.map_batches(
-        _JobActor, fn_constructor_args=(job, out, is_failure, mode, rgb), compute=compute,
-        batch_size=batch_size, batch_format="numpy", zero_copy_batch=True,
-        # a dead worker: Ray restarts the actor and retries its batch (max_retries times,
-        # so that an image that kills every worker fails the run instead of looping)
-        max_restarts=-1, max_task_retries=max_retries, **remote)
+    # A dead worker: Ray Data restarts the actor and retries its batch, by default without
+    # limit (max_restarts=-1, max_task_retries=-1 on its actor pools); max_retries bounds the
+    # retries, so that an image that kills every worker fails the run instead of looping.
+    # Ray >= 2.60 accepts these only as deprecated free-form remote arguments.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        if max_retries is not None:
+            remote.update(max_restarts=-1, max_task_retries=int(max_retries))
+        return ds.map_batches(
+            _JobActor, fn_constructor_args=(job, out, is_failure, mode, rgb), compute=compute,
+            batch_size=batch_size, batch_format="numpy", zero_copy_batch=True, **remote)
 
 
 def run(job: Job, paths: Union[Iterable[PathLike], Run], out: PathLike, *,
         resume: bool = False, address: Optional[str] = None, actors: Optional[int] = None,
         num_cpus: float = 1.0, num_gpus: float = 0.0, batch_size: int = 1,
         progress: bool = False, desc: Optional[str] = None,
-        is_failure: Optional[Callable[[BaseException], bool]] = None, max_retries: int = 3,
+        is_failure: Optional[Callable[[BaseException], bool]] = None,
+        max_retries: Optional[int] = None,
         ray_init_kwargs: Optional[dict[str, Any]] = None) -> RunReport:
     """Runs ``job`` over ``paths`` into the run directory ``out`` on a pool of Ray actors;
     the same files, manifest and summary as :func:`fissure.runs.run_folder` (module
@@ -213,7 +229,9 @@ def run(job: Job, paths: Union[Iterable[PathLike], Run], out: PathLike, *,
     and shut down after it); a process already connected (``ray.init`` called) keeps its
     connection. ``actors``: how many (default: as many as the cluster has room for at
     ``num_cpus`` CPUs and ``num_gpus`` GPUs each); ``batch_size`` images per actor call;
-    ``max_retries``: how often a batch whose worker died is retried. ``is_failure(exc)``: as in
+    ``max_retries``: how often a batch whose worker died is retried (default: Ray Data's,
+    without limit; an image that crashes its worker process every time then keeps the run
+    going until Ctrl-C, so give a number where that can happen). ``is_failure(exc)``: as in
     :func:`~fissure.runs.run_folder`. ``ray_init_kwargs``: more arguments to ``ray.init``.
     Returns a :class:`~fissure.runs.RunReport`."""
     _check(actors, num_cpus, num_gpus, batch_size)
@@ -300,7 +318,7 @@ def _adopt_description(job: Job, desc: dict[str, Any]) -> None:
 def map_images(data: Any, job: Job, *, actors: Optional[int] = None, num_cpus: float = 1.0,
                num_gpus: float = 0.0, batch_size: int = 1, write_to: Optional[PathLike] = None,
                rgb: bool = False, is_failure: Optional[Callable[[BaseException], bool]] = None,
-               max_retries: int = 3) -> Any:
+               max_retries: Optional[int] = None) -> Any:
     """``job`` over a Ray Dataset of images (lazy: a Dataset out, run when consumed).
 
     ``data``: a ``ray.data.Dataset`` with a ``path`` column (each actor reads its images:

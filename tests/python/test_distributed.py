@@ -24,6 +24,8 @@ from fissure.cli import main  # noqa: E402
 from fissure.jobs import DetectJob  # noqa: E402
 from fissure.runs import MANIFEST, Manifest, run_folder  # noqa: E402
 
+pytestmark = pytest.mark.ray
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
@@ -219,3 +221,29 @@ def test_bad_arguments_are_refused_before_anything_runs(shift, tmp_path) -> None
     with pytest.raises(ValueError, match="batch_size"):
         distributed.run(detect_job(shift), inputs(shift), tmp_path / "o", batch_size=0)
     assert not (tmp_path / "o").exists()
+
+
+class KillAlways(DetectJob):
+    """The detector, whose worker dies every time it meets ``victim``."""
+
+    def __init__(self, *args, victim: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.victim = victim
+
+    def process(self, image, item):
+        if item.path.endswith(self.victim):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().process(image, item)
+
+
+def test_an_image_that_kills_every_worker_fails_the_run_after_max_retries(
+        local_ray, shift, tmp_path) -> None:
+    out = tmp_path / "out"
+    job = KillAlways(str(shift / "blobs.onnx"), tile_size=256, backend="onnxruntime",
+                     num_threads=1, victim="p00.png")
+    with pytest.raises(ray.exceptions.RayActorError):
+        distributed.run(job, inputs(shift)[:3], out, actors=1, max_retries=1)
+    if (out / MANIFEST).exists():  # what finished before is recorded, complete
+        for r in Manifest(out).load().records.values():
+            assert r["status"] == "ok" and not r["path"].endswith("p00.png")
+            assert all((out / n).is_file() for n in r["outputs"])
