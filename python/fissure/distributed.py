@@ -70,46 +70,75 @@ class _JobActor:
         self.job.log = lambda msg: print(msg, file=sys.stderr, flush=True)
         self.job.open()
         self.described = False
+        self._pool: Any = None
 
-    def _one(self, item: Item, image: Any) -> dict[str, Any]:
+    def _read(self, item: Item, image: Any) -> tuple[Any, Optional[str], float]:
+        """The image (read from its path unless given), or the error that failed it."""
         from . import io as fio
 
-        tm: dict[str, float] = {}
-        error = outcome = None
         t = time.perf_counter()
+        error = None
         if image is None:
             try:
                 image = fio.read_image(item.path)
             except (OSError, ValueError, MemoryError) as exc:
+                image = None
                 error = (f"MemoryError: {_one_line(exc)}" if isinstance(exc, MemoryError)
                          else _one_line(exc))
         else:
             image = np.ascontiguousarray(image[..., ::-1] if self.rgb and image.ndim == 3
                                          else image)
-        tm["read_s"] = time.perf_counter() - t
-        if error is None:
-            t = time.perf_counter()
-            try:
-                outcome = self.job.process(image, item)
-            except Exception as exc:
-                if not self.is_failure(exc):
-                    raise
-                error = f"{type(exc).__name__}: {_one_line(exc)}"
-            tm["process_s"] = time.perf_counter() - t
-        del image
-        if error is not None:
-            self.job.log(f"fissure: skipped {item.path}: {error}")
+        return image, error, time.perf_counter() - t
+
+    def _write(self, item: Item, outcome: Any, error: Optional[str],
+               tm: dict[str, float]) -> dict[str, Any]:
         t = time.perf_counter()
         if outcome is not None and self.out is not None:
             write_outcome(self.out, outcome)
         tm["write_s"] = time.perf_counter() - t
         return make_record(item, outcome=outcome, error=error, timings=tm)
 
+    def _batch(self, items: list[Item], images: Any) -> list[dict[str, Any]]:
+        """The batch's records, in order. As in a local run, one thread reads the next image
+        while the model runs on this one in the calling thread, and another writes the
+        previous image's files; the call returns when every file of the batch is written."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = (ThreadPoolExecutor(1, thread_name_prefix="fissure-read"),
+                          ThreadPoolExecutor(1, thread_name_prefix="fissure-write"))
+        reader, writer = self._pool
+        reads = [reader.submit(self._read, items[0], None if images is None else images[0])]
+        writes = []
+        for i, item in enumerate(items):
+            if i + 1 < len(items):
+                reads.append(reader.submit(self._read, items[i + 1],
+                                           None if images is None else images[i + 1]))
+            image, error, read_s = reads[i].result()
+            reads[i] = None  # type: ignore[call-overload]  # the pixels go with the image
+            tm = {"read_s": read_s}
+            outcome = None
+            if error is None:
+                t = time.perf_counter()
+                try:
+                    outcome = self.job.process(image, item)
+                except Exception as exc:
+                    if not self.is_failure(exc):
+                        for f in writes:
+                            f.result()
+                        raise
+                    error = f"{type(exc).__name__}: {_one_line(exc)}"
+                tm["process_s"] = time.perf_counter() - t
+            del image
+            if error is not None:
+                self.job.log(f"fissure: skipped {item.path}: {error}")
+            writes.append(writer.submit(self._write, item, outcome, error, tm))
+        return [f.result() for f in writes]
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(next(iter(batch.values())))
         paths = batch.get("path")
-        images = batch.get("image")
-        recs, describe = [], []
+        items = []
         for i in range(n):
             path = str(paths[i]) if paths is not None else ""
             stem = (str(batch["stem"][i]) if "stem" in batch
@@ -118,10 +147,11 @@ class _JobActor:
             if self.out is not None and not stem:
                 raise ValueError("map_images(write_to=...): the dataset needs a 'path' or "
                                  "'stem' column to name each image's files")
-            rec = self._one(Item(index, path, stem), None if images is None else images[i])
-            recs.append(rec)
-            describe.append("" if self.described else json.dumps(self.job.describe()))
-            self.described = True
+            items.append(Item(index, path, stem))
+        recs = self._batch(items, batch.get("image"))
+        describe = ["" if self.described or i else json.dumps(self.job.describe())
+                    for i in range(n)]
+        self.described = True
         if self.mode == "records":
             return {"record": np.array([json.dumps(r) for r in recs], dtype=object),
                     "describe": np.array(describe, dtype=object)}
