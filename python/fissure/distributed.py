@@ -24,6 +24,7 @@ Dataset of results out, written to a directory too if asked.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -172,6 +173,7 @@ def _connect(ray: Any, address: Optional[str], init_kwargs: Optional[dict]) -> b
     kwargs.setdefault("address", address or os.environ.get("RAY_ADDRESS") or None)
     kwargs.setdefault("include_dashboard", False)
     kwargs.setdefault("log_to_driver", True)
+    kwargs.setdefault("logging_level", logging.WARNING)  # no INFO banners around the bar
     ray.init(**kwargs)
     return True
 
@@ -201,8 +203,6 @@ def _check(actors: Optional[int], num_cpus: float, num_gpus: float, batch_size: 
 @contextmanager
 def _quiet_ray_data(ray: Any) -> Iterator[None]:
     """Ray Data's own progress bars and execution banners off (the run has its own bar)."""
-    import logging
-
     ctx = ray.data.DataContext.get_current()
     saved = ctx.enable_progress_bars, ctx.print_on_execution_start
     ctx.enable_progress_bars, ctx.print_on_execution_start = False, False
