@@ -333,6 +333,11 @@ def run(job: Job, paths: Union[Iterable[PathLike], Run], out: PathLike, *,
         if close is not None:
             close()  # stops the execution: actors still running are released
         plan.manifest.close()
+        # a worker killed while writing left a temporary behind (its retry wrote the file);
+        # those a live writer holds are kept (locked)
+        from .io import remove_orphan_temps
+
+        remove_orphan_temps(plan.out)
         if bar is not None:
             bar.close()
         if started:

@@ -138,6 +138,7 @@ def test_a_worker_killed_mid_run_is_retried_and_nothing_is_lost_or_duplicated(
                    num_threads=1, marker=str(marker), victim="p05.png")
     report = distributed.run(job, inputs(shift), out, actors=2)
     assert marker.exists()  # a worker died
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp")]  # its temporaries swept
     assert report.exit_status == 0 and report.processed == 8
     keys = _manifest_keys(out)
     assert len(keys) == 8 == len(set(keys))
