@@ -10,7 +10,7 @@ the local Ray instance is started once, before the rounds, and its start is repo
 * ``ray 2x1``: ``distributed.run``, 2 actors of 1 CPU, each detector with 1 thread (how one
   would use Ray on a machine: one actor per core);
 
-each Ray one with 1 image per actor call (``b1``) and with 4 (``b4``, the default: reading
+each Ray one with 1 image per actor call (``b1``, the default) and with 4 (``b4``: reading
 and writing overlap the model within a call).
 
 Each run is timed at every input's commit (both engines append the manifest through

@@ -246,7 +246,7 @@ def _map(ray: Any, ds: Any, job: Job, out: Optional[str], *, actors: Optional[in
 
 def run(job: Job, paths: Union[Iterable[PathLike], Run], out: PathLike, *,
         resume: bool = False, address: Optional[str] = None, actors: Optional[int] = None,
-        num_cpus: float = 1.0, num_gpus: float = 0.0, batch_size: int = 4,
+        num_cpus: float = 1.0, num_gpus: float = 0.0, batch_size: int = 1,
         progress: bool = False, desc: Optional[str] = None,
         is_failure: Optional[Callable[[BaseException], bool]] = None,
         max_retries: Optional[int] = None,
@@ -260,8 +260,9 @@ def run(job: Job, paths: Union[Iterable[PathLike], Run], out: PathLike, *,
     connection. ``actors``: how many (default: as many as the cluster has room for at
     ``num_cpus`` CPUs and ``num_gpus`` GPUs each); ``batch_size`` images per actor call (at most
     a share of the inputs per actor; within a call an actor reads the next image and writes
-    the previous one's files while the model runs, so calls of several images are faster;
-    a dead worker's whole call is retried);
+    the previous one's files while the model runs; a dead worker's whole call is retried,
+    and its records arrive together: the default 1 gives the finest progress, retries and
+    Ctrl-C, and measured as fast as 4 here, benchmarks/bench_distributed.py);
     ``max_retries``: how often a batch whose worker died is retried (default: Ray Data's,
     without limit; an image that crashes its worker process every time then keeps the run
     going until Ctrl-C, so give a number where that can happen). ``is_failure(exc)``: as in
@@ -356,7 +357,7 @@ def _adopt_description(job: Job, desc: dict[str, Any]) -> None:
 
 
 def map_images(data: Any, job: Job, *, actors: Optional[int] = None, num_cpus: float = 1.0,
-               num_gpus: float = 0.0, batch_size: int = 4, write_to: Optional[PathLike] = None,
+               num_gpus: float = 0.0, batch_size: int = 1, write_to: Optional[PathLike] = None,
                rgb: bool = False, is_failure: Optional[Callable[[BaseException], bool]] = None,
                max_retries: Optional[int] = None) -> Any:
     """``job`` over a Ray Dataset of images (lazy: a Dataset out, run when consumed).
