@@ -60,6 +60,7 @@ __all__ = [
     "RunMismatchError",
     "RunReport",
     "SUMMARY",
+    "make_record",
     "run_folder",
     "write_outcome",
 ]
@@ -281,6 +282,24 @@ def write_outcome(out: PathLike, outcome: Outcome) -> list[str]:
     return list(outcome.files)
 
 
+def make_record(item: Item, *, outcome: Optional[Outcome] = None, error: Optional[str] = None,
+                timings: Optional[dict[str, float]] = None) -> dict[str, Any]:
+    """A finished input's manifest record (:meth:`Run.record`); a module function so that an
+    engine's workers (:mod:`fissure.distributed`) make the records the driver commits."""
+    size, mtime = _stat(item.path)
+    rec: dict[str, Any] = {
+        "key": item.key, "path": item.path, "index": item.index, "stem": item.stem,
+        "size": size, "mtime_ns": mtime,
+        "status": "ok" if outcome is not None else "failed",
+        "outputs": list(outcome.files) if outcome is not None else [],
+        "row": jsonable(outcome.row) if outcome is not None else None,
+        "timings": {k: round(v, 6) for k, v in (timings or {}).items()},
+    }
+    if error is not None:
+        rec["error"] = error
+    return rec
+
+
 @dataclass
 class RunReport:
     """What a run did: ``records`` of every input in input order (None where not done, e.g.
@@ -397,18 +416,7 @@ class Run:
     def record(self, item: Item, *, outcome: Optional[Outcome] = None,
                error: Optional[str] = None, timings: Optional[dict[str, float]] = None
                ) -> dict[str, Any]:
-        size, mtime = _stat(item.path)
-        rec: dict[str, Any] = {
-            "key": item.key, "path": item.path, "index": item.index, "stem": item.stem,
-            "size": size, "mtime_ns": mtime,
-            "status": "ok" if outcome is not None else "failed",
-            "outputs": list(outcome.files) if outcome is not None else [],
-            "row": jsonable(outcome.row) if outcome is not None else None,
-            "timings": {k: round(v, 6) for k, v in (timings or {}).items()},
-        }
-        if error is not None:
-            rec["error"] = error
-        return rec
+        return make_record(item, outcome=outcome, error=error, timings=timings)
 
     def commit(self, record: dict[str, Any]) -> None:
         """Appends a finished input's line (its outputs must be written already)."""
