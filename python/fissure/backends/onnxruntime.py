@@ -120,8 +120,8 @@ def f16_model(model: Union[str, Path, bytes]) -> Path:
         raise ModelLoadError(
             "precision='f16': the f16 conversion changes this model's outputs (largest "
             f"difference {diff:.3g} of the f32 output's scale on a probe input, tolerance "
-            f"{F16_TOLERANCE}); use precision='f32' (found on PP-OCRv4 det, whose constants "
-            "overflow f16)")
+            f"{F16_TOLERANCE}); use precision='f32' (PP-OCRv4 det is one such model: constants "
+            "that overflow f16)")
     _atomic_write_bytes(out, payload)
     return out
 
