@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -29,11 +30,36 @@
 
 namespace fissure::detail {
 
+/// std::nextafter(v, +inf) / (v, -inf) for doubles and floats, inline (libm's is an out-of-line
+/// call with its own special-case ladder; the grid rounds several values per box and query).
+inline double next_up(double v) {
+    if (!(v < std::numeric_limits<double>::infinity())) return v;  // +inf, NaN
+    if (v == 0) return std::numeric_limits<double>::denorm_min();
+    std::uint64_t b;
+    std::memcpy(&b, &v, sizeof b);
+    b = v > 0 ? b + 1 : b - 1;
+    std::memcpy(&v, &b, sizeof v);
+    return v;
+}
+inline double next_down(double v) { return -next_up(-v); }
+inline float next_up(float v) {
+    if (!(v < std::numeric_limits<float>::infinity())) return v;
+    if (v == 0) return std::numeric_limits<float>::denorm_min();
+    std::uint32_t b;
+    std::memcpy(&b, &v, sizeof b);
+    b = v > 0 ? b + 1 : b - 1;
+    std::memcpy(&v, &b, sizeof v);
+    return v;
+}
+inline float next_down(float v) { return -next_up(-v); }
+
 class LiveGrid {
 public:
-    /// @param rects 4 * m doubles x1, y1, x2, y2 (x2 >= x1, y2 >= y1, finite). Copied: the
-    ///        grid does not keep the pointer. Every rectangle starts live.
-    void build(const double* rects, index_t m) {
+    /// @param rects 4 * m values (double or float) x1, y1, x2, y2 (x2 >= x1, y2 >= y1,
+    ///        finite), taken as doubles. Copied: the grid does not keep the pointer. Every
+    ///        rectangle starts live.
+    template <class T>
+    void build(const T* rects, index_t m) {
         if (m >= static_cast<index_t>(UINT32_MAX)) fail("LiveGrid: too many rectangles");
         m_ = m;
         pos_.assign(static_cast<size_t>(m), 0u);
@@ -47,7 +73,8 @@ public:
         double minx = rects[0], miny = rects[1], maxx = rects[0], maxy = rects[1];
         std::vector<double> sizes(static_cast<size_t>(m));
         for (index_t r = 0; r < m; ++r) {
-            const double* R = rects + 4 * r;
+            const double R[4] = {static_cast<double>(rects[4 * r]), static_cast<double>(rects[4 * r + 1]),
+                                 static_cast<double>(rects[4 * r + 2]), static_cast<double>(rects[4 * r + 3])};
             minx = std::min(minx, R[0]);
             miny = std::min(miny, R[1]);
             maxx = std::max(maxx, R[0]);
@@ -114,7 +141,8 @@ public:
         std::vector<index_t> count(static_cast<size_t>(total_cells) + 1, 0);
         for (index_t r = 0; r < m; ++r) {
             Level& lv = levels_[level_of_[static_cast<size_t>(r)]];
-            const double* R = rects + 4 * r;
+            const double R[4] = {static_cast<double>(rects[4 * r]), static_cast<double>(rects[4 * r + 1]),
+                                 static_cast<double>(rects[4 * r + 2]), static_cast<double>(rects[4 * r + 3])};
             lv.wmax = std::max(lv.wmax, up(R[2] - R[0]));
             lv.hmax = std::max(lv.hmax, up(R[3] - R[1]));
             index_t cid = 0;
@@ -134,7 +162,7 @@ public:
         {
             std::vector<index_t> fill(count.begin(), count.end() - 1);
             for (index_t r = 0; r < m; ++r) {
-                const double* R = rects + 4 * r;
+                const T* R = rects + 4 * r;
                 const index_t at = fill[cell_of[r]]++;
                 Entry& e = entries_[static_cast<size_t>(at)];
                 e.x1 = down_f(R[0]);
@@ -170,8 +198,10 @@ public:
     /// each, in no particular order (a few extra rectangles within float rounding of q may be
     /// reported too). rect is the stored float copy x1, y1, x2, y2 (exact when the input
     /// rectangle was float-valued). visit may kill any rectangle.
-    template <class F>
-    void query(const double* q, F&& visit) {
+    template <class T, class F>
+    void query(const T* qr, F&& visit) {
+        const double q[4] = {static_cast<double>(qr[0]), static_cast<double>(qr[1]),
+                             static_cast<double>(qr[2]), static_cast<double>(qr[3])};
         for (Level& lv : levels_) {
             if (lv.alive == 0) continue;
             if (lv.catch_all) {
@@ -179,8 +209,8 @@ public:
                 continue;
             }
             // Stored corners x1_r lie in [q.x1 - wmax, q.x2]; round that range outward.
-            const double kx = std::nextafter(q[0] - lv.wmax, -kInf);
-            const double ky = std::nextafter(q[1] - lv.hmax, -kInf);
+            const double kx = next_down(q[0] - lv.wmax);
+            const double ky = next_down(q[1] - lv.hmax);
             const double fx2 = (q[2] - minx_) / lv.cell, fy2 = (q[3] - miny_) / lv.cell;
             if (fx2 < 0 || fy2 < 0) continue;
             const index_t x_hi = clamp_floor(fx2, lv.nx), y_hi = clamp_floor(fy2, lv.ny);
@@ -235,15 +265,15 @@ private:
         std::vector<index_t> nonempty;  ///< local cell ids, may hold cells emptied since
     };
 
-    static double up(double v) { return std::nextafter(v, kInf); }
+    static double up(double v) { return next_up(v); }
     static float down_f(double v) {
         float f = static_cast<float>(v);
-        if (static_cast<double>(f) > v) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+        if (static_cast<double>(f) > v) f = next_down(f);
         return f;
     }
     static float up_f(double v) {
         float f = static_cast<float>(v);
-        if (static_cast<double>(f) < v) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+        if (static_cast<double>(f) < v) f = next_up(f);
         return f;
     }
 
