@@ -766,15 +766,34 @@ std::vector<index_t> nms(const BoxesView& boxes, const float* scores, const inde
         kept[static_cast<size_t>(k)] = nms_partition(P, std::move(idx));
     });
     std::vector<index_t> out;
-    for (const auto& v : kept) out.insert(out.end(), v.begin(), v.end());
+    std::vector<size_t> bounds{0};  // the partitions' runs in out
+    for (const auto& v : kept) {
+        out.insert(out.end(), v.begin(), v.end());
+        bounds.push_back(out.size());
+    }
     if (!P.rank_of.empty()) {
         std::sort(out.begin(), out.end(), [&](index_t a, index_t b) {
             return P.rank_of[static_cast<size_t>(a)] < P.rank_of[static_cast<size_t>(b)];
         });
     } else if (kept.size() > 1) {
         // batched_nms: `keep.sort(key=scores, reverse=True)`, stable over classes ascending.
-        std::stable_sort(out.begin(), out.end(),
-                         [&](index_t a, index_t b) { return scores[a] > scores[b]; });
+        // Each run is already score descending (processing order), so a stable merge of
+        // adjacent runs, pairwise, does it in O(K log P).
+        auto desc = [&](index_t a, index_t b) { return scores[a] > scores[b]; };
+        std::vector<index_t> buf(out.size());
+        while (bounds.size() > 2) {
+            std::vector<size_t> next{0};
+            for (size_t k = 0; k + 1 < bounds.size(); k += 2) {
+                const size_t lo = bounds[k], mid = bounds[k + 1];
+                const size_t hi = k + 2 < bounds.size() ? bounds[k + 2] : mid;
+                std::merge(out.begin() + static_cast<std::ptrdiff_t>(lo), out.begin() + static_cast<std::ptrdiff_t>(mid),
+                           out.begin() + static_cast<std::ptrdiff_t>(mid), out.begin() + static_cast<std::ptrdiff_t>(hi),
+                           buf.begin() + static_cast<std::ptrdiff_t>(lo), desc);
+                next.push_back(hi);
+            }
+            out.swap(buf);
+            bounds.swap(next);
+        }
     }
     return out;
 }

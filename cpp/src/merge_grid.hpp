@@ -5,7 +5,8 @@
 ///
 /// Every rectangle is stored once, in the cell holding its top-left corner, on the finest
 /// level whose cell side is at least its larger side (cell sides double from level to
-/// level). A rectangle r meets a query q only if `q.x1 - w_r <= x1_r <= q.x2` (and likewise
+/// level; level 0's side is the largest size within 4x the median, so that one level usually
+/// holds nearly every rectangle and a query visits few levels). A rectangle r meets a query q only if `q.x1 - w_r <= x1_r <= q.x2` (and likewise
 /// in y), so on level L a query visits the cells covering `[q.x1 - wmax_L, q.x2]`, where
 /// wmax_L is the widest rectangle stored on L (bounds rounded outward, so no rounding can
 /// lose a rectangle). Cell entries carry a float copy of their rectangle (rounded outward)
@@ -79,17 +80,22 @@ public:
             miny = std::min(miny, R[1]);
             maxx = std::max(maxx, R[0]);
             maxy = std::max(maxy, R[1]);
-            sizes[static_cast<size_t>(r)] = std::max(up(R[2] - R[0]), up(R[3] - R[1]));
+            sizes[static_cast<size_t>(r)] = up(std::max(R[2] - R[0], R[3] - R[1]));  // up is monotone
         }
         minx_ = minx;
         miny_ = miny;
         const double W = maxx - minx, H = maxy - miny;
 
-        // Base cell: the median size, so that about half of the boxes live on level 0...
+        // Base cell: the largest size within 4x the median, so that the common size band
+        // lives on level 0 alone (a query then visits one level; tile detections usually
+        // span a few x in size) and only outliers go to coarser levels...
         std::vector<double> tmp(sizes);
         auto mid = tmp.begin() + static_cast<std::ptrdiff_t>(tmp.size() / 2);
         std::nth_element(tmp.begin(), mid, tmp.end());
+        const double band = 4.0 * *mid;
         double c0 = *mid;
+        for (auto it = mid; it != tmp.end(); ++it)
+            if (*it <= band && *it > c0) c0 = *it;
         if (!(c0 > 0)) c0 = std::max({W, H, 1.0}) / std::sqrt(static_cast<double>(m));
         // Zero-area boxes have a (denormal) size of up(0): a cell that small would make the
         // growth loop below spin forever (denormal * 1.25 rounds back to itself). No cell
@@ -125,6 +131,7 @@ public:
         for (int L = 0; L < n_levels; ++L) {
             Level& lv = levels_[static_cast<size_t>(L)];
             lv.cell = std::ldexp(c0, L);
+            lv.inv = 1.0 / lv.cell;  // build and query both multiply by it: cells stay consistent
             lv.catch_all = catch_all && L == kMaxLevels - 1;
             if (lv.catch_all) {
                 lv.nx = lv.ny = 1;
@@ -143,17 +150,21 @@ public:
             Level& lv = levels_[level_of_[static_cast<size_t>(r)]];
             const double R[4] = {static_cast<double>(rects[4 * r]), static_cast<double>(rects[4 * r + 1]),
                                  static_cast<double>(rects[4 * r + 2]), static_cast<double>(rects[4 * r + 3])};
-            lv.wmax = std::max(lv.wmax, up(R[2] - R[0]));
-            lv.hmax = std::max(lv.hmax, up(R[3] - R[1]));
+            lv.wmax = std::max(lv.wmax, R[2] - R[0]);  // rounded up below
+            lv.hmax = std::max(lv.hmax, R[3] - R[1]);
             index_t cid = 0;
             if (!lv.catch_all) {
-                const index_t cx = clamp_floor((R[0] - minx_) / lv.cell, lv.nx);
-                const index_t cy = clamp_floor((R[1] - miny_) / lv.cell, lv.ny);
+                const index_t cx = clamp_floor((R[0] - minx_) * lv.inv, lv.nx);
+                const index_t cy = clamp_floor((R[1] - miny_) * lv.inv, lv.ny);
                 cid = cy * lv.nx + cx;
             }
             cell_of[static_cast<size_t>(r)] = lv.base + cid;
             ++count[static_cast<size_t>(lv.base + cid) + 1];
             ++lv.alive;
+        }
+        for (auto& lv : levels_) {
+            lv.wmax = up(lv.wmax);  // max of up(w) == up(max w)
+            lv.hmax = up(lv.hmax);
         }
         for (index_t c = 0; c < total_cells; ++c) count[c + 1] += count[c];
         cells_.resize(static_cast<size_t>(total_cells));
@@ -211,11 +222,11 @@ public:
             // Stored corners x1_r lie in [q.x1 - wmax, q.x2]; round that range outward.
             const double kx = next_down(q[0] - lv.wmax);
             const double ky = next_down(q[1] - lv.hmax);
-            const double fx2 = (q[2] - minx_) / lv.cell, fy2 = (q[3] - miny_) / lv.cell;
+            const double fx2 = (q[2] - minx_) * lv.inv, fy2 = (q[3] - miny_) * lv.inv;
             if (fx2 < 0 || fy2 < 0) continue;
             const index_t x_hi = clamp_floor(fx2, lv.nx), y_hi = clamp_floor(fy2, lv.ny);
-            const index_t x_lo = clamp_floor((kx - minx_) / lv.cell, lv.nx);
-            const index_t y_lo = clamp_floor((ky - miny_) / lv.cell, lv.ny);
+            const index_t x_lo = clamp_floor((kx - minx_) * lv.inv, lv.nx);
+            const index_t y_lo = clamp_floor((ky - miny_) * lv.inv, lv.ny);
             if (x_lo > x_hi || y_lo > y_hi) continue;
             const index_t span = (x_hi - x_lo + 1) * (y_hi - y_lo + 1);
             if (span <= static_cast<index_t>(lv.nonempty.size())) {
@@ -256,7 +267,7 @@ private:
     };
 
     struct Level {
-        double cell = 1;
+        double cell = 1, inv = 1;
         double wmax = 0, hmax = 0;  ///< widest / tallest stored here, rounded up
         index_t nx = 1, ny = 1;
         index_t base = 0;  ///< first global cell id
