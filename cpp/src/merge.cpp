@@ -166,12 +166,13 @@ std::vector<std::vector<index_t>> make_partitions(const Problem& P) {
 // SAHI's `np.lexsort((y2, x2, y1, x1, -scores))`: score desc, then x1, y1, x2, y2 asc, then
 // index asc (lexsort is stable and the partition is in index order).
 //
-// A stable LSD radix sort of a 64-bit key, score descending then x1 ascending (order-
-// preserving float bits, -0 taken as +0 as the comparisons do), settles almost every pair;
-// runs of equal keys (equal score and x1) are then sorted by y1, x2, y2, index.
+// A stable LSD radix sort of the scores (order-preserving float bits, descending; -0 taken
+// as +0 as the comparisons do) settles almost every pair; a long run of equal scores is
+// radix-sorted the same way by x1, and what remains tied (or a short run) is sorted by the
+// full comparison.
 struct RadixItem {
-    std::uint64_t key;
-    index_t i;
+    std::uint32_t key;
+    std::uint32_t pos;  // position in the partition's index list
 };
 
 // Float bits mapped to an unsigned integer of the same order (finite values; -0 -> +0).
@@ -192,31 +193,36 @@ bool lex_less(const Problem& P, index_t a, index_t b) {  // the full comparator
     return a < b;
 }
 
-void radix_sort(std::vector<RadixItem>& items, std::vector<RadixItem>& tmp) {
-    const size_t m = items.size();
-    constexpr int kDigits = 8;
-    std::vector<std::uint32_t> hist(static_cast<size_t>(kDigits) * 256, 0);
-    for (const RadixItem& it : items) {
-        std::uint64_t k = it.key;
-        for (int d = 0; d < kDigits; ++d, k >>= 8) ++hist[static_cast<size_t>(d) * 256 + (k & 0xffu)];
+constexpr size_t kRadixMin = 256;  // below this a comparison sort is cheaper
+
+// Stable sort of a[0..m) by key: three passes of 11, 11 and 10 bits (a pass whose digit is
+// the same for every item is skipped). tmp holds at least m items.
+void radix_sort32(RadixItem* a, RadixItem* tmp, size_t m) {
+    constexpr int kBits = 11;
+    constexpr std::uint32_t kMask = (1u << kBits) - 1;
+    std::uint32_t hist[3][1u << kBits] = {};
+    for (size_t k = 0; k < m; ++k) {
+        const std::uint32_t key = a[k].key;
+        ++hist[0][key & kMask];
+        ++hist[1][(key >> kBits) & kMask];
+        ++hist[2][key >> (2 * kBits)];
     }
-    tmp.resize(m);
-    RadixItem* src = items.data();
-    RadixItem* dst = tmp.data();
-    for (int d = 0; d < kDigits; ++d) {
-        std::uint32_t* h = &hist[static_cast<size_t>(d) * 256];
-        const int shift = 8 * d;
-        if (h[(src[0].key >> shift) & 0xffu] == m) continue;  // one bucket: nothing to do
+    RadixItem* src = a;
+    RadixItem* dst = tmp;
+    for (int d = 0; d < 3; ++d) {
+        std::uint32_t* h = hist[d];
+        const int shift = kBits * d;
+        if (h[(src[0].key >> shift) & kMask] == m) continue;  // one bucket: nothing to do
         std::uint32_t sum = 0;
-        for (int b = 0; b < 256; ++b) {
+        for (std::uint32_t b = 0; b <= kMask; ++b) {
             const std::uint32_t c = h[b];
             h[b] = sum;
             sum += c;
         }
-        for (size_t k = 0; k < m; ++k) dst[h[(src[k].key >> shift) & 0xffu]++] = src[k];
+        for (size_t k = 0; k < m; ++k) dst[h[(src[k].key >> shift) & kMask]++] = src[k];
         std::swap(src, dst);
     }
-    if (src != items.data()) std::copy(src, src + m, items.data());
+    if (src != a) std::copy(src, src + m, a);
 }
 
 void sort_partition(const Problem& P, std::vector<index_t>& idx) {
@@ -227,29 +233,39 @@ void sort_partition(const Problem& P, std::vector<index_t>& idx) {
         for (size_t k = 0; k < idx.size(); ++k) idx[k] = keyed[k].second;
         return;
     }
-    if (idx.size() < 64) {
+    auto by_lex = [&](const RadixItem& x, const RadixItem& y) { return lex_less(P, idx[x.pos], idx[y.pos]); };
+    const size_t m = idx.size();
+    if (m < kRadixMin || m >= UINT32_MAX) {  // small, or beyond the 32-bit positions
         std::sort(idx.begin(), idx.end(), [&](index_t a, index_t b) { return lex_less(P, a, b); });
         return;
     }
-    const size_t m = idx.size();
-    std::vector<RadixItem> items(m), tmp;
-    for (size_t k = 0; k < m; ++k) {
-        const index_t i = idx[k];
-        items[k].key = (static_cast<std::uint64_t>(~ordered_bits(P.scores[i])) << 32) |
-                       ordered_bits(P.boxes[i][0]);
-        items[k].i = i;
-    }
-    radix_sort(items, tmp);
+    std::vector<RadixItem> items(m), tmp(m);
+    for (size_t k = 0; k < m; ++k)
+        items[k] = RadixItem{~ordered_bits(P.scores[idx[k]]), static_cast<std::uint32_t>(k)};
+    radix_sort32(items.data(), tmp.data(), m);
+    // Runs of equal score: by x1 (radix when long), then runs of equal x1 by comparison.
     for (size_t b = 0; b < m;) {
         size_t e = b + 1;
         while (e < m && items[e].key == items[b].key) ++e;
-        if (e - b > 1)
-            std::sort(items.begin() + static_cast<std::ptrdiff_t>(b), items.begin() + static_cast<std::ptrdiff_t>(e),
-                      [&](const RadixItem& x, const RadixItem& y) { return lex_less(P, x.i, y.i); });
-        idx[b] = items[b].i;
-        for (size_t k = b + 1; k < e; ++k) idx[k] = items[k].i;
+        const size_t len = e - b;
+        RadixItem* run = items.data() + b;
+        if (len >= kRadixMin) {
+            for (size_t k = 0; k < len; ++k) run[k].key = ordered_bits(P.boxes[idx[run[k].pos]][0]);
+            radix_sort32(run, tmp.data(), len);
+            for (size_t t = 0; t < len;) {
+                size_t u = t + 1;
+                while (u < len && run[u].key == run[t].key) ++u;
+                if (u - t > 1) std::sort(run + t, run + u, by_lex);
+                t = u;
+            }
+        } else if (len > 1) {
+            std::sort(run, run + len, by_lex);
+        }
         b = e;
     }
+    std::vector<index_t> sorted(m);
+    for (size_t k = 0; k < m; ++k) sorted[k] = idx[items[k].pos];
+    idx.swap(sorted);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -625,6 +641,12 @@ PartOut fold(const Problem& P, const Groups& G) {
     MaskCanvas canvas;
     std::vector<index_t> singles;
     const index_t ng = static_cast<index_t>(G.offsets.size()) - 1;
+    out.boxes.reserve(static_cast<size_t>(4 * ng));
+    out.scores.reserve(static_cast<size_t>(ng));
+    out.class_ids.reserve(static_cast<size_t>(ng));
+    out.keep.reserve(static_cast<size_t>(ng));
+    out.sizes.reserve(static_cast<size_t>(ng));
+    out.members.reserve(G.items.size());
     for (index_t k = 0; k < ng; ++k) {
         const index_t* items = G.items.data() + G.offsets[k];
         const index_t count = G.offsets[k + 1] - G.offsets[k];

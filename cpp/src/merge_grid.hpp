@@ -213,10 +213,12 @@ public:
     void query(const T* qr, F&& visit) {
         const double q[4] = {static_cast<double>(qr[0]), static_cast<double>(qr[1]),
                              static_cast<double>(qr[2]), static_cast<double>(qr[3])};
+        // The cell scans compare floats: q rounded outward (exact for float boxes).
+        const float qf[4] = {down_f(q[0]), down_f(q[1]), up_f(q[2]), up_f(q[3])};
         for (Level& lv : levels_) {
             if (lv.alive == 0) continue;
             if (lv.catch_all) {
-                scan_cell(lv.base, q, visit);
+                scan_cell(lv.base, qf, visit);
                 continue;
             }
             // Stored corners x1_r lie in [q.x1 - wmax, q.x2]; round that range outward.
@@ -232,7 +234,7 @@ public:
             if (span <= static_cast<index_t>(lv.nonempty.size())) {
                 for (index_t cy = y_lo; cy <= y_hi; ++cy) {
                     const index_t row = lv.base + cy * lv.nx;
-                    for (index_t cx = x_lo; cx <= x_hi; ++cx) scan_cell(row + cx, q, visit);
+                    for (index_t cx = x_lo; cx <= x_hi; ++cx) scan_cell(row + cx, qf, visit);
                 }
             } else {
                 auto& ne = lv.nonempty;
@@ -240,7 +242,7 @@ public:
                     const index_t c = ne[k];
                     const index_t cx = c % lv.nx, cy = c / lv.nx;
                     if (cx >= x_lo && cx <= x_hi && cy >= y_lo && cy <= y_hi)
-                        scan_cell(lv.base + c, q, visit);
+                        scan_cell(lv.base + c, qf, visit);
                     if (cells_[lv.base + c].end == cells_[lv.base + c].begin) {
                         ne[k] = ne.back();
                         ne.pop_back();
@@ -295,10 +297,10 @@ private:
     }
 
     template <class F>
-    void scan_cell(index_t c, const double* q, F& visit) {
+    void scan_cell(index_t c, const float* q, F& visit) {
         Cell& cell = cells_[static_cast<size_t>(c)];
         index_t b = cell.begin, e = cell.end;
-        const double qx1 = q[0], qy1 = q[1], qx2 = q[2], qy2 = q[3];
+        const float qx1 = q[0], qy1 = q[1], qx2 = q[2], qy2 = q[3];
         while (b < e) {
             Entry& en = entries_[static_cast<size_t>(b)];
             if (en.dead) {
