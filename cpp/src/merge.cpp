@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <sstream>
@@ -111,23 +113,49 @@ Problem make_problem(const BoxesView& boxes, const float* scores, const index_t*
     return P;
 }
 
-// Partitions: classes ascending (np.unique), indices ascending inside (np.where).
+// Partitions: classes ascending (np.unique), indices ascending inside (np.where). A counting
+// sort when the class ids span a range not much larger than n (the usual case), else a
+// stable sort by class.
 std::vector<std::vector<index_t>> make_partitions(const Problem& P) {
     std::vector<std::vector<index_t>> parts;
     const index_t n = P.n();
     if (n == 0) return parts;
-    std::vector<index_t> idx(static_cast<size_t>(n));
-    std::iota(idx.begin(), idx.end(), index_t{0});
     if (P.opt.class_agnostic || !P.class_ids) {
-        parts.push_back(std::move(idx));
+        parts.emplace_back(static_cast<size_t>(n));
+        std::iota(parts[0].begin(), parts[0].end(), index_t{0});
         return parts;
     }
-    std::stable_sort(idx.begin(), idx.end(),
-                     [&](index_t a, index_t b) { return P.class_ids[a] < P.class_ids[b]; });
+    const index_t* cls = P.class_ids;
+    index_t lo = cls[0], hi = cls[0];
+    for (index_t i = 1; i < n; ++i) {
+        lo = std::min(lo, cls[i]);
+        hi = std::max(hi, cls[i]);
+    }
+    const std::uint64_t span = static_cast<std::uint64_t>(hi) - static_cast<std::uint64_t>(lo);
+    if (span < static_cast<std::uint64_t>(n) + 1024) {
+        std::vector<index_t> count(static_cast<size_t>(span) + 1, 0);
+        for (index_t i = 0; i < n; ++i)
+            ++count[static_cast<size_t>(static_cast<std::uint64_t>(cls[i]) - static_cast<std::uint64_t>(lo))];
+        std::vector<index_t> part_of(count.size(), -1);
+        for (size_t c = 0; c < count.size(); ++c) {
+            if (count[c] == 0) continue;
+            part_of[c] = static_cast<index_t>(parts.size());
+            parts.emplace_back();
+            parts.back().reserve(static_cast<size_t>(count[c]));
+        }
+        for (index_t i = 0; i < n; ++i) {
+            const size_t c = static_cast<size_t>(static_cast<std::uint64_t>(cls[i]) - static_cast<std::uint64_t>(lo));
+            parts[static_cast<size_t>(part_of[c])].push_back(i);
+        }
+        return parts;
+    }
+    std::vector<index_t> idx(static_cast<size_t>(n));
+    std::iota(idx.begin(), idx.end(), index_t{0});
+    std::stable_sort(idx.begin(), idx.end(), [&](index_t a, index_t b) { return cls[a] < cls[b]; });
     size_t b = 0;
     while (b < idx.size()) {
         size_t e = b + 1;
-        while (e < idx.size() && P.class_ids[idx[e]] == P.class_ids[idx[b]]) ++e;
+        while (e < idx.size() && cls[idx[e]] == cls[idx[b]]) ++e;
         parts.emplace_back(idx.begin() + static_cast<std::ptrdiff_t>(b),
                            idx.begin() + static_cast<std::ptrdiff_t>(e));
         b = e;
@@ -137,11 +165,65 @@ std::vector<std::vector<index_t>> make_partitions(const Problem& P) {
 
 // SAHI's `np.lexsort((y2, x2, y1, x1, -scores))`: score desc, then x1, y1, x2, y2 asc, then
 // index asc (lexsort is stable and the partition is in index order).
-// Sorting packed keys keeps the comparisons in cache (an index sort would gather).
-struct SortKey {
-    float score, x1, y1, x2, y2;
-    index_t i;
+//
+// A stable LSD radix sort of the scores (order-preserving float bits, descending; -0 taken
+// as +0 as the comparisons do) settles almost every pair; a long run of equal scores is
+// radix-sorted the same way by x1, and what remains tied (or a short run) is sorted by the
+// full comparison.
+struct RadixItem {
+    std::uint32_t key;
+    std::uint32_t pos;  // position in the partition's index list
 };
+
+// Float bits mapped to an unsigned integer of the same order (finite values; -0 -> +0).
+inline std::uint32_t ordered_bits(float f) {
+    f += 0.0f;  // -0 + 0 = +0 (round to nearest): equal floats, equal bits
+    std::uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+bool lex_less(const Problem& P, index_t a, index_t b) {  // the full comparator
+    const float sa = P.scores[a], sb = P.scores[b];
+    if (sa != sb) return sa > sb;
+    const float* A = P.boxes[a];
+    const float* B = P.boxes[b];
+    for (int k = 0; k < 4; ++k)
+        if (A[k] != B[k]) return A[k] < B[k];
+    return a < b;
+}
+
+constexpr size_t kRadixMin = 256;  // below this a comparison sort is cheaper
+
+// Stable sort of a[0..m) by key: three passes of 11, 11 and 10 bits (a pass whose digit is
+// the same for every item is skipped). tmp holds at least m items.
+void radix_sort32(RadixItem* a, RadixItem* tmp, size_t m) {
+    constexpr int kBits = 11;
+    constexpr std::uint32_t kMask = (1u << kBits) - 1;
+    std::uint32_t hist[3][1u << kBits] = {};
+    for (size_t k = 0; k < m; ++k) {
+        const std::uint32_t key = a[k].key;
+        ++hist[0][key & kMask];
+        ++hist[1][(key >> kBits) & kMask];
+        ++hist[2][key >> (2 * kBits)];
+    }
+    RadixItem* src = a;
+    RadixItem* dst = tmp;
+    for (int d = 0; d < 3; ++d) {
+        std::uint32_t* h = hist[d];
+        const int shift = kBits * d;
+        if (h[(src[0].key >> shift) & kMask] == m) continue;  // one bucket: nothing to do
+        std::uint32_t sum = 0;
+        for (std::uint32_t b = 0; b <= kMask; ++b) {
+            const std::uint32_t c = h[b];
+            h[b] = sum;
+            sum += c;
+        }
+        for (size_t k = 0; k < m; ++k) dst[h[(src[k].key >> shift) & kMask]++] = src[k];
+        std::swap(src, dst);
+    }
+    if (src != a) std::copy(src, src + m, a);
+}
 
 void sort_partition(const Problem& P, std::vector<index_t>& idx) {
     if (!P.rank_of.empty()) {
@@ -151,20 +233,39 @@ void sort_partition(const Problem& P, std::vector<index_t>& idx) {
         for (size_t k = 0; k < idx.size(); ++k) idx[k] = keyed[k].second;
         return;
     }
-    std::vector<SortKey> keys(idx.size());
-    for (size_t k = 0; k < idx.size(); ++k) {
-        const float* b = P.boxes[idx[k]];
-        keys[k] = SortKey{P.scores[idx[k]], b[0], b[1], b[2], b[3], idx[k]};
+    auto by_lex = [&](const RadixItem& x, const RadixItem& y) { return lex_less(P, idx[x.pos], idx[y.pos]); };
+    const size_t m = idx.size();
+    if (m < kRadixMin || m >= UINT32_MAX) {  // small, or beyond the 32-bit positions
+        std::sort(idx.begin(), idx.end(), [&](index_t a, index_t b) { return lex_less(P, a, b); });
+        return;
     }
-    std::sort(keys.begin(), keys.end(), [](const SortKey& a, const SortKey& b) {
-        if (a.score != b.score) return a.score > b.score;
-        if (a.x1 != b.x1) return a.x1 < b.x1;
-        if (a.y1 != b.y1) return a.y1 < b.y1;
-        if (a.x2 != b.x2) return a.x2 < b.x2;
-        if (a.y2 != b.y2) return a.y2 < b.y2;
-        return a.i < b.i;
-    });
-    for (size_t k = 0; k < idx.size(); ++k) idx[k] = keys[k].i;
+    std::vector<RadixItem> items(m), tmp(m);
+    for (size_t k = 0; k < m; ++k)
+        items[k] = RadixItem{~ordered_bits(P.scores[idx[k]]), static_cast<std::uint32_t>(k)};
+    radix_sort32(items.data(), tmp.data(), m);
+    // Runs of equal score: by x1 (radix when long), then runs of equal x1 by comparison.
+    for (size_t b = 0; b < m;) {
+        size_t e = b + 1;
+        while (e < m && items[e].key == items[b].key) ++e;
+        const size_t len = e - b;
+        RadixItem* run = items.data() + b;
+        if (len >= kRadixMin) {
+            for (size_t k = 0; k < len; ++k) run[k].key = ordered_bits(P.boxes[idx[run[k].pos]][0]);
+            radix_sort32(run, tmp.data(), len);
+            for (size_t t = 0; t < len;) {
+                size_t u = t + 1;
+                while (u < len && run[u].key == run[t].key) ++u;
+                if (u - t > 1) std::sort(run + t, run + u, by_lex);
+                t = u;
+            }
+        } else if (len > 1) {
+            std::sort(run, run + len, by_lex);
+        }
+        b = e;
+    }
+    std::vector<index_t> sorted(m);
+    for (size_t k = 0; k < m; ++k) sorted[k] = idx[items[k].pos];
+    idx.swap(sorted);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -176,7 +277,7 @@ struct Local {
     std::vector<index_t> g;      // rank -> global index
     std::vector<float> box;      // 4 m
     std::vector<float> area;     // m, float32 like numpy
-    std::vector<double> rect;    // 4 m, what the grid indexes (boxes, or mask regions)
+    std::vector<double> rect;    // 4 m, mask mode only: the mask regions the grid indexes
 
     void init(const Problem& prob, std::vector<index_t> order) {
         P = &prob;
@@ -184,10 +285,14 @@ struct Local {
         m = static_cast<index_t>(g.size());
         box.resize(static_cast<size_t>(4 * m));
         area.resize(static_cast<size_t>(m));
-        rect.resize(static_cast<size_t>(4 * m));
+        if (prob.use_masks_metric) rect.resize(static_cast<size_t>(4 * m));
         for (index_t r = 0; r < m; ++r) {
             const float* b = prob.boxes[g[r]];
-            std::copy(b, b + 4, box.begin() + 4 * r);
+            float* d = &box[static_cast<size_t>(4 * r)];
+            d[0] = b[0];
+            d[1] = b[1];
+            d[2] = b[2];
+            d[3] = b[3];
             area[r] = box_area32(b);
             if (prob.use_masks_metric) {
                 const std::int32_t* R = prob.opt.masks->regions + 4 * g[r];
@@ -195,10 +300,19 @@ struct Local {
                 rect[4 * r + 1] = R[1];
                 rect[4 * r + 2] = static_cast<double>(R[0]) + R[2];
                 rect[4 * r + 3] = static_cast<double>(R[1]) + R[3];
-            } else {
-                for (int k = 0; k < 4; ++k) rect[4 * r + k] = b[k];
             }
         }
+    }
+
+    // The grid indexes the boxes themselves (floats, exact as doubles) or the mask regions.
+    void build(LiveGrid& grid) const {
+        if (P->use_masks_metric) grid.build(rect.data(), m);
+        else grid.build(box.data(), m);
+    }
+    template <class F>
+    void query(LiveGrid& grid, index_t r, F&& visit) const {
+        if (P->use_masks_metric) grid.query(&rect[4 * r], visit);
+        else grid.query(&box[4 * r], visit);
     }
 
     // GE as SAHI's numpy: the float32 matrix against float32(threshold) (NEP 50). GT as
@@ -237,7 +351,6 @@ struct Local {
         return true;
     }
 
-    const double* rect_of(index_t r) const { return &rect[4 * r]; }
 };
 
 // Selection result of greedy NMM / NMM: groups in keeper order, members global indices,
@@ -262,12 +375,12 @@ std::vector<index_t> nms_partition(const Problem& P, std::vector<index_t> order)
     Local L;
     L.init(P, std::move(order));
     LiveGrid grid;
-    grid.build(L.rect.data(), L.m);
+    L.build(grid);
     for (index_t r = 0; r < L.m; ++r) {
         if (!grid.alive(r)) continue;
         kept.push_back(L.g[r]);
         grid.kill(r);
-        grid.query(L.rect_of(r), [&](index_t s, const float* sb) {
+        L.query(grid, r, [&](index_t s, const float* sb) {
             if (L.matches(r, s, sb)) grid.kill(s);
         });
     }
@@ -288,13 +401,13 @@ Groups greedy_partition(const Problem& P, std::vector<index_t> order) {
     Local L;
     L.init(P, std::move(order));
     LiveGrid grid;
-    grid.build(L.rect.data(), L.m);
+    L.build(grid);
     std::vector<index_t> cand;
     for (index_t r = 0; r < L.m; ++r) {
         if (!grid.alive(r)) continue;
         grid.kill(r);
         cand.clear();
-        grid.query(L.rect_of(r), [&](index_t s, const float* sb) {
+        L.query(grid, r, [&](index_t s, const float* sb) {
             if (L.matches(r, s, sb)) {
                 cand.push_back(s);
                 grid.kill(s);
@@ -416,7 +529,7 @@ Groups nmm_partition(const Problem& P, std::vector<index_t> order) {
     L.init(P, std::move(order));
     const index_t m = L.m;
     LiveGrid grid;
-    grid.build(L.rect.data(), m);
+    L.build(grid);
     std::vector<index_t> keeper_of(static_cast<size_t>(m), -1), grp_of(static_cast<size_t>(m), -1);
     GroupLists lists(m);
     std::vector<index_t> cand;
@@ -428,7 +541,7 @@ Groups nmm_partition(const Problem& P, std::vector<index_t> order) {
         }
         const index_t grp = grp_of[keeper_of[r]];
         cand.clear();
-        grid.query(L.rect_of(r), [&](index_t s, const float* sb) {
+        L.query(grid, r, [&](index_t s, const float* sb) {
             if (L.matches(r, s, sb) && L.dominates(r, s)) cand.push_back(s);
         });
         // np.where over the row: ascending index (the partition is in index order).
@@ -528,6 +641,12 @@ PartOut fold(const Problem& P, const Groups& G) {
     MaskCanvas canvas;
     std::vector<index_t> singles;
     const index_t ng = static_cast<index_t>(G.offsets.size()) - 1;
+    out.boxes.reserve(static_cast<size_t>(4 * ng));
+    out.scores.reserve(static_cast<size_t>(ng));
+    out.class_ids.reserve(static_cast<size_t>(ng));
+    out.keep.reserve(static_cast<size_t>(ng));
+    out.sizes.reserve(static_cast<size_t>(ng));
+    out.members.reserve(G.items.size());
     for (index_t k = 0; k < ng; ++k) {
         const index_t* items = G.items.data() + G.offsets[k];
         const index_t count = G.offsets[k + 1] - G.offsets[k];
@@ -669,15 +788,34 @@ std::vector<index_t> nms(const BoxesView& boxes, const float* scores, const inde
         kept[static_cast<size_t>(k)] = nms_partition(P, std::move(idx));
     });
     std::vector<index_t> out;
-    for (const auto& v : kept) out.insert(out.end(), v.begin(), v.end());
+    std::vector<size_t> bounds{0};  // the partitions' runs in out
+    for (const auto& v : kept) {
+        out.insert(out.end(), v.begin(), v.end());
+        bounds.push_back(out.size());
+    }
     if (!P.rank_of.empty()) {
         std::sort(out.begin(), out.end(), [&](index_t a, index_t b) {
             return P.rank_of[static_cast<size_t>(a)] < P.rank_of[static_cast<size_t>(b)];
         });
     } else if (kept.size() > 1) {
         // batched_nms: `keep.sort(key=scores, reverse=True)`, stable over classes ascending.
-        std::stable_sort(out.begin(), out.end(),
-                         [&](index_t a, index_t b) { return scores[a] > scores[b]; });
+        // Each run is already score descending (processing order), so a stable merge of
+        // adjacent runs, pairwise, does it in O(K log P).
+        auto desc = [&](index_t a, index_t b) { return scores[a] > scores[b]; };
+        std::vector<index_t> buf(out.size());
+        while (bounds.size() > 2) {
+            std::vector<size_t> next{0};
+            for (size_t k = 0; k + 1 < bounds.size(); k += 2) {
+                const size_t lo = bounds[k], mid = bounds[k + 1];
+                const size_t hi = k + 2 < bounds.size() ? bounds[k + 2] : mid;
+                std::merge(out.begin() + static_cast<std::ptrdiff_t>(lo), out.begin() + static_cast<std::ptrdiff_t>(mid),
+                           out.begin() + static_cast<std::ptrdiff_t>(mid), out.begin() + static_cast<std::ptrdiff_t>(hi),
+                           buf.begin() + static_cast<std::ptrdiff_t>(lo), desc);
+                next.push_back(hi);
+            }
+            out.swap(buf);
+            bounds.swap(next);
+        }
     }
     return out;
 }

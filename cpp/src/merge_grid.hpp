@@ -5,7 +5,8 @@
 ///
 /// Every rectangle is stored once, in the cell holding its top-left corner, on the finest
 /// level whose cell side is at least its larger side (cell sides double from level to
-/// level). A rectangle r meets a query q only if `q.x1 - w_r <= x1_r <= q.x2` (and likewise
+/// level; level 0's side is the largest size within 4x the median, so that one level usually
+/// holds nearly every rectangle and a query visits few levels). A rectangle r meets a query q only if `q.x1 - w_r <= x1_r <= q.x2` (and likewise
 /// in y), so on level L a query visits the cells covering `[q.x1 - wmax_L, q.x2]`, where
 /// wmax_L is the widest rectangle stored on L (bounds rounded outward, so no rounding can
 /// lose a rectangle). Cell entries carry a float copy of their rectangle (rounded outward)
@@ -22,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -29,11 +31,36 @@
 
 namespace fissure::detail {
 
+/// std::nextafter(v, +inf) / (v, -inf) for doubles and floats, inline (libm's is an out-of-line
+/// call with its own special-case ladder; the grid rounds several values per box and query).
+inline double next_up(double v) {
+    if (!(v < std::numeric_limits<double>::infinity())) return v;  // +inf, NaN
+    if (v == 0) return std::numeric_limits<double>::denorm_min();
+    std::uint64_t b;
+    std::memcpy(&b, &v, sizeof b);
+    b = v > 0 ? b + 1 : b - 1;
+    std::memcpy(&v, &b, sizeof v);
+    return v;
+}
+inline double next_down(double v) { return -next_up(-v); }
+inline float next_up(float v) {
+    if (!(v < std::numeric_limits<float>::infinity())) return v;
+    if (v == 0) return std::numeric_limits<float>::denorm_min();
+    std::uint32_t b;
+    std::memcpy(&b, &v, sizeof b);
+    b = v > 0 ? b + 1 : b - 1;
+    std::memcpy(&v, &b, sizeof v);
+    return v;
+}
+inline float next_down(float v) { return -next_up(-v); }
+
 class LiveGrid {
 public:
-    /// @param rects 4 * m doubles x1, y1, x2, y2 (x2 >= x1, y2 >= y1, finite). Copied: the
-    ///        grid does not keep the pointer. Every rectangle starts live.
-    void build(const double* rects, index_t m) {
+    /// @param rects 4 * m values (double or float) x1, y1, x2, y2 (x2 >= x1, y2 >= y1,
+    ///        finite), taken as doubles. Copied: the grid does not keep the pointer. Every
+    ///        rectangle starts live.
+    template <class T>
+    void build(const T* rects, index_t m) {
         if (m >= static_cast<index_t>(UINT32_MAX)) fail("LiveGrid: too many rectangles");
         m_ = m;
         pos_.assign(static_cast<size_t>(m), 0u);
@@ -47,22 +74,28 @@ public:
         double minx = rects[0], miny = rects[1], maxx = rects[0], maxy = rects[1];
         std::vector<double> sizes(static_cast<size_t>(m));
         for (index_t r = 0; r < m; ++r) {
-            const double* R = rects + 4 * r;
+            const double R[4] = {static_cast<double>(rects[4 * r]), static_cast<double>(rects[4 * r + 1]),
+                                 static_cast<double>(rects[4 * r + 2]), static_cast<double>(rects[4 * r + 3])};
             minx = std::min(minx, R[0]);
             miny = std::min(miny, R[1]);
             maxx = std::max(maxx, R[0]);
             maxy = std::max(maxy, R[1]);
-            sizes[static_cast<size_t>(r)] = std::max(up(R[2] - R[0]), up(R[3] - R[1]));
+            sizes[static_cast<size_t>(r)] = up(std::max(R[2] - R[0], R[3] - R[1]));  // up is monotone
         }
         minx_ = minx;
         miny_ = miny;
         const double W = maxx - minx, H = maxy - miny;
 
-        // Base cell: the median size, so that about half of the boxes live on level 0...
+        // Base cell: the largest size within 4x the median, so that the common size band
+        // lives on level 0 alone (a query then visits one level; tile detections usually
+        // span a few x in size) and only outliers go to coarser levels...
         std::vector<double> tmp(sizes);
         auto mid = tmp.begin() + static_cast<std::ptrdiff_t>(tmp.size() / 2);
         std::nth_element(tmp.begin(), mid, tmp.end());
+        const double band = 4.0 * *mid;
         double c0 = *mid;
+        for (auto it = mid; it != tmp.end(); ++it)
+            if (*it <= band && *it > c0) c0 = *it;
         if (!(c0 > 0)) c0 = std::max({W, H, 1.0}) / std::sqrt(static_cast<double>(m));
         // Zero-area boxes have a (denormal) size of up(0): a cell that small would make the
         // growth loop below spin forever (denormal * 1.25 rounds back to itself). No cell
@@ -98,6 +131,7 @@ public:
         for (int L = 0; L < n_levels; ++L) {
             Level& lv = levels_[static_cast<size_t>(L)];
             lv.cell = std::ldexp(c0, L);
+            lv.inv = 1.0 / lv.cell;  // build and query both multiply by it: cells stay consistent
             lv.catch_all = catch_all && L == kMaxLevels - 1;
             if (lv.catch_all) {
                 lv.nx = lv.ny = 1;
@@ -114,18 +148,23 @@ public:
         std::vector<index_t> count(static_cast<size_t>(total_cells) + 1, 0);
         for (index_t r = 0; r < m; ++r) {
             Level& lv = levels_[level_of_[static_cast<size_t>(r)]];
-            const double* R = rects + 4 * r;
-            lv.wmax = std::max(lv.wmax, up(R[2] - R[0]));
-            lv.hmax = std::max(lv.hmax, up(R[3] - R[1]));
+            const double R[4] = {static_cast<double>(rects[4 * r]), static_cast<double>(rects[4 * r + 1]),
+                                 static_cast<double>(rects[4 * r + 2]), static_cast<double>(rects[4 * r + 3])};
+            lv.wmax = std::max(lv.wmax, R[2] - R[0]);  // rounded up below
+            lv.hmax = std::max(lv.hmax, R[3] - R[1]);
             index_t cid = 0;
             if (!lv.catch_all) {
-                const index_t cx = clamp_floor((R[0] - minx_) / lv.cell, lv.nx);
-                const index_t cy = clamp_floor((R[1] - miny_) / lv.cell, lv.ny);
+                const index_t cx = clamp_floor((R[0] - minx_) * lv.inv, lv.nx);
+                const index_t cy = clamp_floor((R[1] - miny_) * lv.inv, lv.ny);
                 cid = cy * lv.nx + cx;
             }
             cell_of[static_cast<size_t>(r)] = lv.base + cid;
             ++count[static_cast<size_t>(lv.base + cid) + 1];
             ++lv.alive;
+        }
+        for (auto& lv : levels_) {
+            lv.wmax = up(lv.wmax);  // max of up(w) == up(max w)
+            lv.hmax = up(lv.hmax);
         }
         for (index_t c = 0; c < total_cells; ++c) count[c + 1] += count[c];
         cells_.resize(static_cast<size_t>(total_cells));
@@ -134,7 +173,7 @@ public:
         {
             std::vector<index_t> fill(count.begin(), count.end() - 1);
             for (index_t r = 0; r < m; ++r) {
-                const double* R = rects + 4 * r;
+                const T* R = rects + 4 * r;
                 const index_t at = fill[cell_of[r]]++;
                 Entry& e = entries_[static_cast<size_t>(at)];
                 e.x1 = down_f(R[0]);
@@ -170,28 +209,32 @@ public:
     /// each, in no particular order (a few extra rectangles within float rounding of q may be
     /// reported too). rect is the stored float copy x1, y1, x2, y2 (exact when the input
     /// rectangle was float-valued). visit may kill any rectangle.
-    template <class F>
-    void query(const double* q, F&& visit) {
+    template <class T, class F>
+    void query(const T* qr, F&& visit) {
+        const double q[4] = {static_cast<double>(qr[0]), static_cast<double>(qr[1]),
+                             static_cast<double>(qr[2]), static_cast<double>(qr[3])};
+        // The cell scans compare floats: q rounded outward (exact for float boxes).
+        const float qf[4] = {down_f(q[0]), down_f(q[1]), up_f(q[2]), up_f(q[3])};
         for (Level& lv : levels_) {
             if (lv.alive == 0) continue;
             if (lv.catch_all) {
-                scan_cell(lv.base, q, visit);
+                scan_cell(lv.base, qf, visit);
                 continue;
             }
             // Stored corners x1_r lie in [q.x1 - wmax, q.x2]; round that range outward.
-            const double kx = std::nextafter(q[0] - lv.wmax, -kInf);
-            const double ky = std::nextafter(q[1] - lv.hmax, -kInf);
-            const double fx2 = (q[2] - minx_) / lv.cell, fy2 = (q[3] - miny_) / lv.cell;
+            const double kx = next_down(q[0] - lv.wmax);
+            const double ky = next_down(q[1] - lv.hmax);
+            const double fx2 = (q[2] - minx_) * lv.inv, fy2 = (q[3] - miny_) * lv.inv;
             if (fx2 < 0 || fy2 < 0) continue;
             const index_t x_hi = clamp_floor(fx2, lv.nx), y_hi = clamp_floor(fy2, lv.ny);
-            const index_t x_lo = clamp_floor((kx - minx_) / lv.cell, lv.nx);
-            const index_t y_lo = clamp_floor((ky - miny_) / lv.cell, lv.ny);
+            const index_t x_lo = clamp_floor((kx - minx_) * lv.inv, lv.nx);
+            const index_t y_lo = clamp_floor((ky - miny_) * lv.inv, lv.ny);
             if (x_lo > x_hi || y_lo > y_hi) continue;
             const index_t span = (x_hi - x_lo + 1) * (y_hi - y_lo + 1);
             if (span <= static_cast<index_t>(lv.nonempty.size())) {
                 for (index_t cy = y_lo; cy <= y_hi; ++cy) {
                     const index_t row = lv.base + cy * lv.nx;
-                    for (index_t cx = x_lo; cx <= x_hi; ++cx) scan_cell(row + cx, q, visit);
+                    for (index_t cx = x_lo; cx <= x_hi; ++cx) scan_cell(row + cx, qf, visit);
                 }
             } else {
                 auto& ne = lv.nonempty;
@@ -199,7 +242,7 @@ public:
                     const index_t c = ne[k];
                     const index_t cx = c % lv.nx, cy = c / lv.nx;
                     if (cx >= x_lo && cx <= x_hi && cy >= y_lo && cy <= y_hi)
-                        scan_cell(lv.base + c, q, visit);
+                        scan_cell(lv.base + c, qf, visit);
                     if (cells_[lv.base + c].end == cells_[lv.base + c].begin) {
                         ne[k] = ne.back();
                         ne.pop_back();
@@ -226,7 +269,7 @@ private:
     };
 
     struct Level {
-        double cell = 1;
+        double cell = 1, inv = 1;
         double wmax = 0, hmax = 0;  ///< widest / tallest stored here, rounded up
         index_t nx = 1, ny = 1;
         index_t base = 0;  ///< first global cell id
@@ -235,15 +278,15 @@ private:
         std::vector<index_t> nonempty;  ///< local cell ids, may hold cells emptied since
     };
 
-    static double up(double v) { return std::nextafter(v, kInf); }
+    static double up(double v) { return next_up(v); }
     static float down_f(double v) {
         float f = static_cast<float>(v);
-        if (static_cast<double>(f) > v) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+        if (static_cast<double>(f) > v) f = next_down(f);
         return f;
     }
     static float up_f(double v) {
         float f = static_cast<float>(v);
-        if (static_cast<double>(f) < v) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+        if (static_cast<double>(f) < v) f = next_up(f);
         return f;
     }
 
@@ -254,10 +297,10 @@ private:
     }
 
     template <class F>
-    void scan_cell(index_t c, const double* q, F& visit) {
+    void scan_cell(index_t c, const float* q, F& visit) {
         Cell& cell = cells_[static_cast<size_t>(c)];
         index_t b = cell.begin, e = cell.end;
-        const double qx1 = q[0], qy1 = q[1], qx2 = q[2], qy2 = q[3];
+        const float qx1 = q[0], qy1 = q[1], qx2 = q[2], qy2 = q[3];
         while (b < e) {
             Entry& en = entries_[static_cast<size_t>(b)];
             if (en.dead) {

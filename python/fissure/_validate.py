@@ -26,8 +26,13 @@ def describe(a: Any) -> str:
     return f"{type(a).__name__}"
 
 
-def as_boxes(boxes: Any, name: str = "boxes", *, allow_degenerate: bool = True) -> np.ndarray:
-    """(N, 4) xyxy boxes as a C-contiguous float32 array; finite, x2 >= x1, y2 >= y1."""
+def as_boxes(
+    boxes: Any, name: str = "boxes", *, allow_degenerate: bool = True, check_values: bool = True
+) -> np.ndarray:
+    """(N, 4) xyxy boxes as a C-contiguous float32 array; finite, x2 >= x1, y2 >= y1.
+
+    ``check_values=False`` checks the type and shape only, for a caller whose next step
+    checks the values itself (the C++ merge does, with the same rules)."""
     if isinstance(boxes, (str, bytes)) or boxes is None:
         raise TypeError(f"{name}: expected an (N, 4) array of xyxy boxes, got {describe(boxes)}")
     arr = np.asarray(boxes)
@@ -40,7 +45,7 @@ def as_boxes(boxes: Any, name: str = "boxes", *, allow_degenerate: bool = True) 
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise ValueError(f"{name}: expected shape (N, 4) as [x1, y1, x2, y2], got {arr.shape}")
     out = np.ascontiguousarray(arr, dtype=np.float32)
-    if out.size:
+    if out.size and check_values:
         if not np.isfinite(out).all():
             bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
             raise ValueError(f"{name}: coordinates must be finite, row {bad} is {arr[bad].tolist()}")
@@ -58,8 +63,8 @@ def as_boxes(boxes: Any, name: str = "boxes", *, allow_degenerate: bool = True) 
     return out
 
 
-def as_scores(scores: Any, n: int, name: str = "scores") -> np.ndarray:
-    """(N,) float32 scores, finite."""
+def as_scores(scores: Any, n: int, name: str = "scores", *, check_values: bool = True) -> np.ndarray:
+    """(N,) float32 scores, finite (``check_values=False``: type and shape only)."""
     arr = np.asarray(scores)
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
@@ -68,7 +73,7 @@ def as_scores(scores: Any, n: int, name: str = "scores") -> np.ndarray:
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{name}: expected shape ({n},) to match the boxes, got {arr.shape}")
     out = np.ascontiguousarray(arr, dtype=np.float32)
-    if out.size and not np.isfinite(out).all():
+    if out.size and check_values and not np.isfinite(out).all():
         bad = int(np.flatnonzero(~np.isfinite(out))[0])
         raise ValueError(f"{name}: scores must be finite, index {bad} is {arr[bad]}")
     return out

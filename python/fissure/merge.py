@@ -176,11 +176,18 @@ def _prepare(
     order: Any,
     num_threads: Any,
     recheck: Any = "sahi",
+    check_values: bool = True,
 ) -> _Args:
-    """Validates and converts every argument (shared by the C++ and reference paths)."""
-    b = as_boxes(boxes)
+    """Validates and converts every argument (shared by the C++ and reference paths).
+
+    ``check_values=False`` leaves the box and score values (finite, ``x2 >= x1``,
+    ``y2 >= y1``) to the C++ core, which checks the same rules in its one pass over the
+    input; :func:`_core_checked` then reruns this with the checks on to raise the usual
+    message.
+    """
+    b = as_boxes(boxes, check_values=check_values)
     n = int(b.shape[0])
-    s = as_scores(scores, n)
+    s = as_scores(scores, n, check_values=check_values)
     c = None if class_ids is None else as_class_ids(class_ids, n)
     thr = check_threshold(match_threshold, "match_threshold")
     met = _choice(match_metric, "match_metric", _METRICS, lower=True)
@@ -230,6 +237,17 @@ def _core_call(fn_name: str, a: _Args) -> Any:
     if fn_name != "nms":
         kwargs["recheck"] = a.recheck
     return getattr(_core, fn_name)(a.boxes, a.scores, a.class_ids, **kwargs)
+
+
+def _core_checked(fn_name: str, args: dict[str, Any]) -> Any:
+    """Runs the core on arguments prepared without the value checks (the core makes them);
+    when the core rejects the input, the Python checks run to raise their own message."""
+    a = _prepare(check_values=False, **args)
+    try:
+        return a, _core_call(fn_name, a)
+    except ValueError:
+        _prepare(**args)  # raises the Python layer's message for bad values
+        raise
 
 
 def _result(out: tuple, masks: Optional[BoxMasks]) -> MergeResult:
@@ -288,15 +306,15 @@ def nms(
               order=order, num_threads=num_threads)
     if _reference.active():
         return _reference.merge.nms(boxes, scores, class_ids, **kw)
-    return _core_call("nms", _prepare(boxes, scores, class_ids, **kw))
+    return _core_checked("nms", dict(boxes=boxes, scores=scores, class_ids=class_ids, **kw))[1]
 
 
 def _merge(fn_name: str, args: dict[str, Any]) -> MergeResult:
     """greedy_nmm / nmm with their arguments (the public functions' ``locals()``)."""
     if _reference.active():
         return getattr(_reference.merge, fn_name)(**args)
-    a = _prepare(**args)
-    return _result(_core_call(fn_name, a), a.masks)
+    a, out = _core_checked(fn_name, args)
+    return _result(out, a.masks)
 
 
 _MERGE_ARGS_DOC = """

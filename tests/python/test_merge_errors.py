@@ -180,3 +180,17 @@ def test_inputs_are_converted_explicitly() -> None:
         np.testing.assert_array_equal(res.members, ref.members)
     res = fissure.greedy_nmm(BOXES, SCORES, masks=_masks_for(BOXES))
     assert res.masks is not None and len(res.masks) == len(res)
+
+
+@pytest.mark.parametrize("name", ["nms", "greedy_nmm", "nmm"])
+def test_bad_values_keep_the_python_message(name: str) -> None:
+    """The value checks run in the core; a rejection reruns the Python checks, whose
+    message (with the offending row) is the one raised."""
+    good = [[0, 0, 1, 1]]
+    fn = getattr(fissure, name)
+    with pytest.raises(ValueError, match=r"row 1 is \[0\.0, 0\.0, nan, 1\.0\]"):
+        fn(np.array(good + [[0, 0, np.nan, 1]], np.float32), np.array([0.9, 0.8], np.float32))
+    with pytest.raises(ValueError, match=r"x2 >= x1 and y2 >= y1, row 1 is \[5\.0, 0\.0, 1\.0, 1\.0\]"):
+        fn(np.array(good + [[5, 0, 1, 1]], np.float32), np.array([0.9, 0.8], np.float32))
+    with pytest.raises(ValueError, match=r"scores must be finite, index 1 is nan"):
+        fn(np.array(good * 2, np.float32), np.array([0.9, np.nan], np.float32))

@@ -125,6 +125,62 @@ def test_order_and_match_knobs_equal_reference(
             assert_same(ours, ref)
 
 
+def tie_inputs(
+    rng: np.random.Generator, n: int, classes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Few distinct scores and x1 values (with -0.0 next to 0.0, negatives and a denormal),
+    so most (score, x1) sort keys repeat and y1, x2, y2 and then the index decide; some rows
+    are exact duplicates."""
+    score_pool = np.array([0.0, -0.0, -0.5, 1e-45, 0.25, 0.5, 0.75, 1.0], np.float32)
+    x_pool = np.array([-0.0, 0.0, -3.0, 1.0, 2.5, 3.0], np.float32)
+    scores = rng.choice(score_pool, n)
+    x1 = rng.choice(x_pool, n)
+    y1 = rng.integers(0, 4, n).astype(np.float32)
+    w = rng.integers(0, 5, n).astype(np.float32)
+    h = rng.integers(0, 5, n).astype(np.float32)
+    boxes = np.stack([x1, y1, x1 + w, y1 + h], axis=1)
+    dup = rng.random(n) < 0.1
+    src = rng.integers(0, n, int(dup.sum()))
+    boxes[dup], scores[dup] = boxes[src], scores[src]
+    return boxes, scores, rng.choice(classes, n)
+
+
+@pytest.mark.parametrize("n", [40, 700, 3000])
+@pytest.mark.parametrize(
+    "classes", [np.array([3, 7]), np.array([-(2**40), 5, 2**40])], ids=["dense", "sparse"]
+)
+def test_sort_ties_equal_reference(n: int, classes: np.ndarray, rng: np.random.Generator) -> None:
+    """The engine's sort (a radix sort of the scores, long runs of equal scores by x1, then
+    a comparison sort of what is left tied; a comparison sort below 256 boxes; classes by
+    counting sort, or by a stable sort when the ids are sparse) against SAHI's lexsort: with IoU 1.0 nothing but duplicates
+    merges, so the greedy NMM keepers list the processing order itself. At 3000, runs of
+    one score exceed 256 boxes (the x1 radix pass)."""
+    for _ in range(3 if n < 1000 else 1):
+        boxes, scores, cls = tie_inputs(rng, n, classes)
+        sahi_order = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -scores))
+        for agnostic in (False, True):
+            for name, metric, thr in (("greedy_nmm", "iou", 1.0), ("greedy_nmm", "ios", 0.5),
+                                      ("nms", "iou", 0.5), ("nmm", "iou", 0.3)):
+                kw = {"match_threshold": thr, "match_metric": metric, "class_agnostic": agnostic}
+                ours = getattr(fissure, name)(boxes, scores, cls, **kw)
+                ref = getattr(_reference, name)(boxes, scores, cls, **kw)
+                given = getattr(fissure, name)(boxes, scores, cls, order=sahi_order, **kw)
+                if name == "nms":  # with `order`, NMS lists the kept in that order
+                    np.testing.assert_array_equal(ours, ref)
+                    np.testing.assert_array_equal(np.sort(ours), np.sort(given))
+                else:
+                    assert_same(ours, ref)
+                    assert_same(ours, given)
+            if agnostic:  # the processing order itself
+                keep = fissure.greedy_nmm(boxes, scores, cls, match_threshold=1.0,
+                                          match_metric="iou", class_agnostic=True).keep
+                expect = [int(i) for i in sahi_order]
+                merged = set(fissure.greedy_nmm(boxes, scores, cls, match_threshold=1.0,
+                                                match_metric="iou", class_agnostic=True).members.tolist())
+                assert keep.tolist() == [i for i in expect if i in set(keep.tolist())]
+                assert merged == set(range(n))
+
+
 def test_order_equal_to_the_score_sort_changes_nothing(rng: np.random.Generator) -> None:
     boxes, scores, classes = cluster_inputs(rng, 1000)
     sahi_order = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -scores))
