@@ -36,7 +36,10 @@ def local_ray():
     module (the test jobs below) as the test process does."""
     if ray.is_initialized():  # pragma: no cover - another module's instance
         ray.shutdown()
-    path = os.pathsep.join([str(ROOT / "python"), str(HERE),
+    import fissure
+
+    # the fissure this process imported (python/ with its built core, or the installed one)
+    path = os.pathsep.join([str(Path(fissure.__file__).resolve().parents[1]), str(HERE),
                             *filter(None, [os.environ.get("PYTHONPATH")])])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": path}})

@@ -25,7 +25,10 @@ from fissure.cli import main
 from fissure.runs import MANIFEST, Item, Job, Manifest, Outcome, Run, RunMismatchError, run_folder
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "python"), *sys.path]))
+# the fissure this test process imported (the source tree's python/ with its built core, or the
+# installed package in CI), first for the child processes too
+FISSURE_PARENT = str(Path(__import__("fissure").__file__).resolve().parents[1])
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([FISSURE_PARENT, *sys.path]))
 
 
 def default_sigint() -> None:
