@@ -382,56 +382,27 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-def _remove_stale_temps(path: Path) -> None:
-    """Removes the orphaned temporaries of earlier atomic writes of ``path``: files named as
-    :func:`_atomic_write_bytes` names them (``.NAME.XXXXXXXX.tmp``, mkstemp's eight random
-    characters), older than :data:`STALE_TEMP_SECONDS` and not locked by a live writer."""
+def _remove_temps(folder: Path, pattern: str, min_age: float) -> int:
+    """Removes the files in ``folder`` whose names fully match ``pattern`` (a regular
+    expression), older than ``min_age`` seconds, plain files, and not locked by a live writer
+    (:func:`_atomic_write_bytes` holds a lock on its temporary until it is renamed); returns
+    how many."""
     import re
 
-    pattern = re.compile(re.escape(f".{path.name}.") + r"[A-Za-z0-9_]{8}\.tmp")
+    rx = re.compile(pattern)
     now = time.time()
-    try:
-        names = os.listdir(path.parent)
-    except OSError:
-        return
-    for name in names:
-        if not pattern.fullmatch(name):
-            continue
-        q = path.parent / name
-        try:
-            st = q.lstat()
-            if not os.path.isfile(q) or os.path.islink(q) or now - st.st_mtime < STALE_TEMP_SECONDS:
-                continue
-            fd = os.open(q, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            if _try_lock(fd):
-                os.unlink(q)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-
-def remove_orphan_temps(folder: PathLike) -> int:
-    """Removes the temporaries that atomic writes into ``folder`` left behind when their
-    writer was killed (names as :func:`_atomic_write_bytes` gives them, not locked by a
-    live writer, whatever their age); returns how many. A run resumed after SIGKILL calls it."""
-    import re
-
-    pattern = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
     removed = 0
     try:
         names = os.listdir(folder)
     except OSError:
         return 0
     for name in names:
-        if not pattern.fullmatch(name):
+        if not rx.fullmatch(name):
             continue
         q = Path(folder) / name
         try:
-            if not os.path.isfile(q) or os.path.islink(q):
+            st = q.lstat()
+            if not os.path.isfile(q) or os.path.islink(q) or now - st.st_mtime < min_age:
                 continue
             fd = os.open(q, os.O_RDONLY)
         except OSError:
@@ -445,6 +416,23 @@ def remove_orphan_temps(folder: PathLike) -> int:
         finally:
             os.close(fd)
     return removed
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Removes the orphaned temporaries of earlier atomic writes of ``path``: files named as
+    :func:`_atomic_write_bytes` names them (``.NAME.XXXXXXXX.tmp``, mkstemp's eight random
+    characters), older than :data:`STALE_TEMP_SECONDS` and not locked by a live writer."""
+    import re
+
+    _remove_temps(path.parent, re.escape(f".{path.name}.") + r"[A-Za-z0-9_]{8}\.tmp",
+                  STALE_TEMP_SECONDS)
+
+
+def remove_orphan_temps(folder: PathLike) -> int:
+    """Removes the temporaries that atomic writes into ``folder`` left behind when their
+    writer was killed (names as :func:`_atomic_write_bytes` gives them, not locked by a
+    live writer, whatever their age); returns how many. A run resumed after SIGKILL calls it."""
+    return _remove_temps(Path(folder), r"\..+\.[A-Za-z0-9_]{8}\.tmp", 0.0)
 
 
 def _atomic_write_bytes(path: Path, payload: bytes) -> None:
