@@ -19,6 +19,7 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
+from oracles.run_dirs import run_contents, spot_folder
 from fissure import distributed  # noqa: E402
 from fissure.cli import main  # noqa: E402
 from fissure.jobs import DetectJob  # noqa: E402
@@ -50,15 +51,7 @@ def local_ray():
 @pytest.fixture(scope="module")
 def shift(tmp_path_factory) -> Path:
     """8 small photos with bright spots and the toy spot detector."""
-    from fissure.detection.toy import bright_spot_model, bright_spots
-
-    d = tmp_path_factory.mktemp("shift")
-    (d / "imgs").mkdir()
-    for i in range(8):
-        img, _ = bright_spots(600, 800, 5, seed=i, value=200)
-        cv2.imwrite(str(d / "imgs" / f"p{i:02d}.png"), img)
-    (d / "blobs.onnx").write_bytes(bright_spot_model())
-    return d
+    return spot_folder(tmp_path_factory.mktemp("shift"), 8, 600, 800, 5)
 
 
 def inputs(shift: Path) -> list[Path]:
@@ -70,26 +63,6 @@ def detect_job(shift: Path) -> DetectJob:
                      num_threads=1)
 
 
-def _contents(out: Path) -> dict[str, object]:
-    """The run directory's files and what must not differ between runs (timings aside)."""
-    got: dict[str, object] = {}
-    for f in sorted(out.iterdir()):
-        if f.name in ("run.json", MANIFEST):
-            continue
-        if f.suffix == ".json":
-            doc = json.loads(f.read_text())
-            doc.pop("seconds", None)
-            doc.pop("run", None)
-            for r in doc.get("images", []):
-                r.pop("seconds", None)
-            got[f.name] = doc
-        elif f.suffix == ".csv":
-            rows = [ln.split(",") for ln in f.read_text().splitlines()]
-            col = rows[0].index("seconds")
-            got[f.name] = [r[:col] + r[col + 1:] for r in rows]
-        else:
-            got[f.name] = f.read_bytes()
-    return got
 
 
 def _manifest_keys(out: Path) -> list[str]:
@@ -102,7 +75,7 @@ def reference(shift, tmp_path_factory) -> dict[str, object]:
     out = tmp_path_factory.mktemp("ref") / "out"
     report = run_folder(detect_job(shift), inputs(shift), out)
     assert report.exit_status == 0
-    got = _contents(out)
+    got = run_contents(out)
     assert len([n for n in got if n.endswith("_overlay.jpg")]) == 8
     return got
 
@@ -113,7 +86,7 @@ def test_ray_run_equals_the_single_process_run(local_ray, shift, reference, tmp_
     assert report.exit_status == 0 and report.processed == 8 and report.failed == 0
     keys = _manifest_keys(out)
     assert len(keys) == 8 == len(set(keys))
-    assert _contents(out) == reference
+    assert run_contents(out) == reference
     recs = Manifest(out).load().records.values()
     assert all(set(r["timings"]) >= {"read_s", "process_s", "write_s"} for r in recs)
 
@@ -145,7 +118,7 @@ def test_a_worker_killed_mid_run_is_retried_and_nothing_is_lost_or_duplicated(
     assert report.exit_status == 0 and report.processed == 8
     keys = _manifest_keys(out)
     assert len(keys) == 8 == len(set(keys))
-    assert _contents(out) == reference
+    assert run_contents(out) == reference
 
 
 def test_ray_finishes_a_partial_run_as_an_uninterrupted_one(local_ray, shift, reference,
@@ -158,7 +131,7 @@ def test_ray_finishes_a_partial_run_as_an_uninterrupted_one(local_ray, shift, re
     assert report.already_done == 3 and report.processed == 5 and report.exit_status == 0
     keys = _manifest_keys(out)
     assert len(keys) == 8 == len(set(keys))
-    assert _contents(out) == reference
+    assert run_contents(out) == reference
     # nothing left: no Ray work at all, the summary stays
     again = distributed.run(detect_job(shift), paths, out, resume=True, actors=2)
     assert again.processed == 0 and again.already_done == 8 and again.exit_status == 0
@@ -209,7 +182,7 @@ def test_cli_engine_ray_gives_the_same_outputs(local_ray, shift, reference, tmp_
             "--engine", "ray", "--actors", "2"]
     assert main(argv) == 0, capsys.readouterr().err
     assert "8 image(s)" in capsys.readouterr().out
-    assert _contents(out) == reference
+    assert run_contents(out) == reference
     assert len(set(_manifest_keys(out))) == 8
 
 

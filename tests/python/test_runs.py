@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
+from oracles.run_dirs import run_contents, spot_folder
 from fissure.cli import main
 from fissure.runs import MANIFEST, Item, Job, Manifest, Outcome, Run, RunMismatchError, run_folder
 
@@ -234,15 +235,7 @@ raise SystemExit(main(sys.argv[1:]))
 @pytest.fixture(scope="module")
 def shift(tmp_path_factory) -> Path:
     """A folder of 12 small photos with bright spots and the toy spot detector."""
-    from fissure.detection.toy import bright_spot_model, bright_spots
-
-    d = tmp_path_factory.mktemp("shift")
-    (d / "imgs").mkdir()
-    for i in range(12):
-        img, _ = bright_spots(1200, 1600, 6, seed=i, value=200)
-        cv2.imwrite(str(d / "imgs" / f"p{i:02d}.png"), img)
-    (d / "blobs.onnx").write_bytes(bright_spot_model())
-    return d
+    return spot_folder(tmp_path_factory.mktemp("shift"), 12, 1200, 1600, 6)
 
 
 def detect_argv(shift: Path, out: Path) -> list[str]:
@@ -250,26 +243,6 @@ def detect_argv(shift: Path, out: Path) -> list[str]:
             "--tile-size", "256", "--backend", "onnxruntime", "--threads", "1", "--quiet"]
 
 
-def _contents(out: Path) -> dict[str, object]:
-    """The run directory's files and what must not differ between runs (timings aside)."""
-    got: dict[str, object] = {}
-    for f in sorted(out.iterdir()):
-        if f.name in ("run.json", MANIFEST):
-            continue
-        if f.suffix == ".json":
-            doc = json.loads(f.read_text())
-            doc.pop("seconds", None)
-            doc.pop("run", None)
-            for r in doc.get("images", []):
-                r.pop("seconds", None)
-            got[f.name] = doc
-        elif f.suffix == ".csv":
-            rows = [ln.split(",") for ln in f.read_text().splitlines()]
-            col = rows[0].index("seconds")
-            got[f.name] = [r[:col] + r[col + 1:] for r in rows]
-        else:
-            got[f.name] = f.read_bytes()
-    return got
 
 
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(shift,
@@ -280,7 +253,7 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(shift
     t = time.perf_counter()
     assert main(detect_argv(shift, ref)) == 0
     run_s = time.perf_counter() - t  # the run itself (the model opened in this process)
-    expected = _contents(ref)
+    expected = run_contents(ref)
     assert len([n for n in expected if n.endswith("_overlay.jpg")]) == 12
     rnd = random.Random(15)
     kills = seq = 0
@@ -319,7 +292,7 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(shift
         keys = [json.loads(ln)["key"] for ln in lines]
         assert len(keys) == 12 == len(set(keys))  # each input exactly once
         assert all(json.loads(ln)["status"] == "ok" for ln in lines)
-        got = _contents(out)
+        got = run_contents(out)
         assert sorted(got) == sorted(expected)
         for name in expected:
             assert got[name] == expected[name], (out, name)
