@@ -30,7 +30,7 @@ def _csv(text: str) -> list[str]:
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..bench import DEVICES, format_table, run_bench, validate_report
     from ..io import write_json_atomic
-    from .detect import _option_value
+    from .detect import decoder_options, preprocess_overrides
 
     if args.device.lower() not in DEVICES:
         return error(f"--device {args.device}: expected one of {', '.join(DEVICES)}")
@@ -47,26 +47,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.decoder:
         det["decoder"] = args.decoder
     if args.decoder_option:
-        opts = {}
-        for item in args.decoder_option:
-            key, eq, val = item.partition("=")
-            if not eq or not key:
-                return error(f"--decoder-option {item}: expected KEY=VALUE")
-            opts[key] = _option_value(val)
-        det["decoder_options"] = opts
+        try:
+            det["decoder_options"] = decoder_options(args.decoder_option)
+        except ValueError as exc:
+            return error(str(exc))
     if args.conf_threshold is not None:
         det["conf_threshold"] = args.conf_threshold
     if args.batch_size is not None:
         det["batch_size"] = args.batch_size
-    pre: dict[str, Any] = {}
-    if args.mode:
-        pre["mode"] = args.mode
-    if args.mean:
-        pre["mean"] = list(args.mean)
-    if args.std:
-        pre["std"] = list(args.std)
-    if args.bgr:
-        pre["rgb"] = False
+    pre = preprocess_overrides(args)
     if pre:
         det["preprocess"] = pre
 

@@ -23,6 +23,33 @@ def _option_value(text: str) -> Any:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def decoder_options(items: Optional[list[str]]) -> dict[str, Any]:
+    """``--decoder-option KEY=VALUE`` items as a dict (values through :func:`_option_value`);
+    ValueError naming the item that is not KEY=VALUE."""
+    opts: dict[str, Any] = {}
+    for item in items or []:
+        key, eq, val = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--decoder-option {item}: expected KEY=VALUE")
+        opts[key] = _option_value(val)
+    return opts
+
+
+def preprocess_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``--mode``, ``--mean``, ``--std`` and ``--bgr`` set, laid over the model's own
+    preprocessing (``TiledDetector(preprocess=dict)``); empty when none was given."""
+    pre: dict[str, Any] = {}
+    if args.mode:
+        pre["mode"] = args.mode
+    if args.mean:
+        pre["mean"] = tuple(args.mean)
+    if args.std:
+        pre["std"] = tuple(args.std)
+    if args.bgr:
+        pre["rgb"] = False
+    return pre
+
+
 def describe_lines(d: dict) -> list[str]:
     """``TiledDetector.describe()`` as the two lines ``fissure detect`` prints first."""
     p, m = d["preprocess"], d["merge"]
@@ -75,12 +102,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
         return error(f"--out: expected a folder, got the file {out}")
     if args.decoder not in ("auto",) + KINDS:
         return error(f"--decoder {args.decoder}: expected one of auto, {', '.join(KINDS)}")
-    decoder_options = {}
-    for item in args.decoder_option or []:
-        key, eq, val = item.partition("=")
-        if not eq or not key:
-            return error(f"--decoder-option {item}: expected KEY=VALUE")
-        decoder_options[key] = _option_value(val)
+    try:
+        options = decoder_options(args.decoder_option)
+    except ValueError as exc:
+        return error(str(exc))
     inputs = Images(args.inputs, "detect", args.quiet)
     if not inputs.paths:
         return no_inputs()
@@ -96,14 +121,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 return error(f"--input-size {args.input_size[0]} {args.input_size[-1]}: one "
                              f"input tile alone takes {need / 2**30:.1f} GiB, too much for this "
                              f"machine's {ram / 2**30:.0f} GiB of memory; nothing was done")
-        if args.mode:
-            preprocess["mode"] = args.mode
-        if args.mean:
-            preprocess["mean"] = tuple(args.mean)
-        if args.std:
-            preprocess["std"] = tuple(args.std)
-        if args.bgr:
-            preprocess["rgb"] = False
+        preprocess.update(preprocess_overrides(args))
     job = DetectJob(
         args.model, overlay=not args.no_overlay, overlay_format=args.overlay_format,
         backend=args.backend, device=args.device, tile_size=args.tile_size,
@@ -111,7 +129,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         match_threshold=args.match_threshold, class_agnostic=args.class_agnostic,
         conf_threshold=args.conf_threshold, full_image_pass=args.full_image_pass,
         vram_budget_mb=args.vram_budget_mb, decoder=args.decoder,
-        decoder_options=decoder_options, preprocess=preprocess, specular=args.specular,
+        decoder_options=options, preprocess=preprocess, specular=args.specular,
         class_names=class_names(args.classes), batch_size=args.batch_size,
         num_threads=args.threads, precision=args.precision)
     try:
