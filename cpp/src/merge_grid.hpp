@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "fissure/common.hpp"
@@ -33,26 +34,20 @@ namespace fissure::detail {
 
 /// std::nextafter(v, +inf) / (v, -inf) for doubles and floats, inline (libm's is an out-of-line
 /// call with its own special-case ladder; the grid rounds several values per box and query).
-inline double next_up(double v) {
-    if (!(v < std::numeric_limits<double>::infinity())) return v;  // +inf, NaN
-    if (v == 0) return std::numeric_limits<double>::denorm_min();
-    std::uint64_t b;
+template <class T>
+inline T next_up(T v) {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double");
+    using Bits = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
+    if (!(v < std::numeric_limits<T>::infinity())) return v;  // +inf, NaN
+    if (v == 0) return std::numeric_limits<T>::denorm_min();
+    Bits b;
     std::memcpy(&b, &v, sizeof b);
     b = v > 0 ? b + 1 : b - 1;
     std::memcpy(&v, &b, sizeof v);
     return v;
 }
-inline double next_down(double v) { return -next_up(-v); }
-inline float next_up(float v) {
-    if (!(v < std::numeric_limits<float>::infinity())) return v;
-    if (v == 0) return std::numeric_limits<float>::denorm_min();
-    std::uint32_t b;
-    std::memcpy(&b, &v, sizeof b);
-    b = v > 0 ? b + 1 : b - 1;
-    std::memcpy(&v, &b, sizeof v);
-    return v;
-}
-inline float next_down(float v) { return -next_up(-v); }
+template <class T>
+inline T next_down(T v) { return -next_up(-v); }
 
 class LiveGrid {
 public:
