@@ -36,7 +36,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from .runs import (Item, Job, PathLike, Run, RunReport, _one_line, _runtime_error, _Stop,
+from .runs import (Item, Job, PathLike, Run, RunReport, _Stop, is_runtime_error, one_line, read_error,
                    _unique, make_record, write_outcome)
 
 __all__ = ["map_images", "require_ray", "run"]
@@ -84,8 +84,7 @@ class _JobActor:
                 image = fio.read_image(item.path)
             except (OSError, ValueError, MemoryError) as exc:
                 image = None
-                error = (f"MemoryError: {_one_line(exc)}" if isinstance(exc, MemoryError)
-                         else _one_line(exc))
+                error = read_error(exc)
         else:
             image = np.ascontiguousarray(image[..., ::-1] if self.rgb and image.ndim == 3
                                          else image)
@@ -128,7 +127,7 @@ class _JobActor:
                         for f in writes:
                             f.result()
                         raise
-                    error = f"{type(exc).__name__}: {_one_line(exc)}"
+                    error = f"{type(exc).__name__}: {one_line(exc)}"
                 tm["process_s"] = time.perf_counter() - t
             del image
             if error is not None:
@@ -270,7 +269,7 @@ def run(job: Job, paths: Union[Iterable[PathLike], Run], out: PathLike, *,
     Returns a :class:`~fissure.runs.RunReport`."""
     _check(actors, num_cpus, num_gpus, batch_size)
     plan = paths if isinstance(paths, Run) else Run(job, paths, out, resume=resume)
-    failure = is_failure or _runtime_error
+    failure = is_failure or is_runtime_error
     t0 = time.perf_counter()
     todo = {it.key: it for it in plan.todo}
     timings = {"read_s": 0.0, "process_s": 0.0, "write_s": 0.0}
@@ -384,4 +383,4 @@ def map_images(data: Any, job: Job, *, actors: Optional[int] = None, num_cpus: f
         out = os.fspath(write_to)
     return _map(ray, data, job, out, actors=actors, num_cpus=num_cpus, num_gpus=num_gpus,
                 batch_size=batch_size, max_retries=max_retries,
-                is_failure=is_failure or _runtime_error, mode="rows", rgb=rgb)
+                is_failure=is_failure or is_runtime_error, mode="rows", rgb=rgb)

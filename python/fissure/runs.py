@@ -527,7 +527,7 @@ def run_folder(job: Job, paths: Iterable[PathLike], out: PathLike, *, resume: bo
     if prefetch < 1:
         raise ValueError(f"prefetch: expected an int >= 1, got {prefetch!r}")
     run = paths if isinstance(paths, Run) else Run(job, paths, out, resume=resume)
-    failure = is_failure or _runtime_error
+    failure = is_failure or is_runtime_error
     reader = read or (lambda p: fio.read_image(p))
     bar: Any = None
     if progress:
@@ -621,8 +621,7 @@ def run_folder(job: Job, paths: Iterable[PathLike], out: PathLike, *, resume: bo
                 tm: dict[str, Any] = {"read_s": read_s}
                 outcome = None
                 if isinstance(img, BaseException):
-                    msg = (f"MemoryError: {_one_line(img)}" if isinstance(img, MemoryError)
-                           else _one_line(img))
+                    msg = read_error(img)
                     log(f"fissure: skipped {it.path}: {msg}")
                     tm["error"] = msg
                 else:
@@ -632,7 +631,7 @@ def run_folder(job: Job, paths: Iterable[PathLike], out: PathLike, *, resume: bo
                     except Exception as exc:
                         if not failure(exc):
                             raise
-                        msg = f"{type(exc).__name__}: {_one_line(exc)}"
+                        msg = f"{type(exc).__name__}: {one_line(exc)}"
                         log(f"fissure: skipped {it.path}: {msg}")
                         tm["error"] = msg
                     tm["process_s"] = time.perf_counter() - t
@@ -673,11 +672,21 @@ def run_folder(job: Job, paths: Iterable[PathLike], out: PathLike, *, resume: bo
                       processed=processed, interrupted=interrupted)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (its type's name when it has none)."""
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _runtime_error(exc: BaseException) -> bool:
+def read_error(exc: BaseException) -> str:
+    """The error recorded for an input that could not be read (OSError, ValueError,
+    MemoryError): the message on one line, MemoryError named."""
+    return f"MemoryError: {one_line(exc)}" if isinstance(exc, MemoryError) else one_line(exc)
+
+
+def is_runtime_error(exc: BaseException) -> bool:
+    """Errors that the model run itself raises: RuntimeError/MemoryError and the backends' own
+    exception types (ONNX Runtime's derive from Exception directly). A folder run records them
+    as the input's failure; anything else is a bug and keeps its traceback."""
     if isinstance(exc, (RuntimeError, MemoryError, ValueError)):
         return True
     module = type(exc).__module__ or ""

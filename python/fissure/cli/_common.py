@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ..runs import is_runtime_error, one_line, read_error
+
 __all__ = [
     "class_names",
     "error",
@@ -92,8 +94,7 @@ class Images:
                 image = read_image(path)
             except (OSError, ValueError, MemoryError) as exc:
                 self.failed += 1
-                msg = (f"MemoryError: {one_line(exc)}" if isinstance(exc, MemoryError)
-                       else one_line(exc))
+                msg = read_error(exc)
                 self.skipped.append({"path": str(path), "error": msg})
                 tqdm.write(f"fissure: skipped {path}: {msg}", file=sys.stderr)
                 continue
@@ -128,23 +129,9 @@ def class_names(spec: str | None) -> list[str] | None:
     return [n.strip() for n in spec.split(",")]
 
 
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def error(message: str) -> int:
     print(f"fissure: error: {message}", file=sys.stderr)
     return 2
-
-
-def is_runtime_error(exc: BaseException) -> bool:
-    """Errors that the model run itself raises: RuntimeError/MemoryError and the backends' own
-    exception types (ONNX Runtime's derive from Exception directly). Anything else is a bug and
-    keeps its traceback."""
-    if isinstance(exc, (RuntimeError, MemoryError, ValueError)):
-        return True
-    module = type(exc).__module__ or ""
-    return module.startswith(("onnxruntime", "openvino"))
 
 
 def add_runtime_args(parser: Any, *, quiet: bool = True) -> None:
@@ -196,8 +183,7 @@ def run_job(job: Any, inputs: "Images", args: Any, out: Path) -> int:
                              progress=not args.quiet)
         else:
             report = run_folder(job, inputs.paths, out, resume=args.resume,
-                                progress=not args.quiet, desc=job.command.split()[-1],
-                                is_failure=is_runtime_error)
+                                progress=not args.quiet, desc=job.command.split()[-1])
     except RunMismatchError as exc:
         return error(str(exc))
     done = sum(r is not None and r["status"] == "ok" for r in report.records)
