@@ -197,7 +197,7 @@ class AnomalyJob(_ModelJob):
         result = pc.predict(image)
         seconds = time.perf_counter() - t
         if self.glare_warnings and not pc.specular:
-            from .cli.anomaly import glare_warning
+            from .specular import glare_warning
 
             warn = glare_warning(item.path, image, "--specular mask",
                                  self.options.get("num_threads", -1), result.boxes)

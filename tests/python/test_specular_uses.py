@@ -143,3 +143,30 @@ def test_draw_specular() -> None:
     g = fissure.draw_specular(grey, m)
     assert g.shape == (4, 5, 3) and g[1, 2].tolist() == [178, 50, 178] and g[0, 0].tolist() == [
         100, 100, 100]
+
+
+def test_glare_warning_share_and_boxes() -> None:
+    """The unmasked-glare warning: silent at or below GLARE_WARN, otherwise naming the share
+    under the rule (the oracle: OpenCV's own HSV conversion) and the boxes that touch glare."""
+    cv2 = pytest.importorskip("cv2")
+    from fissure.specular import GLARE_WARN, glare_warning
+
+    img = np.full((100, 100, 3), (40, 90, 150), np.uint8)  # coloured, dark: no glare
+    assert glare_warning("a.png", img, "--specular mask") is None
+    img[10:13, 10:14] = 255  # 12 px = 0.12% <= 0.5%: still silent
+    assert glare_warning("a.png", img, "--specular mask") is None
+    # ... unless a region touches it
+    msg = glare_warning("a.png", img, "--specular mask", boxes=[[5, 5, 20, 20], [50, 50, 60, 60]])
+    assert msg is not None and "1 of the 2 regions touch it" in msg
+    img[40:50, 40:100] = 250  # + 600 px
+    hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+    share = float(((hsv[..., 2] > 240) & (hsv[..., 1] < 30)).mean())
+    assert share > GLARE_WARN
+    msg = glare_warning("dir/b.png", img, "--specular mask")
+    assert msg is not None and msg.startswith("fissure: warning: dir/b.png: ")
+    assert f"{share:.2%} of the pixels are glare" in msg and "--specular mask" in msg
+    assert "gray image" not in msg
+    gray = np.full((100, 100), 120, np.uint8)
+    gray[:20] = 245
+    msg = glare_warning("g.png", gray, "--x")
+    assert msg is not None and "in a gray image every pixel above 240" in msg

@@ -28,6 +28,7 @@ __all__ = ["add_parser", "cmd_fit", "cmd_predict", "cmd_update"]
 
 from ._common import (Images, add_overlay_format, add_run_args, add_runtime_args, error,
                       is_runtime_error, no_inputs, one_line, run_job)
+from ..specular import glare_warning
 
 
 
@@ -44,33 +45,6 @@ def _finite_nonneg(text: str) -> float:
 #: the files ``predict`` takes as an anomalib export rather than a memory bank
 MODEL_SUFFIXES = (".onnx", ".xml")
 
-#: an image with more glare than this (share of pixels under the glare rule, undilated) gets
-#: a warning when glare is not masked
-GLARE_WARN = 0.005
-
-
-def glare_warning(path: Any, image: np.ndarray, option: str, threads: int = -1,
-                  boxes: Any = None) -> str | None:
-    """The warning line for an image whose glare is not masked but matters: more than
-    ``GLARE_WARN`` of its pixels under the glare rule (V > 240, S < 30), or glare inside
-    any of the predicted region ``boxes``; it names ``option``. None otherwise."""
-    from ..specular import specular_mask
-
-    glare = specular_mask(image, num_threads=threads)
-    share = float(glare.mean()) if glare.size else 0.0
-    touching = 0
-    for x0, y0, x1, y1 in np.asarray(boxes if boxes is not None else [], np.int64).reshape(-1, 4):
-        touching += bool(glare[y0:y1, x0:x1].any())
-    if share <= GLARE_WARN and not touching:
-        return None
-    gray = image.ndim == 2 or (np.array_equal(image[..., 0], image[..., 1])
-                               and np.array_equal(image[..., 1], image[..., 2]))
-    rule = "V > 240, S < 30" + ("; in a gray image every pixel above 240" if gray else "")
-    what = f"{share:.2%} of the pixels are glare ({rule})"
-    if touching:
-        what += f" and {touching} of the {len(boxes)} regions touch it"
-    return (f"fissure: warning: {path}: {what}; glare is scored like the rest of the image: "
-            f"if it is specular reflection, not a defect, mask it with {option}")
 
 
 def _setup_error(exc: BaseException) -> bool:
