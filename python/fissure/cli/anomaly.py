@@ -55,6 +55,33 @@ def _setup_error(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, BackendNotInstalledError)) or is_runtime_error(exc)
 
 
+class _Feed:
+    """The normal images of ``fit`` / ``update`` as the arrays PatchCore takes, counting the
+    ones used: ``skip`` (PatchCore's ``on_error``) reports an image that failed and leaves it
+    out (or re-raises when the run must stop); ``read_all`` once the stream is exhausted;
+    ``warn(path, image)`` is called on each image before it is handed over."""
+
+    def __init__(self, images: Images, stream: Iterator[tuple[Any, Path, np.ndarray]],
+                 warn: Any = None) -> None:
+        self.images, self.stream, self.warn = images, stream, warn
+        self.used, self.read_all = 0, False
+        self.current: Path | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for _, path, image in self.stream:
+            self.current = path
+            self.used += 1
+            if self.warn is not None:
+                self.warn(path, image)
+            yield image
+        self.read_all = True
+
+    def skip(self, _image: Any, exc: Exception) -> None:
+        if self.current is None or not self.images.fail(self.current, exc):
+            raise exc
+        self.used -= 1
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     """``fissure anomaly fit``: reads the normal images, fits PatchCore and saves the bank.
 
@@ -88,28 +115,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if first is None:
         return error(f"none of the {len(images.paths)} normal image(s) could be read; "
                       "nothing to fit")
-    used = 0
-    current: list[Path] = []
+    def warn(path: Path, image: np.ndarray) -> None:
+        line = None if args.specular else glare_warning(
+            path, image, "--specular mask (when fitting; stored in the bank)", args.threads)
+        if line:
+            images.bar.write(line, file=sys.stderr)
 
-    def arrays() -> Iterator[np.ndarray]:
-        nonlocal used
-        for _, path, image in itertools.chain([first], stream):
-            current[:] = [path]
-            used += 1
-            warn = None if args.specular else glare_warning(
-                path, image, "--specular mask (when fitting; stored in the bank)", args.threads)
-            if warn:
-                images.bar.write(warn, file=sys.stderr)
-            yield image
-
-    def skip(_image: Any, exc: Exception) -> None:  # one image failed: reported, left out
-        nonlocal used
-        if not images.fail(current[0], exc):
-            raise exc
-        used -= 1
-
+    feed = _Feed(images, itertools.chain([first], stream), warn)
     try:
-        pc.fit(arrays(), on_error=skip)
+        pc.fit(feed, on_error=feed.skip)
     except Exception as exc:
         if not is_runtime_error(exc):
             raise
@@ -119,7 +133,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     st = pc.stats
     bank = pc.bank
     assert bank is not None
-    print(f"fissure anomaly fit: {used} image(s), {st.get('train_patches', '?')} patches -> "
+    print(f"fissure anomaly fit: {feed.used} image(s), {st.get('train_patches', '?')} patches -> "
           f"bank {bank.shape[0]} x {bank.shape[1]} ({bank.dtype.name}), thresholds: pixel "
           f"{pc.threshold:.4g}, image {pc.image_threshold:.4g}; {dt:.1f} s; written to {out}"
           + (f"; {len(images.skipped)} skipped" if images.skipped else ""))
@@ -211,37 +225,20 @@ def cmd_update(args: argparse.Namespace) -> int:
         if not _setup_error(exc):
             raise
         return error(f"cannot use the memory bank: {one_line(exc)}")
-    used = 0
-    read_all = False
-    current: list[Path] = []
-
-    def arrays() -> Iterator[np.ndarray]:
-        nonlocal used, read_all
-        for _, path, image in images:
-            current[:] = [path]
-            used += 1
-            yield image
-        read_all = True
-
-    def skip(_image: Any, exc: Exception) -> None:  # one image failed: reported, left out
-        nonlocal used
-        if not images.fail(current[0], exc):
-            raise exc
-        used -= 1
-
+    feed = _Feed(images, iter(images))
     try:
-        pc.update(arrays(), coreset_ratio=args.coreset_ratio, on_error=skip)
+        pc.update(feed, coreset_ratio=args.coreset_ratio, on_error=feed.skip)
     except Exception as exc:
         if not is_runtime_error(exc):
             raise
-        if read_all and used == 0:
+        if feed.read_all and feed.used == 0:
             return error(f"none of the {len(images.paths)} normal image(s) could be used; "
                          "the bank was not updated")
         return error(f"update failed ({type(exc).__name__}: {one_line(exc)})")
     pc.save(out)
     dt = time.perf_counter() - t0
     st = pc.stats
-    print(f"fissure anomaly update: {used} image(s), {st['new_tiles']} tile(s), "
+    print(f"fissure anomaly update: {feed.used} image(s), {st['new_tiles']} tile(s), "
           f"{st['new_patches']} patches -> bank {st['bank_size_before']} -> {st['bank_size']} "
           f"rows, thresholds: pixel {st['threshold_before']:.4g} -> {pc.threshold:.4g}, image "
           f"{st['image_threshold_before']:.4g} -> {pc.image_threshold:.4g}; {dt:.1f} s; "
