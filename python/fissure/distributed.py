@@ -337,7 +337,9 @@ def run(job: Job, paths: Union[Iterable[PathLike], Run], out: PathLike, *,
         # those a live writer holds are kept (locked)
         from .io import remove_orphan_temps
 
-        remove_orphan_temps(plan.out)
+        for folder in (plan.out, *job.output_dirs()):
+            if os.path.isdir(folder):
+                remove_orphan_temps(folder)
         if bar is not None:
             bar.close()
         if started:

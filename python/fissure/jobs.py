@@ -245,6 +245,9 @@ class InspectJob(_ModelJob):
         self.review_dir = None if review_dir is None else os.path.abspath(os.fspath(review_dir))
         self.overlay, self.overlay_format, self.options = bool(overlay), overlay_format, options
 
+    def output_dirs(self) -> tuple[str, ...]:
+        return () if self.review_dir is None else (self.review_dir,)
+
     def settings(self) -> dict[str, Any]:
         return {"anomaly": _file_id(self.anomaly),
                 "detector": None if self.detector is None else _file_id(self.detector),

@@ -121,6 +121,11 @@ class Job:
     #: the progress bar); set by the runner
     log: Callable[[str], None] = staticmethod(lambda msg: print(msg, file=sys.stderr))
 
+    def output_dirs(self) -> tuple[str, ...]:
+        """Folders besides the run directory that the job writes files into (resume sweeps
+        the temporaries a killed run left there too)."""
+        return ()
+
     def settings(self) -> dict[str, Any]:
         """What identifies this job's outputs (JSON-able): ``resume`` refuses a run directory
         written with other settings."""
@@ -340,7 +345,9 @@ class Run:
 
             self._check_run()
             self.manifest.load()
-            remove_orphan_temps(self.out)  # a killed run's half-written temporaries
+            for folder in (self.out, *job.output_dirs()):  # a killed run's half-written temporaries
+                if os.path.isdir(folder):
+                    remove_orphan_temps(folder)
         used = {SUMMARY, *job.reserved_stems}
         done = self.manifest.records
         stems: dict[str, str] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -179,6 +180,11 @@ def test_cli_inspect(tmp_path, bank, surface, capsys) -> None:
     assert (tmp_path / "o" / "a_inspect.jpg").exists()
     # --resume with one more image: only that one is inspected; review.csv keeps a's rows
     cv2.imwrite(str(tmp_path / "c.png"), brushed_metal(600, 700, seed=12))
+    # what a run killed mid-write leaves in both folders (the name an atomic write gives its
+    # temporary); resume removes them, and a file of the user's own stays
+    for folder in ("o", "rev"):
+        (tmp_path / folder / ".a_crop.jpg.k3x9q2zw.tmp").write_bytes(b"half")
+    (tmp_path / "rev" / "notes.txt").write_text("mine")
     rc = main(["inspect", "--anomaly", str(tmp_path / "bank.safetensors"), "--detector",
                str(tmp_path / "spots.onnx"), str(tmp_path / "a.png"), str(tmp_path / "b.png"),
                str(tmp_path / "c.png"), "--out", str(tmp_path / "o"), "--review", band,
@@ -188,6 +194,9 @@ def test_cli_inspect(tmp_path, bank, surface, capsys) -> None:
     assert "2 done before, resumed" in out
     again = list(csv.DictReader((tmp_path / "rev" / "review.csv").read_text().splitlines()))
     assert again == review
+    for folder in ("o", "rev"):
+        assert not [f for f in os.listdir(tmp_path / folder) if f.endswith(".tmp")]
+    assert (tmp_path / "rev" / "notes.txt").read_text() == "mine"
     from fissure.cli import build_parser
 
     ns = build_parser().parse_args(["inspect", "--anomaly", "b", "x.png", "--out", "o",
