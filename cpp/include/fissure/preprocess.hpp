@@ -32,7 +32,7 @@
 namespace fissure {
 
 enum class ResizeMode : int { resize = 0, letterbox = 1, none = 2 };
-enum class Interp : int { linear = 0, nearest = 1 };
+enum class Interp : int { linear = 0, nearest = 1, area = 2 };
 enum class OutDtype : int { float32 = 0, float16 = 1 };
 
 struct PreprocessParams {
