@@ -130,6 +130,13 @@ void area_tab(index_t ssize, int dsize, double scale, std::vector<std::vector<st
     }
 }
 
+// cvRound (ties to even, the default rounding mode) of 0 <= x < 2^22 without a libm call:
+// adding 1.5 * 2^23 leaves no fraction bits, so the sum is rounded to an integer.
+inline int round_small(float x) {
+    constexpr float kMagic = 12582912.f;
+    return static_cast<int>((x + kMagic) - kMagic);
+}
+
 enum class Kind { identity, linear, nearest, area_fast, area };
 
 // How a (sh, sw) crop is resampled to (dh, dw), with cv::resize's choice of algorithm:
@@ -361,8 +368,8 @@ private:
             for (int c = 0; c < 3; ++c) {
                 int sum = 0;
                 for (int i = 0; i < p.kx; ++i) sum += v[3 * (dx * p.kx + i) + c];
-                const float x = static_cast<float>(sum) * scale;
-                out[3 * dx + c] = static_cast<std::uint8_t>(std::min(255.f, std::nearbyint(x)));
+                const int r = round_small(static_cast<float>(sum) * scale);
+                out[3 * dx + c] = static_cast<std::uint8_t>(r > 255 ? 255 : r);
             }
         return out;
     }
@@ -407,8 +414,10 @@ private:
                 for (int k = 0; k < n; ++k) sum[k] = sum[k] + beta * h[k];
         }
         std::uint8_t* out = row8_.data();
-        for (int k = 0; k < n; ++k)
-            out[k] = static_cast<std::uint8_t>(std::min(255.f, std::max(0.f, std::nearbyint(sum[k]))));
+        for (int k = 0; k < n; ++k) {  // sums of non-negative terms, at most 255 * (1 + 1e-6)
+            const int r = round_small(sum[k]);
+            out[k] = static_cast<std::uint8_t>(r > 255 ? 255 : r);
+        }
         return out;
     }
 
