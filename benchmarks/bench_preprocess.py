@@ -6,6 +6,7 @@ pytest-benchmark:
 
 Table (median of --repeat interleaved rounds, markdown):
     PYTHONPATH=python python benchmarks/bench_preprocess.py [--repeat 7] [--threads 1,all]
+        [--cases area]
 
 Cases: 640 -> 640 (no resize), 1024 -> 640 and 800 -> 640 (shrink), 320 -> 640 (enlarge),
 960 x 720 letterboxed into 640 x 640, each with INTER_LINEAR, and the two shrinks with
@@ -75,7 +76,7 @@ CASES = [
 ]
 
 
-def run_table(repeat: int, threads: list[int]) -> None:
+def run_table(repeat: int, threads: list[int], only: str = "") -> None:
     image = make_image()
     from _machine import platform_line
 
@@ -85,6 +86,8 @@ def run_table(repeat: int, threads: list[int]) -> None:
     print("| case | threads | fissure ms | cv2.resize + numpy ms | speed-up |")
     print("|---|---|---:|---:|---:|")
     for label, th, tw, mode, interp in CASES:
+        if only and only not in label:
+            continue
         tiles = tiles_for(th, tw)
         cfg = PreprocessConfig(input_size=(640, 640), mode=mode, interpolation=interp)
         out = np.empty((len(tiles), 3, 640, 640), np.float32)
@@ -137,6 +140,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--threads", default="1,all")
+    ap.add_argument("--cases", default="", help="only the cases whose label contains this")
     a = ap.parse_args()
     th = [-1 if s == "all" else int(s) for s in a.threads.split(",")]
-    run_table(a.repeat, th)
+    run_table(a.repeat, th, a.cases)

@@ -117,3 +117,26 @@ def test_simd_level_hook_rejects_unknown() -> None:
     with pytest.raises(ValueError, match="level"):
         _core._preprocess_force_simd("sse4")
     assert _core.preprocess_simd_level() in ("scalar", "avx2")
+
+
+def test_batch_feeder_passes_area_through() -> None:
+    # The double-buffered feeder takes the same interpolation names as preprocess_tiles.
+    rng = np.random.default_rng(8)
+    image = rng.integers(0, 256, (900, 1000, 3), dtype=np.uint8)
+    tiles = np.array([[0, 0, 800, 800], [100, 50, 900, 850], [10, 10, 330, 330]], np.int64)
+    cfg = PreprocessConfig(input_size=(320, 320), interpolation="area")
+    ref = oracle(image, tiles, cfg)
+    slots = [np.empty((2, 3, 320, 320), np.float32) for _ in range(2)]
+    feeder = _core.BatchFeeder(image, tiles, slots[0], slots[1], 2, 320, 320,
+                               interpolation="area")
+    got = []
+    try:
+        for b in range(feeder.num_batches):
+            feeder.start(b)
+            slot = feeder.wait(b)
+            got.append(slots[slot][:feeder.batch_count(b)].copy())
+    finally:
+        feeder.close()
+    np.testing.assert_array_equal(np.concatenate(got), ref)
+    with pytest.raises(ValueError, match="interpolation"):
+        _core.BatchFeeder(image, tiles, slots[0], slots[1], 2, 320, 320, interpolation="cubic")
