@@ -62,7 +62,10 @@ def test_area_integer_factors_equal_cv2(level, dh, dw, kx, ky, seed) -> None:
 @pytest.mark.parametrize("src,dst", [((640, 640), (640, 640)), ((1024, 1024), (640, 640)),
                                      ((800, 800), (640, 640)), ((320, 320), (640, 640)),
                                      ((480, 640), (640, 640)), ((1, 640), (640, 640)),
-                                     ((640, 1), (3, 640)), ((2, 2), (1, 1))])
+                                     ((640, 1), (3, 640)), ((2, 2), (1, 1)),
+                                     # one axis kept, the other shrunk / enlarged
+                                     ((480, 640), (480, 500)), ((100, 37), (61, 37)),
+                                     ((100, 37), (100, 90)), ((50, 60), (20, 60))])
 def test_tiled_inference_sizes_equal_cv2(level, src, dst, interp) -> None:
     rng = np.random.default_rng(sum(src) + sum(dst))
     img = rng.integers(0, 256, (*src, 3), dtype=np.uint8)
