@@ -56,6 +56,7 @@ void bind_info(py::module_& m) {
           "The best SIMD path this CPU supports.");
     bind_family_level(m, Family::knn, "knn", "kNN and k-center kernels");
     bind_family_level(m, Family::specular, "specular", "specular kernels");
+    bind_family_level(m, Family::preprocess, "preprocess", "preprocessing (resize, normalise) kernels");
     m.def(
         "_knn_force_bf16",
         [](const std::string& mode) {

@@ -50,7 +50,9 @@ fissure::Image8View image3_arg(const py::array& a) {
 fissure::Interp interp_arg(const std::string& s) {
     if (s == "linear") return fissure::Interp::linear;
     if (s == "nearest") return fissure::Interp::nearest;
-    throw fissure::InvalidArgument("interpolation: expected 'linear' or 'nearest', got '" + s + "'");
+    if (s == "area") return fissure::Interp::area;
+    throw fissure::InvalidArgument("interpolation: expected 'linear', 'nearest' or 'area', got '" +
+                                   s + "'");
 }
 
 fissure::OutDtype out_dtype_arg(const py::array& out, const char* name) {

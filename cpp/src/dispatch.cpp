@@ -32,9 +32,9 @@ CpuFeatures probe() {
 }
 
 // The test hooks' settings: one slot per family's level cap, then one per route.
-constexpr int kFamilies = 2;
+constexpr int kFamilies = 3;
 constexpr int kRoutes = 1;
-std::atomic<int> g_forced[kFamilies + kRoutes] = {{-1}, {-1}, {-1}};
+std::atomic<int> g_forced[kFamilies + kRoutes] = {{-1}, {-1}, {-1}, {-1}};
 
 }  // namespace
 
@@ -85,8 +85,8 @@ bool has_kernels(Family f, SimdLevel level) {
     switch (level) {
         case SimdLevel::scalar: return true;
         case SimdLevel::sse4: return f == Family::specular;
-        case SimdLevel::avx2:
-        case SimdLevel::avx512: return true;
+        case SimdLevel::avx2: return true;
+        case SimdLevel::avx512: return f != Family::preprocess;
         case SimdLevel::neon: return false;
     }
     return false;
@@ -98,6 +98,9 @@ SimdLevel effective_level(Family f) {
     // The x86 kNN / k-center kernels also need FMA and F16C (every AVX2 CPU has them).
     if (f == Family::knn && level >= SimdLevel::avx2 &&
         !(cpu_features().fma && cpu_features().f16c))
+        return SimdLevel::scalar;
+    // The preprocessing kernels convert to float16 with F16C.
+    if (f == Family::preprocess && level >= SimdLevel::avx2 && !cpu_features().f16c)
         return SimdLevel::scalar;
     const int cap = g_forced[static_cast<int>(f)].load(std::memory_order_relaxed);
     if (cap >= 0 && cap < static_cast<int>(level)) level = static_cast<SimdLevel>(cap);

@@ -63,6 +63,10 @@ def _knn_search_stats(bank: numpy.ndarray, queries: numpy.ndarray, k: typing.Sup
     """
 def _parallel_selftest(n: typing.SupportsInt | typing.SupportsIndex, fail_at: typing.SupportsInt | typing.SupportsIndex = -1) -> int:
     ...
+def _preprocess_force_simd(level: str) -> str:
+    """
+    Test hook: caps the preprocessing (resize, normalise) kernels at a SIMD level ('none' removes the cap); returns the previous cap.
+    """
 def _resize_u8(image: numpy.ndarray, out_h: typing.SupportsInt | typing.SupportsIndex, out_w: typing.SupportsInt | typing.SupportsIndex, interpolation: str = 'linear', num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.uint8]:
     """
     Test hook: the preprocessing kernel's uint8 resize alone, (out_h, out_w, 3).
@@ -220,6 +224,10 @@ def opencv_hsv_saturation(v: typing.SupportsInt | typing.SupportsIndex, diff: ty
 def paste_dense(data: numpy.typing.NDArray[numpy.uint8], offsets: numpy.typing.NDArray[numpy.int64], regions: numpy.typing.NDArray[numpy.int32], out: numpy.ndarray, num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> None:
     """
     ORs mask i into plane i of out, an (n, height, width) bool/uint8 array; clips.
+    """
+def preprocess_simd_level() -> str:
+    """
+    The SIMD path the preprocessing (resize, normalise) kernels use now.
     """
 def preprocess_tiles(image: numpy.ndarray, tiles: numpy.typing.NDArray[numpy.int64], out: numpy.ndarray, input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str = 'resize', interpolation: str = 'linear', pad_value: typing.SupportsInt | typing.SupportsIndex = 114, rgb: bool = True, scale: typing.SupportsFloat | typing.SupportsIndex = 0.003921568859368563, mean: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"] = [0.0, 0.0, 0.0], std: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"] = [1.0, 1.0, 1.0], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.ndarray:
     """

@@ -431,7 +431,8 @@ def _cv2_preprocess(crop: np.ndarray, cfg: Any) -> np.ndarray:
 
     ih, iw = cfg.input_size
     h, w = crop.shape[:2]
-    interp = cv2.INTER_LINEAR if cfg.interpolation == "linear" else cv2.INTER_NEAREST
+    interp = {"linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST,
+              "area": cv2.INTER_AREA}[cfg.interpolation]
     if cfg.mode == "none":
         if (h, w) != (ih, iw):
             raise ValueError(f"mode 'none': a {w}x{h} tile is not the model's {iw}x{ih} input")

@@ -3,7 +3,8 @@
 :func:`preprocess_tiles` turns the tiles of one (H, W, 3) uint8 BGR image into a model's
 (T, 3, h, w) float32 or float16 input batch in one call on the core's thread pool, with the
 GIL released. Each tile is read through the image in place (no crop copy), resampled exactly
-as ``cv2.resize`` does on uint8 (INTER_LINEAR's fixed-point weights, INTER_NEAREST), placed
+as ``cv2.resize`` does on uint8 (INTER_LINEAR's fixed-point weights, INTER_NEAREST,
+INTER_AREA), placed
 whole (``mode="resize"``) or letterboxed as Ultralytics does, channel-swapped, scaled and
 normalised as numpy would in float32::
 
@@ -30,7 +31,7 @@ from ._validate import check_num_threads, describe
 __all__ = ["PreprocessConfig", "letterbox_params", "preprocess_tiles"]
 
 _MODES = ("resize", "letterbox", "none")
-_INTERPOLATIONS = ("linear", "nearest")
+_INTERPOLATIONS = ("linear", "nearest", "area")
 _DTYPES = ("float32", "float16")
 
 
@@ -71,7 +72,9 @@ class PreprocessConfig:
         mean, std: per output channel, applied after ``scale``: ``(x * scale - mean) / std``.
             A single number is used for all three channels.
         dtype: ``"float32"`` or ``"float16"`` (rounded to nearest even, as numpy's astype).
-        interpolation: ``"linear"`` (cv2.INTER_LINEAR) or ``"nearest"`` (cv2.INTER_NEAREST).
+        interpolation: ``"linear"`` (cv2.INTER_LINEAR), ``"nearest"`` (cv2.INTER_NEAREST) or
+            ``"area"`` (cv2.INTER_AREA: pixel-area means when shrinking, OpenCV's two-tap
+            area weights when enlarging), each bit-exact with ``cv2.resize`` on uint8.
     """
 
     input_size: tuple[int, int] = (640, 640)
@@ -82,7 +85,7 @@ class PreprocessConfig:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     dtype: Literal["float32", "float16"] = "float32"
-    interpolation: Literal["linear", "nearest"] = "linear"
+    interpolation: Literal["linear", "nearest", "area"] = "linear"
 
     def __post_init__(self) -> None:
         size = self.input_size

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "fissure/dispatch.hpp"
 #include "fissure/preprocess.hpp"
 #include "half.hpp"
 
@@ -199,6 +200,29 @@ TEST(resize_and_letterbox_match_naive) {
                 }
     }
     CHECK(letterbox_runs >= 4);
+}
+
+// The same comparison with the kernels capped at each level (the x86 ones where the CPU has them).
+TEST(every_simd_level_matches_naive) {
+    for (auto level : {fissure::SimdLevel::scalar, fissure::SimdLevel::avx2}) {
+        fissure::force_level(fissure::Family::preprocess, static_cast<int>(level));
+        for (int round = 0; round < 4; ++round) {
+            // Rows long enough for the vector loops (and their tails).
+            const Case c = random_image(uniform(20, 120), uniform(40, 300), uniform(0, 5));
+            const auto tiles = random_tiles(c.img.rows, c.img.cols, 4);
+            for (auto dt : {fissure::OutDtype::float32, fissure::OutDtype::float16}) {
+                fissure::PreprocessParams p;
+                p.out_h = uniform(1, 90);
+                p.out_w = uniform(17, 200);
+                p.dtype = dt;
+                p.swap_rb = round % 2;
+                p.mean[0] = 0.4f; p.mean[1] = -3.f; p.mean[2] = 0.f;
+                p.std[0] = 0.2f; p.std[1] = round < 2 ? 1.f : 1.5f; p.std[2] = 0.01f;
+                check_against_naive(p, c, tiles, 2);
+            }
+        }
+    }
+    fissure::force_level(fissure::Family::preprocess, -1);
 }
 
 TEST(identity_and_mode_none) {

@@ -36,6 +36,7 @@ bool parse_simd_level(const std::string& name, SimdLevel& level);
 enum class Family : int {
     knn = 0,       ///< kNN and greedy k-center: scalar, avx2, avx512 (x86 ones need FMA, F16C)
     specular = 1,  ///< specular masks: scalar, sse4, avx2, avx512
+    preprocess = 2,  ///< tile resize and normalisation: scalar, avx2 (AVX2 + F16C)
 };
 
 /// Whether family `f` has kernels for `level`.

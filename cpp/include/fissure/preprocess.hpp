@@ -11,7 +11,12 @@
 ///    OpenCV's vectorised path does: ((S0 >> 4) * b0 >> 16) + ((S1 >> 4) * b1 >> 16), then
 ///    (+ 2) >> 2 and saturation. OpenCV's scalar tail rounds (S0 * b0 + S1 * b1 + 2^21) >> 22
 ///    instead; the two never differ by more than one level.
+///    cv2 5.1 uses the vectorised rounding for every value; so does this kernel (bit-exact).
 ///  * nearest: OpenCV's INTER_NEAREST, sx = min(floor(dx * (sw / dw)), sw - 1).
+///  * area: OpenCV's INTER_AREA: integer factors on both axes (shrinking or keeping) are block
+///    means ((s + 2) >> 2 for 2 x 2, else cvRound(s * (1.f / area))); other shrinking factors
+///    use OpenCV's float32 area tables and accumulation order; enlarging an axis falls back to
+///    the two-tap kernel above with INTER_AREA's source mapping, as cv::resize does.
 ///  * equal sizes copy the pixels.
 ///
 /// Normalisation is a per-channel 256-entry table built in float32 with numpy's operation
@@ -32,7 +37,7 @@
 namespace fissure {
 
 enum class ResizeMode : int { resize = 0, letterbox = 1, none = 2 };
-enum class Interp : int { linear = 0, nearest = 1 };
+enum class Interp : int { linear = 0, nearest = 1, area = 2 };
 enum class OutDtype : int { float32 = 0, float16 = 1 };
 
 struct PreprocessParams {
