@@ -93,6 +93,8 @@ class QuantizeReport:
     min_cosine_patch: Optional[float] = None
     relative_error: dict[str, float] = field(default_factory=dict)
     min_cosine: Optional[float] = None
+    #: the held-out images (paths; ``"images[i]"`` for an array given)
+    holdout_sources: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -705,6 +707,8 @@ def quantize_model(
             input_size=(int(cfg.input_size[0]), int(cfg.input_size[1])),
             min_recall=None if features else min_recall,
             min_cosine=min_cosine if features else None,
+            holdout_sources=[f"images[{i}]" if isinstance(items[i], np.ndarray)
+                             else str(items[i]) for i in hold_idx],
             settings={"calibration": calibration, "per_channel": per_channel,
                       "reduce_range": reduce_range, "float_head": float_head, "seed": seed,
                       "max_calibration_tiles": max_calibration_tiles,
