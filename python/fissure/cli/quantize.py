@@ -39,7 +39,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             holdout=args.holdout, min_recall=args.min_recall, min_cosine=args.min_cosine,
             max_calibration_tiles=args.calibration_tiles or None,
             max_holdout_tiles=args.holdout_tiles or None, calibration=args.calibration,
-            per_channel=not args.per_tensor, reduce_range=args.reduce_range,
+            per_channel=not args.per_tensor, reduce_range=not args.full_range,
             float_head=not args.quantize_head, seed=args.seed, num_threads=args.threads)
     except AccuracyGateError as exc:
         for line in exc.report.lines():
@@ -88,9 +88,9 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--min-recall", type=float, default=0.9,
                    help="refuse an INT8 model whose recall of the float model's detections on "
                         "the held-out tiles is below this (default 0.9)")
-    s.add_argument("--min-cosine", type=float, default=0.95,
+    s.add_argument("--min-cosine", type=float, default=0.9,
                    help="features: refuse below this mean patch-embedding cosine similarity "
-                        "(default 0.95)")
+                        "(default 0.9)")
     s.add_argument("--holdout", type=float, default=0.2,
                    help="fraction of the images held out for the check (default 0.2, at least "
                         "one image)")
@@ -102,8 +102,9 @@ def add_parser(sub: Any) -> None:
                    help="ONNX Runtime's calibration method (default minmax)")
     s.add_argument("--per-tensor", action="store_true",
                    help="ONNX Runtime: one scale per weight tensor (default: per channel)")
-    s.add_argument("--reduce-range", action="store_true",
-                   help="ONNX Runtime: 7-bit weights (CPUs without VNNI)")
+    s.add_argument("--full-range", action="store_true",
+                   help="ONNX Runtime: 8-bit weights (default 7-bit: AVX2 CPUs without VNNI "
+                        "saturate on 8-bit; full range only for VNNI / ARM targets)")
     s.add_argument("--quantize-head", action="store_true",
                    help="quantize the output head too (default: kept in float)")
     s.add_argument("--seed", type=int, default=0, help="seed of the calibration/hold-out split")
