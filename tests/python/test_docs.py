@@ -104,7 +104,7 @@ def test_documented_names_exist() -> None:
 
 #: Where the callables that docs/api.md names live.
 _API_MODULES = ("fissure", "fissure.detection", "fissure.detection.decoders", "fissure.anomaly",
-                "fissure.backends", "fissure.masks")
+                "fissure.backends", "fissure.masks", "fissure.quantize")
 
 
 def _api_object(name: str) -> object:

@@ -1,4 +1,4 @@
-"""The ``fissure`` command: ``fissure info | specular | detect | demo | anomaly fit/predict/update | change | inspect | bench``.
+"""The ``fissure`` command: ``fissure info | specular | detect | demo | anomaly fit/predict/update | change | inspect | bench | quantize``.
 
 One module per command family; ``_common`` holds what they share (inputs behind a progress
 bar, error lines, exit statuses, output names).
@@ -18,7 +18,7 @@ __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import anomaly, bench, change, demo, detect, inspect, slice_coco, specular
+    from . import anomaly, bench, change, demo, detect, inspect, quantize, slice_coco, specular
 
     p = argparse.ArgumentParser(
         prog="fissure",
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_parser(sub)
     bench.add_parser(sub)
     slice_coco.add_parser(sub)
+    quantize.add_parser(sub)
     return p
 
 
