@@ -199,3 +199,32 @@ def test_budget_counts_every_batch_in_flight() -> None:
             want = int((budget - cost.fixed_bytes) // (cost.per_tile_bytes * depth))
             want = max(1, min(16, det.stats.tiles, want))
             assert det.stats.batch_size == want
+
+
+def test_openvino_hint_follows_batches_in_flight() -> None:
+    """A detector that opens an OpenVINO model compiles it with THROUGHPUT (streams for the
+    batches in flight), or LATENCY for the synchronous loop; OpenVINO reports what it got."""
+    pytest.importorskip("openvino")
+    with _detector(blob_model(), backend="openvino", precision="f32") as det:
+        assert det.backend.config["PERFORMANCE_HINT"] == "THROUGHPUT"
+        assert str(det.backend.compiled_model.get_property("PERFORMANCE_HINT")) in (
+            "THROUGHPUT", "PerformanceMode.THROUGHPUT")
+    with _detector(blob_model(), backend="openvino", precision="f32", max_in_flight=1) as det:
+        assert det.backend.config["PERFORMANCE_HINT"] == "LATENCY"
+    with _detector(blob_model(), backend="onnxruntime") as det:  # no hint reaches ORT
+        assert det.backend.name == "onnxruntime"
+
+
+def test_auto_drops_the_other_runtimes_options() -> None:
+    from fissure.backends import choose, probe
+
+    pytest.importorskip("openvino")
+    c = choose(probe(), "onnx", "cpu")
+    with open_model(blob_model(), "auto", "cpu", hint="throughput", async_workers=2) as m:
+        assert m.name == c.backend
+        if m.name == "openvino":
+            assert m.config["PERFORMANCE_HINT"] == "THROUGHPUT"
+        else:
+            assert m.max_in_flight == 3
+    with pytest.raises(TypeError):
+        open_model(blob_model(), "onnxruntime", "cpu", hint="throughput")

@@ -50,6 +50,10 @@ from ..tiling import slice_grid
 __all__ = ["DetectStats", "TiledDetector"]
 
 _MERGES = ("greedy_nmm", "nmm", "nms", "none")
+#: The PERFORMANCE_HINT a detector compiles an OpenVINO model with when it opens it and keeps
+#: batches in flight: THROUGHPUT (several streams, one request per stream plus one) measured
+#: faster than LATENCY's one stream on a CPU (docs/benchmarks.md, pipelined tiled detection).
+TILED_OPENVINO_HINT = "throughput"
 _METRICS = ("ios", "iou")
 #: The decoders that read each Ultralytics task's outputs (its ``task`` metadata).
 _TASK_DECODERS = {"detect": ("yolo", "yolov5", "end_to_end", "detr", "yolox_raw", "rtdetr",
@@ -259,8 +263,14 @@ class TiledDetector:
             self.backend: Any = model
             self._owns_backend = False
         else:
+            # OpenVINO: several streams for batches in flight (THROUGHPUT), one stream with
+            # every thread on it for the synchronous loop (LATENCY); ignored by ONNX Runtime
+            opts: dict[str, Any] = {}
+            if isinstance(backend, str) and backend.lower() in ("auto", "openvino"):
+                opts["hint"] = "latency" if self._max_in_flight == 1 else TILED_OPENVINO_HINT
             self.backend = open_model(model, backend, device, num_threads=self.num_threads,
-                                      precision=precision, vram_budget_mb=int(self.vram_budget_mb))
+                                      precision=precision, vram_budget_mb=int(self.vram_budget_mb),
+                                      **opts)
             self._owns_backend = True
         try:
             self._setup_model(preprocess, decoder, batch_size, max_batch)
