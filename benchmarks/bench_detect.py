@@ -38,6 +38,9 @@ centre lies in its box) shows that the methods give the same answer.
     PYTHONPATH=python python benchmarks/bench_detect.py                 # table (~10 min)
     PYTHONPATH=python python benchmarks/bench_detect.py --write-docs    # ... into docs/benchmarks.md
     PYTHONPATH=python python benchmarks/bench_detect.py --quick         # smoke test: 2 MP, 1 call
+    PYTHONPATH=python python benchmarks/bench_detect.py --pipeline      # synchronous vs batches
+        # in flight (VARIANTS) against the SAHI loop: 24 MP, 3 interleaved rounds (~15 min);
+        # add `--threads 1` under `taskset -c 0` for pinned one-thread figures
     PYTHONPATH=python python -m pytest -c benchmarks/pytest.ini benchmarks/bench_detect.py
 
 Measured, never asserted.

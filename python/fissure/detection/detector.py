@@ -200,7 +200,8 @@ class TiledDetector:
             with ``backend.run`` and decodes it before the next (synchronous). None: the
             backend's ``max_in_flight`` (OpenVINO: its infer requests, at least 2), except
             ONNX Runtime on a CPU, which runs synchronously (docs/detect.md). The results
-            are the same either way.
+            are the same either way. An OpenVINO model the detector opens is compiled with
+            the THROUGHPUT hint (several streams), or LATENCY when ``max_in_flight=1``.
 
     Calling the detector on an image (array or path) returns :class:`fissure.Detections`;
     ``detector.stats`` then tells where the time went; :meth:`describe` tells what runs. A detector may be called from several
