@@ -38,6 +38,9 @@ centre lies in its box) shows that the methods give the same answer.
     PYTHONPATH=python python benchmarks/bench_detect.py                 # table (~10 min)
     PYTHONPATH=python python benchmarks/bench_detect.py --write-docs    # ... into docs/benchmarks.md
     PYTHONPATH=python python benchmarks/bench_detect.py --quick         # smoke test: 2 MP, 1 call
+    PYTHONPATH=python python benchmarks/bench_detect.py --pipeline      # synchronous vs batches
+        # in flight (VARIANTS) against the SAHI loop: 24 MP, 3 interleaved rounds (~15 min);
+        # add `--threads 1` under `taskset -c 0` for pinned one-thread figures
     PYTHONPATH=python python -m pytest -c benchmarks/pytest.ini benchmarks/bench_detect.py
 
 Measured, never asserted.
@@ -187,24 +190,64 @@ def _tile_components(sess: Any, tile: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return xyxy, scores[keep], labels, keep + 1
 
 
-def make_fissure(threads: int, backend: str, batch_size: int | None = None,
-                 ) -> Callable[[np.ndarray], Any]:
+def make_fissure(threads: int, backend: str, batch_size: int | None = None, *,
+                 precision: str | None = "f32", max_in_flight: int | None = None,
+                 options: dict | None = None) -> Callable[[np.ndarray], Any]:
+    """fissure's TiledDetector; ``options`` (backend options such as OpenVINO's ``hint``, ONNX
+    Runtime's ``async_workers``) open the backend first with ``open_model``."""
     from fissure import TiledDetector
+    from fissure.backends import open_model
     from fissure.preprocess import PreprocessConfig
 
     cfg = PreprocessConfig(input_size=(SLICE, SLICE), mode="none", rgb=False,
                            mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-    det = TiledDetector(str(model_path()), backend=backend, device="cpu", tile_size=SLICE,
+    model: Any = str(model_path())
+    if options:
+        model = open_model(model, backend, "cpu", num_threads=threads, precision=precision,
+                           **options)
+    det = TiledDetector(model, backend=backend, device="cpu", tile_size=SLICE,
                         overlap_ratio=OVERLAP, decoder="probability_map",
-                        decoder_options={"threshold": THRESH}, conf_threshold=BOX_THRESH,
+                        decoder_options={"mask_threshold": THRESH}, conf_threshold=BOX_THRESH,
                         preprocess=cfg, num_threads=threads, batch_size=batch_size,
-                        precision="f32" if backend == "openvino" else None)
+                        precision=precision, max_in_flight=max_in_flight)
 
     def run(img: np.ndarray) -> Any:
         return det(img)
 
     run.detector = det  # type: ignore[attr-defined]
     return run
+
+
+#: fissure variants for the pipelining comparison (``--methods``): name -> make_fissure kwargs.
+#: "auto" is TiledDetector's defaults (backend="auto": OpenVINO on this x86 CPU, its default
+#: precision: bf16 on a CPU with AVX512_BF16/AMX); "-sync" is max_in_flight=1, the synchronous
+#: loop fissure ran before batches were kept in flight.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "fissure-auto": dict(backend="auto", precision=None),
+    "fissure-auto-sync": dict(backend="auto", precision=None, max_in_flight=1,
+                              options={"hint": "latency"}),
+    "fissure-auto-tput": dict(backend="openvino", precision=None,
+                              options={"hint": "throughput"}),
+    "fissure-auto-tput-b1": dict(backend="openvino", precision=None, batch_size=1,
+                                 options={"hint": "throughput"}),
+    "fissure-auto-tput-b2": dict(backend="openvino", precision=None, batch_size=2,
+                                 options={"hint": "throughput"}),
+    "fissure-auto-tput-b4": dict(backend="openvino", precision=None, batch_size=4,
+                                 options={"hint": "throughput"}),
+    "fissure-auto-tput-b1-r3": dict(backend="openvino", precision=None, batch_size=1,
+                                    max_in_flight=3,
+                                    options={"hint": "throughput", "num_requests": 3}),
+    "fissure-auto-b1": dict(backend="auto", precision=None, batch_size=1),
+    "fissure-ov-sync": dict(backend="openvino", max_in_flight=1),
+    "fissure-ort-pipe": dict(backend="onnxruntime", precision=None, max_in_flight=2),
+    "fissure-ort-pipe2": dict(backend="onnxruntime", precision=None, max_in_flight=3,
+                              options={"async_workers": 2}, split_threads=True),
+}
+for _k, _v in VARIANTS.items():
+    LABELS.setdefault(_k, "fissure TiledDetector, " + ", ".join(
+        f"{k}={v}" for k, v in _v.items() if k not in ("options", "split_threads"))
+        + "".join(f", {k}={v}" for k, v in (_v.get("options") or {}).items())
+        + (", intra-op threads split between the workers" if _v.get("split_threads") else ""))
 
 
 def make_sv(threads: int, compact: bool) -> Callable[[np.ndarray], Any]:
@@ -258,11 +301,16 @@ def make(method: str, threads: int) -> Callable[[np.ndarray], Any]:
         return make_fissure(threads, "onnxruntime", batch_size=1)
     if method == "fissure-ov":
         return make_fissure(threads, "openvino")
+    if method in VARIANTS:
+        kw = dict(VARIANTS[method])
+        if kw.pop("split_threads", False):
+            threads = max(1, threads // int(kw["options"]["async_workers"]))
+        return make_fissure(threads, **kw)
     if method in ("sv-dense", "sv-compact"):
         return make_sv(threads, method == "sv-compact")
     if method == "sahi":
         return make_sahi(threads)
-    raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    raise ValueError(f"method: expected one of {METHODS + tuple(VARIANTS)}, got {method!r}")
 
 
 def result_boxes(method: str, result: Any) -> np.ndarray:
@@ -310,7 +358,8 @@ def worker(method: str, image: str, threads: int, repeat: int, cap_gb: float) ->
                 st = run.detector.stats  # type: ignore[attr-defined]
                 overheads.append(st.overhead_s / st.total_s)
                 out.update(model_s=st.model_s, total_s=st.total_s, batch_size=st.batch_size,
-                           wait_s=st.wait_s, decode_s=st.decode_s, merge_s=st.merge_s)
+                           wait_s=st.wait_s, decode_s=st.decode_s, merge_s=st.merge_s,
+                           in_flight=st.in_flight)
     except MemoryError as exc:
         out["failed"] = (f"MemoryError after {time.perf_counter() - t0:.0f} s "
                          f"(address space capped at +{cap_gb:g} GB): {str(exc)[:120]}")
@@ -395,6 +444,63 @@ def goals(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+PIPELINE_METHODS = ("sahi", "fissure-auto-sync", "fissure-auto", "fissure-auto-tput",
+                    "fissure-ort", "fissure-ort-pipe")
+
+
+def pipeline_table(rows: list[dict]) -> str:
+    """The pipelining comparison: per method the median over every timed call of every round,
+    and the goals of pipelined detection: fissure's defaults >= 2.5x the SAHI loop's img/s and
+    >= 1.3x the synchronous loop's with the same backend and precision."""
+    by: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        key = (r["image"], r["method"])
+        agg = by.setdefault(key, {"times": [], "rounds": 0, "failed": None, "r": r})
+        if "times" in r:
+            agg["times"] += r["times"]
+            agg["rounds"] += 1
+            agg["r"] = r
+        else:
+            agg["failed"] = r.get("failed", "?")
+    med = {k: statistics.median(v["times"]) for k, v in by.items() if v["times"]}
+    lines = ["| image | method | img/s | median s (calls) | vs SAHI loop | vs synchronous "
+             "(same backend, precision) | batch | in flight | model busy | decode s | dets "
+             "| recall | peak RSS |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    sync_of = {"fissure-auto": "fissure-auto-sync", "fissure-auto-tput": "fissure-auto-sync",
+               "fissure-auto-tput-b4": "fissure-auto-sync",
+               "fissure-auto-tput-b1-r3": "fissure-auto-sync",
+               "fissure-auto-b1": "fissure-auto-sync", "fissure-auto-tput-b1": "fissure-auto-sync",
+               "fissure-auto-tput-b2": "fissure-auto-sync", "fissure-ov": "fissure-ov-sync",
+               "fissure-ort-pipe": "fissure-ort", "fissure-ort-pipe2": "fissure-ort"}
+    goals_out = []
+    for (image, method), v in by.items():
+        label = LABELS.get(method, method)
+        if (image, method) not in med:
+            lines.append(f"| {image} | {label} | failed: {v['failed']} | | | | | | | | | | |")
+            continue
+        m, r = med[(image, method)], v["r"]
+        sahi = med.get((image, "sahi"))
+        sync = med.get((image, sync_of.get(method, "")))
+        vs_sahi = f"{sahi / m:.2f}x" if sahi and method != "sahi" else ""
+        vs_sync = f"{sync / m:.2f}x" if sync else ""
+        busy = (f"{100 * r['model_s'] / r['total_s']:.0f}%" if r.get("total_s") else "")
+        lines.append(
+            f"| {image} | {label} | {1 / m:.3f} | {m:.2f} ({len(v['times'])}) | {vs_sahi} "
+            f"| {vs_sync} | {r.get('batch_size', '')} | {r.get('in_flight', '')} | {busy} "
+            f"| {r.get('decode_s', 0):.2f} | {r.get('count', '')} | {r.get('recall', 0):.3f} "
+            f"| {r.get('peak_rss_mb', 0):.0f} MB |")
+        if method == "fissure-auto" and sahi:
+            goals_out.append(f"- {image}: fissure defaults (pipelined) vs the SAHI loop on ONNX "
+                             f"Runtime: {sahi / m:.2f}x (goal 2.5x: "
+                             f"{'met' if sahi / m >= 2.5 else 'missed'})")
+        if method == "fissure-auto" and sync:
+            goals_out.append(f"- {image}: fissure defaults pipelined vs synchronous (same "
+                             f"backend and precision): {sync / m:.2f}x (goal 1.3x: "
+                             f"{'met' if sync / m >= 1.3 else 'missed'})")
+    return "\n".join(lines) + ("\n\nGoals:\n\n" + "\n".join(goals_out) if goals_out else "")
+
+
 def write_docs(text: str) -> None:
     write_marked_block(os.path.join(ROOT, "docs", "benchmarks.md"), "DETECT", text,
                        "## Tiled detection")
@@ -412,12 +518,24 @@ def main() -> None:
                     help="address-space cap above the warmed-up process (0: none)")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per method and image")
     ap.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    ap.add_argument("--pipeline", action="store_true",
+                    help="the pipelining comparison: synchronous vs batches in flight against "
+                         "the SAHI loop (default methods: " + ",".join(PIPELINE_METHODS)
+                         + "; 24 MP; 3 interleaved rounds)")
+    ap.add_argument("--rounds", type=int, default=0,
+                    help="interleaved rounds: every method once per round, in order "
+                         "(default 1; 3 with --pipeline)")
     a = ap.parse_args()
     if a.worker:
         method, image = a.worker
         print(json.dumps(worker(method, image, a.threads, a.repeat or IMAGES[image][4],
                                 a.mem_cap_gb)))
         return
+    if a.pipeline and "--methods" not in sys.argv:
+        a.methods = ",".join(PIPELINE_METHODS)
+    if a.pipeline and "--images" not in sys.argv:
+        a.images = "24MP"
+    rounds = a.rounds or (3 if a.pipeline else 1)
     images = ["2MP"] if a.quick else a.images.split(",")
     methods = a.methods.split(",")
     for image in images:
@@ -427,13 +545,32 @@ def main() -> None:
               f"{'equals' if same else 'DIFFERS from'} SAHI's", file=sys.stderr)
     rows = []
     for image in images:
-        for method in methods:
-            repeat = 1 if a.quick else (a.repeat or SLOW_REPEAT.get(method, IMAGES[image][4]))
-            t0 = time.perf_counter()
-            r = run_worker(method, image, a.threads, repeat, a.mem_cap_gb, a.timeout)
-            print(f"  {image} {method}: {time.perf_counter() - t0:.0f} s "
-                  f"{r.get('failed', '')}", file=sys.stderr)
-            rows.append(r)
+        for rnd in range(rounds):
+            for method in methods:
+                repeat = 1 if a.quick else (a.repeat or SLOW_REPEAT.get(method, IMAGES[image][4]))
+                t0 = time.perf_counter()
+                r = run_worker(method, image, a.threads, repeat, a.mem_cap_gb, a.timeout)
+                r["round"] = rnd
+                print(f"  {image} {method} round {rnd + 1}: {time.perf_counter() - t0:.0f} s "
+                      f"{r.get('failed', '')} {[round(t, 2) for t in r.get('times', [])]}",
+                      file=sys.stderr, flush=True)
+                rows.append(r)
+    if a.pipeline:
+        cmd = "PYTHONPATH=python python benchmarks/bench_detect.py" + "".join(
+            f" {x}" for x in sys.argv[1:] if x != "--write-docs")
+        aff = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        loads = [r["load"] for r in rows if "load" in r]
+        text = (f"Command: `{cmd}`. "
+                f"{platform_line('onnxruntime', 'openvino', 'sahi')}; {a.threads} thread(s) for "
+                f"every method, CPUs {aff}; {rounds} interleaved rounds of {repeat} call(s); "
+                f"1-minute load average after each method {min(loads):.1f}..{max(loads):.1f}."
+                f"\n\n{pipeline_table(rows)}")
+        print(text)
+        if a.write_docs:
+            tag = "PIPELINE" if a.threads > 1 else "PIPELINE-1T"
+            write_marked_block(os.path.join(ROOT, "docs", "benchmarks.md"), tag, text,
+                               "## Pipelined tiled detection")
+        return
     cmd = "PYTHONPATH=python python benchmarks/bench_detect.py" + "".join(
         f" {x}" for x in sys.argv[1:] if x != "--write-docs")
     loads = [r["load"] for r in rows if "load" in r]

@@ -95,12 +95,11 @@ fissure::PreprocessParams params_arg(int input_h, int input_w, const std::string
     return p;
 }
 
-/// The Python-side feeder: keeps the image and the two buffers alive for as long as the
+/// The Python-side feeder: keeps the image and the buffers alive for as long as the
 /// native feeder may touch them (members are destroyed in reverse order: feeder first).
 struct PyBatchFeeder {
     py::array image;
-    py::array slot0;
-    py::array slot1;
+    std::vector<py::array> slots;
     std::unique_ptr<fissure::BatchFeeder> feeder;
 
     fissure::BatchFeeder& get() {
@@ -191,40 +190,50 @@ void bind_preprocess(py::module_& m) {
         "Test hook: binary16 bits of each float32 (flattened), rounded to nearest even.");
 
     py::class_<PyBatchFeeder>(m, "BatchFeeder",
-                              "Double-buffered tile preprocessing: batch b + 1 is prepared in "
-                              "the background while the caller runs the model on batch b.")
+                              "Multi-buffered tile preprocessing: batch b + 1 is prepared in "
+                              "the background while the caller runs the model on batch b "
+                              "(buffers slot0, slot1, *more_slots used round-robin).")
         .def(py::init([](const py::array& image, const carray<std::int64_t>& tiles,
                          py::array slot0, py::array slot1, index_t batch_size, int input_h,
                          int input_w, const std::string& mode, const std::string& interpolation,
                          int pad_value, bool rgb, float scale, std::array<float, 3> mean,
-                         std::array<float, 3> std, int num_threads) {
+                         std::array<float, 3> std, int num_threads,
+                         std::vector<py::array> more_slots) {
                  const fissure::Image8View img = image3_arg(image);
                  check_shape(tiles, "tiles", {-1, 4});
                  fissure::PreprocessParams p = params_arg(input_h, input_w, mode, interpolation,
                                                           pad_value, rgb, scale, mean, std);
                  p.dtype = out_dtype_arg(slot0, "slot0");
-                 if (out_dtype_arg(slot1, "slot1") != p.dtype)
-                     throw py::type_error("slot1: expected the dtype of slot0, got " +
-                                          dtype_str(slot1));
                  if (batch_size < 1)
                      throw fissure::InvalidArgument("batch_size: expected >= 1, got " +
                                                     std::to_string(batch_size));
-                 check_out(slot0, "slot0", batch_size, input_h, input_w);
-                 check_out(slot1, "slot1", batch_size, input_h, input_w);
-                 const auto* a0 = static_cast<const char*>(slot0.data());
-                 const auto* a1 = static_cast<const char*>(slot1.data());
-                 const py::ssize_t nb = slot0.nbytes();
-                 if (a0 < a1 + nb && a1 < a0 + nb)
-                     throw fissure::InvalidArgument("slot0, slot1: expected two separate buffers, "
-                                                    "they overlap");
+                 std::vector<py::array> slots{slot0, slot1};
+                 slots.insert(slots.end(), more_slots.begin(), more_slots.end());
+                 std::vector<void*> ptrs;
+                 for (std::size_t i = 0; i < slots.size(); ++i) {
+                     const std::string name = i < 2 ? "slot" + std::to_string(i)
+                                                    : "more_slots[" + std::to_string(i - 2) + "]";
+                     if (i > 0 && out_dtype_arg(slots[i], name.c_str()) != p.dtype)
+                         throw py::type_error(name + ": expected the dtype of slot0, got " +
+                                              dtype_str(slots[i]));
+                     check_out(slots[i], name.c_str(), batch_size, input_h, input_w);
+                     const auto* a = static_cast<const char*>(slots[i].data());
+                     const py::ssize_t na = slots[i].nbytes();
+                     for (std::size_t j = 0; j < i; ++j) {
+                         const auto* c = static_cast<const char*>(slots[j].data());
+                         if (a < c + slots[j].nbytes() && c < a + na)
+                             throw fissure::InvalidArgument(
+                                 "slots " + std::to_string(j) + " and " + std::to_string(i) +
+                                 ": expected separate buffers, they overlap");
+                     }
+                     ptrs.push_back(slots[i].mutable_data());
+                 }
                  std::vector<std::int64_t> t(tiles.data(), tiles.data() + tiles.size());
                  auto f = std::make_unique<PyBatchFeeder>();
                  f->image = image;
-                 f->slot0 = slot0;
-                 f->slot1 = slot1;
+                 f->slots = slots;
                  f->feeder = std::make_unique<fissure::BatchFeeder>(
-                     img, std::move(t), p, batch_size, slot0.mutable_data(),
-                     slot1.mutable_data(), num_threads);
+                     img, std::move(t), p, batch_size, std::move(ptrs), num_threads);
                  return f;
              }),
              py::arg("image").noconvert(), py::arg("tiles").noconvert(), py::arg("slot0"),
@@ -232,11 +241,13 @@ void bind_preprocess(py::module_& m) {
              py::arg("mode") = "resize", py::arg("interpolation") = "linear",
              py::arg("pad_value") = 114, py::arg("rgb") = true, py::arg("scale") = 1.0f / 255.0f,
              py::arg("mean") = std::array<float, 3>{0.f, 0.f, 0.f},
-             py::arg("std") = std::array<float, 3>{1.f, 1.f, 1.f}, py::arg("num_threads") = -1)
+             py::arg("std") = std::array<float, 3>{1.f, 1.f, 1.f}, py::arg("num_threads") = -1,
+             py::arg("more_slots") = std::vector<py::array>{})
         .def_property_readonly("num_batches",
                                [](PyBatchFeeder& f) { return f.get().num_batches(); })
         .def_property_readonly("batch_size", [](PyBatchFeeder& f) { return f.get().batch_size(); })
         .def_property_readonly("num_tiles", [](PyBatchFeeder& f) { return f.get().num_tiles(); })
+        .def_property_readonly("num_slots", [](PyBatchFeeder& f) { return f.get().num_slots(); })
         .def("batch_count", [](PyBatchFeeder& f, index_t b) { return f.get().batch_count(b); },
              py::arg("b"), "Tiles in batch b.")
         .def(
@@ -246,7 +257,7 @@ void bind_preprocess(py::module_& m) {
                 py::gil_scoped_release release;
                 feeder.start(b);
             },
-            py::arg("b"), "Starts batch b in the background (into slot b % 2).")
+            py::arg("b"), "Starts batch b in the background (into slot b % num_slots).")
         .def(
             "wait",
             [](PyBatchFeeder& f, index_t b) {
@@ -254,6 +265,6 @@ void bind_preprocess(py::module_& m) {
                 py::gil_scoped_release release;
                 return feeder.wait(b);
             },
-            py::arg("b"), "Waits for batch b and returns its slot (0 or 1).")
+            py::arg("b"), "Waits for batch b and returns its slot (b % num_slots).")
         .def("close", &PyBatchFeeder::close, "Waits for background work and releases the image.");
 }

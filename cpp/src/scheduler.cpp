@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fissure/scheduler.hpp"
 
+#include <algorithm>
 #include <exception>
 #include <string>
 #include <utility>
@@ -8,17 +9,28 @@
 namespace fissure {
 
 BatchFeeder::BatchFeeder(const Image8View& image, std::vector<std::int64_t> tiles,
-                         const PreprocessParams& p, index_t batch_size, void* slot0, void* slot1,
+                         const PreprocessParams& p, index_t batch_size, std::vector<void*> slots,
                          int num_threads)
     : image_(image), tiles_(std::move(tiles)), params_(p), batch_size_(batch_size),
-      slots_{slot0, slot1}, num_threads_(num_threads) {
+      slots_(std::move(slots)), num_threads_(num_threads), pending_(slots_.size()),
+      pending_batch_(slots_.size(), -1) {
     if (tiles_.size() % 4 != 0)
         throw InvalidArgument("tiles: expected (T, 4) values, got " +
                               std::to_string(tiles_.size()) + " numbers");
     if (batch_size_ < 1)
         throw InvalidArgument("batch_size: expected >= 1, got " + std::to_string(batch_size_));
-    if (slot0 == nullptr || slot1 == nullptr || slot0 == slot1)
-        throw InvalidArgument("slots: expected two distinct batch buffers");
+    if (slots_.size() < 2)
+        throw InvalidArgument("slots: expected at least two batch buffers, got " +
+                              std::to_string(slots_.size()));
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+        if (slots_[i] == nullptr)
+            throw InvalidArgument("slots: buffer " + std::to_string(i) + " is null");
+        for (std::size_t j = 0; j < i; ++j)
+            if (slots_[i] == slots_[j])
+                throw InvalidArgument("slots: expected distinct batch buffers, " +
+                                      std::to_string(j) + " and " + std::to_string(i) +
+                                      " are the same");
+    }
     check_preprocess(image_, TilesView{tiles_.data(), num_tiles()}, params_);
 }
 
@@ -45,7 +57,7 @@ void BatchFeeder::fill(index_t b, void* dst) const {
 
 void BatchFeeder::start(index_t b) {
     if (b < 0 || b >= num_batches()) return;
-    const int s = static_cast<int>(b % 2);
+    const int s = static_cast<int>(b % num_slots());
     if (pending_batch_[s] == b) return;
     if (pending_batch_[s] != -1)
         throw InvalidArgument("batch feeder: buffer " + std::to_string(s) + " still holds batch " +
@@ -59,7 +71,7 @@ int BatchFeeder::wait(index_t b) {
     if (b < 0 || b >= num_batches())
         throw InvalidArgument("batch: expected 0 <= b < " + std::to_string(num_batches()) +
                               ", got " + std::to_string(b));
-    const int s = static_cast<int>(b % 2);
+    const int s = static_cast<int>(b % num_slots());
     if (pending_batch_[s] == b) {
         pending_batch_[s] = -1;
         pending_[s].get();  // rethrows the worker's exception
@@ -73,7 +85,7 @@ int BatchFeeder::wait(index_t b) {
 }
 
 void BatchFeeder::drain() noexcept {
-    for (int s = 0; s < 2; ++s) {
+    for (std::size_t s = 0; s < slots_.size(); ++s) {
         if (pending_[s].valid()) {
             try {
                 pending_[s].get();

@@ -8,9 +8,9 @@ import numpy.typing
 import typing
 class BatchFeeder:
     """
-    Double-buffered tile preprocessing: batch b + 1 is prepared in the background while the caller runs the model on batch b.
+    Multi-buffered tile preprocessing: batch b + 1 is prepared in the background while the caller runs the model on batch b (buffers slot0, slot1, *more_slots used round-robin).
     """
-    def __init__(self, image: numpy.ndarray, tiles: numpy.typing.NDArray[numpy.int64], slot0: numpy.ndarray, slot1: numpy.ndarray, batch_size: typing.SupportsInt | typing.SupportsIndex, input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str = 'resize', interpolation: str = 'linear', pad_value: typing.SupportsInt | typing.SupportsIndex = 114, rgb: bool = True, scale: typing.SupportsFloat | typing.SupportsIndex = 0.003921568859368563, mean: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"] = [0.0, 0.0, 0.0], std: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"] = [1.0, 1.0, 1.0], num_threads: typing.SupportsInt | typing.SupportsIndex = -1) -> None:
+    def __init__(self, image: numpy.ndarray, tiles: numpy.typing.NDArray[numpy.int64], slot0: numpy.ndarray, slot1: numpy.ndarray, batch_size: typing.SupportsInt | typing.SupportsIndex, input_h: typing.SupportsInt | typing.SupportsIndex, input_w: typing.SupportsInt | typing.SupportsIndex, mode: str = 'resize', interpolation: str = 'linear', pad_value: typing.SupportsInt | typing.SupportsIndex = 114, rgb: bool = True, scale: typing.SupportsFloat | typing.SupportsIndex = 0.003921568859368563, mean: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"] = [0.0, 0.0, 0.0], std: typing.Annotated[collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], "FixedSize(3)"] = [1.0, 1.0, 1.0], num_threads: typing.SupportsInt | typing.SupportsIndex = -1, more_slots: collections.abc.Sequence[numpy.ndarray] = []) -> None:
         ...
     def batch_count(self, b: typing.SupportsInt | typing.SupportsIndex) -> int:
         """
@@ -22,17 +22,20 @@ class BatchFeeder:
         """
     def start(self, b: typing.SupportsInt | typing.SupportsIndex) -> None:
         """
-        Starts batch b in the background (into slot b % 2).
+        Starts batch b in the background (into slot b % num_slots).
         """
     def wait(self, b: typing.SupportsInt | typing.SupportsIndex) -> int:
         """
-        Waits for batch b and returns its slot (0 or 1).
+        Waits for batch b and returns its slot (b % num_slots).
         """
     @property
     def batch_size(self) -> int:
         ...
     @property
     def num_batches(self) -> int:
+        ...
+    @property
+    def num_slots(self) -> int:
         ...
     @property
     def num_tiles(self) -> int:

@@ -1,9 +1,12 @@
-"""The tiled-inference scheduler: batch sizing under a memory budget and double-buffered
+"""The tiled-inference scheduler: batch sizing under a memory budget and multi-buffered
 tile preprocessing.
 
-:class:`BatchFeeder` fills two reusable batch buffers from the tiles of one image in the
-C++ core: while the caller runs the model on batch ``k`` (ONNX Runtime and OpenVINO release
-the GIL), a native background thread preprocesses batch ``k + 1`` into the other buffer.
+:class:`BatchFeeder` fills ``num_buffers`` (default two) reusable batch buffers from the tiles
+of one image in the C++ core: while the caller runs the model on batch ``k`` (ONNX Runtime and
+OpenVINO release the GIL), a native background thread preprocesses batch ``k + 1`` into the
+next buffer. With ``num_buffers = n`` a batch's buffer stays valid while ``n - 2`` later
+batches are yielded, so up to ``n - 1`` batches can be in flight in an asynchronous model
+(``TiledDetector`` with ``backend.max_in_flight`` requests).
 
 :func:`choose_batch_size` is the budget rule (see ``docs/scheduler.md``)::
 
@@ -146,12 +149,14 @@ def measure_batch_cost(run: Callable[[int], Any], io_bytes_per_tile: float, *,
 
 
 class BatchFeeder:
-    """Preprocesses the tiles of one image, batch by batch, into two reusable buffers.
+    """Preprocesses the tiles of one image, batch by batch, into reusable buffers.
 
     Iterating yields ``(b, batch, count)``: the batch index, the (batch_size, 3, h, w) buffer
     holding it (only the first ``count`` items are tiles of this batch; the rest hold stale
-    data) and the number of tiles. While the caller works on one buffer, the C++ core fills
-    the other in a background thread, so the buffer is valid until the next iteration.
+    data) and the number of tiles. Batch ``b`` goes to buffer ``b % num_buffers``; when batch
+    ``b`` is yielded the C++ core is already filling batch ``b + 1`` in a background thread,
+    so batch ``b``'s buffer is valid until ``num_buffers - 1`` more batches have been yielded
+    (with the default two buffers: until the next iteration).
 
     Args:
         image: (H, W, 3) uint8 BGR; must not change while the feeder lives.
@@ -159,14 +164,19 @@ class BatchFeeder:
         config: how tiles become model input (:class:`fissure.PreprocessConfig`).
         batch_size: tiles per batch (the buffers' first dimension).
         num_threads: threads of the core's pool for each batch (-1: all cores).
+        num_buffers: how many batch buffers (>= 2); ``k + 1`` to keep ``k`` batches in
+            flight in an asynchronous model while the next one is prepared.
     """
 
     def __init__(self, image: Any, tiles: Any, config: Optional[PreprocessConfig] = None, *,
-                 batch_size: int = 1, num_threads: int = -1) -> None:
+                 batch_size: int = 1, num_threads: int = -1, num_buffers: int = 2) -> None:
         cfg = config if config is not None else PreprocessConfig()
         if not isinstance(cfg, PreprocessConfig):
             raise TypeError(f"config: expected a PreprocessConfig, got {type(cfg).__name__}")
         bs = _positive_int(batch_size, "batch_size")
+        nbuf = _positive_int(num_buffers, "num_buffers")
+        if nbuf < 2:
+            raise ValueError(f"num_buffers: expected >= 2, got {num_buffers!r}")
         n = check_num_threads(num_threads)
         img = as_image(image)
         t = _as_tiles(tiles, img.shape[0], img.shape[1])
@@ -176,15 +186,23 @@ class BatchFeeder:
         dtype = np.dtype(cfg.dtype)
         self.config = cfg
         self.tiles = t
-        self.slots = (np.empty((bs, 3, h, w), dtype), np.empty((bs, 3, h, w), dtype))
+        nbuf = min(nbuf, max(2, -(-t.shape[0] // bs)))  # no more buffers than batches
+        self.slots = tuple(np.empty((bs, 3, h, w), dtype) for _ in range(nbuf))
         self._f = _core.BatchFeeder(
             img, t, self.slots[0], self.slots[1], bs, h, w, mode=cfg.mode,
             interpolation=cfg.interpolation, pad_value=cfg.pad_value, rgb=cfg.rgb,
-            scale=cfg.scale, mean=cfg.mean, std=cfg.std, num_threads=n)
+            scale=cfg.scale, mean=cfg.mean, std=cfg.std, num_threads=n,
+            more_slots=list(self.slots[2:]))
 
     @property
     def batch_size(self) -> int:
         return int(self._f.batch_size)
+
+    @property
+    def num_buffers(self) -> int:
+        """How many batch buffers the feeder fills round-robin (at most one per batch, at
+        least two)."""
+        return len(self.slots)
 
     @property
     def num_batches(self) -> int:
@@ -200,7 +218,7 @@ class BatchFeeder:
         f.start(0)
         for b in range(self.num_batches):
             slot = f.wait(b)
-            f.start(b + 1)  # into the buffer of batch b - 1, which the caller is done with
+            f.start(b + 1)  # into the buffer of batch b + 1 - num_buffers, which is consumed
             yield b, self.slots[slot], int(f.batch_count(b))
 
     def close(self) -> None:

@@ -202,3 +202,59 @@ def test_rss_bytes_sees_an_allocation() -> None:
     finally:
         block.close()
     assert after - before >= 48 * MB
+
+
+@pytest.mark.parametrize("num_buffers", [2, 3, 4, 6])
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_feeder_buffers_stay_valid_for_num_buffers_minus_one_batches(num_buffers: int,
+                                                                     batch_size: int) -> None:
+    """With n buffers, batch b's buffer (batch b % n) still holds batch b when n - 1 more batches
+    have been yielded (what keeps n - 1 batches in flight): checked against one
+    preprocess_tiles call on the same tiles, the independent reference."""
+    img = _image(600, 900, 3)
+    tiles = fissure.slice_grid(600, 900, 200, 200, 0.2, 0.2)
+    cfg = fissure.PreprocessConfig(input_size=(64, 64), mean=(0.3, 0.4, 0.5), std=(0.2, 0.2, 0.3))
+    ref = fissure.preprocess_tiles(img, tiles, cfg)
+    held: list = []
+    with BatchFeeder(img, tiles, cfg, batch_size=batch_size, num_buffers=num_buffers) as f:
+        nb = -(-len(tiles) // batch_size)
+        assert f.num_buffers == min(num_buffers, max(2, nb))
+        for b, buf, c in f:
+            assert buf is f.slots[b % f.num_buffers]
+            held.append((b, buf, c))
+            held = held[-(f.num_buffers - 1):]  # the batches a caller may still have in flight
+            for hb, hbuf, hc in held:
+                lo = hb * batch_size
+                np.testing.assert_array_equal(hbuf[:hc], ref[lo:lo + hc])
+
+
+def test_feeder_num_buffers_errors_and_the_native_slots() -> None:
+    from fissure import _core
+
+    img = _image(64, 64)
+    cfg = fissure.PreprocessConfig(input_size=(16, 16))
+    for bad in (0, 1, -2, True, 2.0, "3"):
+        with pytest.raises(ValueError, match="num_buffers"):
+            BatchFeeder(img, [[0, 0, 32, 32]], cfg, num_buffers=bad)  # type: ignore[arg-type]
+    tiles = np.array([[0, 0, 32, 32], [32, 0, 64, 32], [0, 32, 32, 64], [32, 32, 64, 64]], np.int64)
+    s = [np.empty((1, 3, 16, 16), np.float32) for _ in range(3)]
+    f = _core.BatchFeeder(img, tiles, s[0], s[1], 1, 16, 16, more_slots=[s[2]])
+    assert f.num_slots == 3
+    f.start(0)
+    f.start(1)
+    f.start(2)
+    with pytest.raises(ValueError, match="still holds batch 0"):
+        f.start(3)  # buffer 0 holds batch 0, not consumed yet
+    assert [f.wait(b) for b in range(3)] == [0, 1, 2]
+    assert f.wait(3) == 0
+    f.close()
+    with pytest.raises(ValueError, match="overlap"):
+        _core.BatchFeeder(img, tiles, s[0], s[1], 1, 16, 16, more_slots=[s[0]])
+    big = np.empty((2, 3, 16, 16), np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        _core.BatchFeeder(img, tiles, big[:1], s[1], 1, 16, 16, more_slots=[big[:1]])
+    with pytest.raises(ValueError, match="shape"):
+        _core.BatchFeeder(img, tiles, s[0], s[1], 1, 16, 16, more_slots=[big])
+    with pytest.raises(TypeError, match="dtype of slot0"):
+        _core.BatchFeeder(img, tiles, s[0], s[1], 1, 16, 16,
+                          more_slots=[np.empty((1, 3, 16, 16), np.float16)])

@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 BACKENDS = ("onnxruntime", "openvino")
+#: each runtime's own ``open_model`` options (``backend="auto"`` drops the other one's)
+_ORT_OPTIONS = frozenset({"async_workers", "io_binding", "device_id", "available_providers"})
+_OPENVINO_OPTIONS = frozenset({"hint", "num_requests", "cache_dir"})
 DEVICES = ("auto", "cpu", "cuda", "gpu", "npu")
 
 
@@ -78,7 +81,9 @@ def open_model(
     vram_budget_mb: the GPU budget; ONNX Runtime CUDA gets it as ``gpu_mem_limit``
         (OpenVINO has no equivalent cap and ignores it).
     options: passed to the backend class (ONNX Runtime: ``async_workers``, ``io_binding``,
-        ``device_id``; OpenVINO: ``hint``, ``num_requests``, ``cache_dir``).
+        ``device_id``; OpenVINO: ``hint``, ``num_requests``, ``cache_dir``). With
+        ``backend="auto"`` the other runtime's options are dropped, so one call can carry
+        both (``TiledDetector`` passes ``hint="throughput"`` this way).
 
     Errors: FileNotFoundError (model or IR .bin missing), ModelLoadError (a ValueError: the
     runtime could not parse the model; the message names the runtime), BackendNotInstalledError
@@ -98,6 +103,9 @@ def open_model(
         env = probe()
         c = choose(env, fmt, device)
         b, device = c.backend, c.device
+        # options meant for the runtime that was not chosen are dropped
+        other = _OPENVINO_OPTIONS if b == "onnxruntime" else _ORT_OPTIONS
+        options = {k: v for k, v in options.items() if k not in other}
         if (b == "openvino" and device == "cpu" and fmt == "onnx" and env.onnxruntime
                 and precision in (None, "f32")):
             # an ONNX model OpenVINO cannot compile (an op it reads differently) still runs:
@@ -115,8 +123,7 @@ def open_model(
                               f" ({why[:160]}); running it on ONNX Runtime (CPU) instead",
                               RuntimeWarning, stacklevel=2)
                 b = "onnxruntime"
-                options = {k: v for k, v in options.items()
-                           if k in ("async_workers", "io_binding", "device_id")}
+                options = {k: v for k, v in options.items() if k not in _OPENVINO_OPTIONS}
     if b == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 

@@ -375,14 +375,19 @@ class BackendBase:
         self._check_open()
         return self._run(check_batch(batch, self._spec.inputs))
 
-    def submit(self, batch: Batch) -> "Future[Dict[str, np.ndarray]]":
+    def submit(self, batch: Batch, *, copy: bool = True) -> "Future[Dict[str, np.ndarray]]":
         """Start one batch and return a Future of its outputs.
 
         The input is checked now and copied, so the caller may refill its buffer at once
-        (double buffering). Errors from the runtime are raised by ``future.result()``.
+        (double buffering). ``copy=False`` skips the copy of arrays that are already
+        C-contiguous: the runtime then reads the caller's memory, which must not change until
+        the future is done (``TiledDetector`` keeps one feeder buffer per batch in flight for
+        this). Errors from the runtime are raised by ``future.result()``.
         """
         self._check_open()
-        feed = {k: np.array(v, copy=True) for k, v in check_batch(batch, self._spec.inputs).items()}
+        feed = check_batch(batch, self._spec.inputs)
+        if copy:
+            feed = {k: np.array(v, copy=True) for k, v in feed.items()}
         return self._submit(feed)
 
     def run_async(

@@ -145,7 +145,8 @@ class OpenVINOBackend(BackendBase):
 
     ``hint`` sets ``PERFORMANCE_HINT`` ('latency' by default, 'throughput' when many batches
     are kept in flight with ``run_async``); ``num_requests`` sizes the async queue (default:
-    the compiled model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``).
+    the compiled model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, at least 2) and is
+    ``max_in_flight``.
     """
 
     name = "openvino"
@@ -197,6 +198,9 @@ class OpenVINOBackend(BackendBase):
                 num_requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
             except Exception:  # noqa: BLE001 - a plugin may not report it
                 num_requests = 1
+            # at least two, so that one batch runs while the caller collects the other (with
+            # one stream the second waits in the plugin's queue: the device never idles)
+            num_requests = max(2, num_requests)
         if int(num_requests) < 1:
             raise ValueError(f"num_requests: expected >= 1, got {num_requests}")
         self.num_requests = max(1, int(num_requests))

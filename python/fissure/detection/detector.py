@@ -4,9 +4,10 @@ by tile and merge the results, SAHI-style.
 The flow of one call (``docs/detect.md``)::
 
     image -> slice_grid (SAHI's get_slice_bboxes)
-          -> BatchFeeder: tiles preprocessed in C++ into two batch buffers, batch k + 1
-             prepared in the background while the model runs batch k
-          -> backend.run (ONNX Runtime / OpenVINO)
+          -> BatchFeeder: tiles preprocessed in C++ into in-flight + 1 batch buffers, batch
+             k + 1 prepared in the background while the model runs batch k
+          -> backend.submit (ONNX Runtime / OpenVINO): up to max_in_flight batches running
+             while finished ones are decoded (1: backend.run, synchronous)
           -> decoder (YOLO, YOLO-seg, end-to-end, DETR, probability map) in image pixels
           -> merge (greedy NMM / NMM / NMS, SAHI-exact)
           -> optional glare filter (specular mask) -> fissure.Detections
@@ -14,12 +15,14 @@ The flow of one call (``docs/detect.md``)::
 
 from __future__ import annotations
 
+import collections
 import math
 import numbers
 import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Optional, Union
 
@@ -47,6 +50,10 @@ from ..tiling import slice_grid
 __all__ = ["DetectStats", "TiledDetector"]
 
 _MERGES = ("greedy_nmm", "nmm", "nms", "none")
+#: The PERFORMANCE_HINT a detector compiles an OpenVINO model with when it opens it and keeps
+#: batches in flight: THROUGHPUT (several streams, one request per stream plus one) measured
+#: faster than LATENCY's one stream on a CPU (docs/benchmarks.md, pipelined tiled detection).
+TILED_OPENVINO_HINT = "throughput"
 _METRICS = ("ios", "iou")
 #: The decoders that read each Ultralytics task's outputs (its ``task`` metadata).
 _TASK_DECODERS = {"detect": ("yolo", "yolov5", "end_to_end", "detr", "yolox_raw", "rtdetr",
@@ -104,14 +111,18 @@ def _choice(v: Any, name: str, choices: Sequence[Optional[str]]) -> Any:
 class DetectStats:
     """Where the time of the last call went (seconds) and how it was batched.
 
-    ``model_s`` is the model's own run (backend.run); ``overhead_s`` everything else:
-    slicing, waiting for preprocessing that did not overlap, decoding, merging, the glare
-    filter.
+    ``model_s`` is the time the model had work: synchronously the model's own runs
+    (backend.run); with batches in flight (``in_flight > 1``) the union over batches of the
+    time from submitting a batch to its result. ``overhead_s`` is everything else: slicing,
+    waiting for preprocessing that did not overlap, decoding and merging that did not overlap
+    the model, the glare filter. ``wait_s`` and ``decode_s`` are the time the calling thread
+    spent waiting for preprocessing and decoding (overlapped or not).
     """
 
     tiles: int = 0
     batches: int = 0
     batch_size: int = 0
+    in_flight: int = 1
     total_s: float = 0.0
     model_s: float = 0.0
     wait_s: float = 0.0
@@ -124,6 +135,17 @@ class DetectStats:
     @property
     def overhead_s(self) -> float:
         return max(0.0, self.total_s - self.model_s)
+
+
+def _union_length(spans: list[tuple[float, float]]) -> float:
+    """Total length of the union of closed intervals (the time any batch was in flight)."""
+    total, end = 0.0, -math.inf
+    for lo, hi in sorted(spans):
+        if hi <= end:
+            continue
+        total += hi - max(lo, end)
+        end = hi
+    return total
 
 
 class TiledDetector:
@@ -173,6 +195,13 @@ class TiledDetector:
             with OpenVINO on a CPU, 16 on a GPU).
         num_threads: the model's intra-op threads and the core's preprocessing threads
             (-1: all cores).
+        max_in_flight: batches submitted to the model at once (``backend.submit``) while the
+            finished ones are decoded and the next one is preprocessed; 1 runs each batch
+            with ``backend.run`` and decodes it before the next (synchronous). None: the
+            backend's ``max_in_flight`` (OpenVINO: its infer requests, at least 2), except
+            ONNX Runtime on a CPU, which runs synchronously (docs/detect.md). The results
+            are the same either way. An OpenVINO model the detector opens is compiled with
+            the THROUGHPUT hint (several streams), or LATENCY when ``max_in_flight=1``.
 
     Calling the detector on an image (array or path) returns :class:`fissure.Detections`;
     ``detector.stats`` then tells where the time went; :meth:`describe` tells what runs. A detector may be called from several
@@ -204,6 +233,7 @@ class TiledDetector:
         max_batch: Optional[int] = None,
         num_threads: int = -1,
         precision: Optional[str] = None,
+        max_in_flight: Optional[int] = None,
     ) -> None:
         self.tile_size = int_pair(tile_size, "tile_size", 1, 65535)
         self.overlap_ratio = _ratio_pair(overlap_ratio, "overlap_ratio")
@@ -219,6 +249,8 @@ class TiledDetector:
         self.num_threads = check_num_threads(num_threads)
         optional_positive_int(batch_size, "batch_size")
         optional_positive_int(max_batch, "max_batch")
+        optional_positive_int(max_in_flight, "max_in_flight")
+        self._max_in_flight = None if max_in_flight is None else int(max_in_flight)
         self.decoder_options = dict(decoder_options or {})
         self.class_names_source: Optional[str] = "given" if class_names is not None else None
         if isinstance(class_names, Mapping):
@@ -232,8 +264,14 @@ class TiledDetector:
             self.backend: Any = model
             self._owns_backend = False
         else:
+            # OpenVINO: several streams for batches in flight (THROUGHPUT), one stream with
+            # every thread on it for the synchronous loop (LATENCY); ignored by ONNX Runtime
+            opts: dict[str, Any] = {}
+            if isinstance(backend, str) and backend.lower() in ("auto", "openvino"):
+                opts["hint"] = "latency" if self._max_in_flight == 1 else TILED_OPENVINO_HINT
             self.backend = open_model(model, backend, device, num_threads=self.num_threads,
-                                      precision=precision, vram_budget_mb=int(self.vram_budget_mb))
+                                      precision=precision, vram_budget_mb=int(self.vram_budget_mb),
+                                      **opts)
             self._owns_backend = True
         try:
             self._setup_model(preprocess, decoder, batch_size, max_batch)
@@ -385,20 +423,51 @@ class TiledDetector:
             return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         return x
 
+    def _model_error(self, e: Exception) -> Exception:
+        """What a runtime failure on a tile is raised as (the exception itself, or for
+        paddle2onnx's NMS graph a RuntimeError explaining it)."""
+        if isinstance(e, (ValueError, TypeError)) or getattr(self.decoder, "kind", None) != "paddle_nms":
+            return e
+        err = RuntimeError(
+            f"the model failed on a tile: {str(e).strip().splitlines()[0][:300]}. "
+            f"paddle2onnx's conversion of PaddleDetection's multiclass NMS fails in the "
+            f"runtime when exactly one box passes its score threshold (and OpenVINO cannot "
+            f"compile it); export the model without NMS (PaddleDetection's "
+            f"exclude_nms=True) and fissure's merge does the NMS (docs/models.md)")
+        err.__cause__ = e
+        return err
+
     def _run_model(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             return self.backend.run(feed)
-        except (ValueError, TypeError):
-            raise
         except Exception as e:
-            if getattr(self.decoder, "kind", None) != "paddle_nms":
+            err = self._model_error(e)
+            if err is e:
                 raise
-            raise RuntimeError(
-                f"the model failed on a tile: {str(e).strip().splitlines()[0][:300]}. "
-                f"paddle2onnx's conversion of PaddleDetection's multiclass NMS fails in the "
-                f"runtime when exactly one box passes its score threshold (and OpenVINO cannot "
-                f"compile it); export the model without NMS (PaddleDetection's "
-                f"exclude_nms=True) and fissure's merge does the NMS (docs/models.md)") from e
+            raise err from e
+
+    def _submit(self, feed: dict[str, np.ndarray]) -> "Future[dict[str, np.ndarray]]":
+        """Starts a batch without copying it when the backend is fissure's own (the feeder's
+        buffer then stays untouched until the batch is done: ``_run_tiles``)."""
+        if isinstance(self.backend, BackendBase):
+            return self.backend.submit(feed, copy=False)
+        return self.backend.submit(feed)
+
+    @property
+    def max_in_flight(self) -> int:
+        """Batches kept submitted to the model at once (1: synchronous ``backend.run``)."""
+        if self._max_in_flight is not None:
+            return self._max_in_flight
+        b = self.backend
+        if not callable(getattr(b, "submit", None)):
+            return 1
+        if getattr(b, "name", None) == "onnxruntime" and not self._on_gpu:
+            return 1  # measured: no gain on a CPU (docs/benchmarks.md, pipelined detection)
+        try:
+            depth = int(getattr(b, "max_in_flight", 1))
+        except (TypeError, ValueError):
+            return 1
+        return max(1, depth)
 
     def _extra_values(self, cfg: PreprocessConfig) -> dict[str, list]:
         """The row each extra input gets (the same for every batch item)."""
@@ -493,6 +562,10 @@ class TiledDetector:
             if self._cost is None:
                 self._cost = self._measure(image, tiles[0])
             cost = self._cost
+        # each batch in flight holds its own activations, input buffer and outputs
+        depth = self.max_in_flight
+        if depth > 1:
+            cost = BatchCost(cost.fixed_bytes, cost.per_tile_bytes * depth, cost.source)
         return choose_batch_size(self.vram_budget_mb, cost, self.max_batch, len(tiles))
 
     @property
@@ -501,8 +574,27 @@ class TiledDetector:
         return self._cost
 
     # -- one image --------------------------------------------------------------------------
+    def _decode(self, out: dict[str, np.ndarray], count: int, run: int, tiles: np.ndarray,
+                image: np.ndarray, cfg: PreprocessConfig) -> Decoded:
+        if count != run:  # a static batch of `run` items padded with stale tiles
+            out = {k: v[:count] for k, v in out.items()}
+        return self.decoder.decode(
+            out, tiles, input_size=cfg.input_size, mode=cfg.mode,
+            conf_threshold=self.conf_threshold, image_shape=image.shape[:2],
+            num_threads=self.num_threads, **self.decoder_options)
+
     def _run_tiles(self, image: np.ndarray, tiles: np.ndarray, cfg: PreprocessConfig,
                    batch_size: int, stats: DetectStats) -> list[Decoded]:
+        depth = self.max_in_flight
+        nb = -(-len(tiles) // batch_size)
+        depth = max(1, min(depth, nb))
+        stats.in_flight = max(stats.in_flight, depth)
+        if depth == 1:
+            return self._run_tiles_sync(image, tiles, cfg, batch_size, stats)
+        return self._run_tiles_pipelined(image, tiles, cfg, batch_size, stats, depth)
+
+    def _run_tiles_sync(self, image: np.ndarray, tiles: np.ndarray, cfg: PreprocessConfig,
+                        batch_size: int, stats: DetectStats) -> list[Decoded]:
         found: list[Decoded] = []
         feeder = BatchFeeder(image, tiles, cfg, batch_size=batch_size, num_threads=self.num_threads)
         with feeder:
@@ -514,16 +606,68 @@ class TiledDetector:
                 out = self._run_model(self._feed(x, cfg))
                 t1 = time.perf_counter()
                 stats.model_s += t1 - t0
-                if count != x.shape[0]:
-                    out = {k: v[:count] for k, v in out.items()}
-                d = self.decoder.decode(
-                    out, feeder.batch_tiles(b), input_size=cfg.input_size, mode=cfg.mode,
-                    conf_threshold=self.conf_threshold, image_shape=image.shape[:2],
-                    num_threads=self.num_threads, **self.decoder_options)
-                found.append(d)
+                found.append(self._decode(out, count, x.shape[0], feeder.batch_tiles(b), image,
+                                          cfg))
                 t_wait = time.perf_counter()
                 stats.decode_s += t_wait - t1
                 stats.batches += 1
+        return found
+
+    def _run_tiles_pipelined(self, image: np.ndarray, tiles: np.ndarray, cfg: PreprocessConfig,
+                             batch_size: int, stats: DetectStats, depth: int) -> list[Decoded]:
+        """Keeps up to ``depth`` batches submitted to the model; while they run, the oldest
+        finished one is decoded and the feeder prepares the next one. The feeder has
+        ``depth + 1`` buffers: a batch's buffer is refilled only after its result is in
+        (batch b + depth + 1 reuses batch b's buffer, and is started once b is decoded), so the
+        backend may read the buffer in place. Decoded batches come out in submission order, so
+        the merge sees exactly what the synchronous path gives it."""
+        found: list[Decoded] = []
+        # (batch, tiles in it, items run, future, submitted at, [finished at])
+        pending: collections.deque = collections.deque()
+        spans: list[tuple[float, float]] = []
+
+        def finish() -> None:
+            b, count, run, fut, t_sub, done = pending[0]
+            try:
+                out = fut.result()
+            except Exception as e:
+                err = self._model_error(e)
+                if err is e:
+                    raise
+                raise err from e
+            pending.popleft()
+            t1 = time.perf_counter()
+            spans.append((t_sub, done[0] if done else t1))
+            found.append(self._decode(out, count, run, feeder.batch_tiles(b), image, cfg))
+            stats.decode_s += time.perf_counter() - t1
+            stats.batches += 1
+
+        feeder = BatchFeeder(image, tiles, cfg, batch_size=batch_size,
+                             num_threads=self.num_threads, num_buffers=depth + 1)
+        with feeder:
+            try:
+                t_wait = time.perf_counter()
+                for b, buf, count in feeder:
+                    t0 = time.perf_counter()
+                    stats.wait_s += t0 - t_wait
+                    x = self._to_model(buf if self.static_batch is not None else buf[:count])
+                    done: list[float] = []
+                    fut = self._submit(self._feed(x, cfg))
+                    fut.add_done_callback(lambda _f, d=done: d.append(time.perf_counter()))
+                    pending.append((b, count, x.shape[0], fut, t0, done))
+                    if len(pending) >= depth:
+                        finish()  # frees the buffer the feeder fills next
+                    t_wait = time.perf_counter()
+                while pending:
+                    finish()
+            finally:
+                # an error: let the batches still in flight finish before their buffers go
+                for _b, _c, _r, fut, _t, _d in pending:
+                    try:
+                        fut.result()
+                    except Exception:  # noqa: BLE001 - the first error is the one raised
+                        pass
+        stats.model_s += _union_length(spans)
         return found
 
     def _merge(self, found: list[Decoded], image_shape: tuple[int, int]) -> Detections:
