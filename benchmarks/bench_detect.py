@@ -107,26 +107,11 @@ def model_path() -> Path:
 
 
 def render_page(h: int, w: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A light textured page with n small dark words, one per 64x150 cell; (BGR image, boxes)."""
-    import cv2
+    """A light textured page with n small dark words, one per 64x150 cell; (BGR image, boxes)
+    (:func:`fissure.bench.text_page`)."""
+    from fissure.bench import text_page
 
-    rng = np.random.default_rng(seed)
-    gray = cv2.GaussianBlur(rng.integers(228, 256, (h, w), dtype=np.uint8), (0, 0), 1.5)
-    img = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
-    rows, cols = h // 64, w // 150
-    boxes = []
-    for k in rng.choice(rows * cols, size=n, replace=False):
-        r, c = divmod(int(k), cols)
-        text = WORDS[int(rng.integers(len(WORDS)))]
-        scale = float(rng.uniform(0.45, 0.7))
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        x = c * 150 + int(rng.integers(4, max(5, 150 - tw - 4)))
-        y = r * 64 + th + int(rng.integers(4, max(5, 64 - th - base - 4)))
-        ink = int(rng.integers(0, 70))
-        cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (ink, ink, ink), 1,
-                    cv2.LINE_AA)
-        boxes.append((x, y - th, x + tw, y + base))
-    return img, np.asarray(boxes, np.float64)
+    return text_page(h, w, n, seed, words=WORDS)
 
 
 def recall(gt: np.ndarray, boxes: np.ndarray) -> float:

@@ -185,6 +185,51 @@ def compare_detections(ref_boxes: Any, boxes: Any, ref_classes: Any = None, clas
             "precision": matched / len(b) if len(b) else 1.0, "iou": float(iou)}
 
 
+#: the words of :func:`text_page`
+PAGE_WORDS = ("defect", "crack", "scratch", "fissure", "tile", "glare", "panel", "cell", "7391",
+              "A-42", "edge", "burr", "dent", "pit", "void", "chip", "x0.5", "lot 9", "seam", "QC")
+
+
+def _page(rng: np.random.Generator, h: int, w: int, n: int, textured: bool,
+          words: Sequence[str], cell: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    if textured:
+        gray = cv2.GaussianBlur(rng.integers(228, 256, (h, w), dtype=np.uint8), (0, 0), 1.5)
+    else:
+        gray = np.full((h, w), 255, np.uint8)
+    img = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    ch, cw = cell
+    rows, cols = h // ch, w // cw
+    if n > rows * cols:
+        raise ValueError(f"n: at most {rows * cols} words fit a {h}x{w} page, got {n}")
+    boxes = []
+    for k in (rng.choice(rows * cols, size=n, replace=False) if n > 0 else ()):
+        r, c = divmod(int(k), cols)
+        text = words[int(rng.integers(len(words)))]
+        scale = float(rng.uniform(0.45, 0.7))
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        x = c * cw + int(rng.integers(4, max(5, cw - tw - 4)))
+        y = r * ch + th + int(rng.integers(4, max(5, ch - th - base - 4)))
+        ink = int(rng.integers(0, 70))
+        cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (ink, ink, ink), 1,
+                    cv2.LINE_AA)
+        boxes.append((x, y - th, x + tw, y + base))
+    return img, np.asarray(boxes, np.float64).reshape(-1, 4)
+
+
+def text_page(height: int, width: int, n: int, seed: int = 0, *, textured: bool = True,
+              words: Sequence[str] = PAGE_WORDS,
+              cell: tuple[int, int] = (64, 150)) -> tuple[np.ndarray, np.ndarray]:
+    """A light page (a blurred light-grey texture, or white) with ``n`` small dark words, one
+    per cell of a ``cell`` = (h, w) grid (cells picked at random), each at a random place,
+    scale 0.45..0.7 (text 10..16 px tall): the small-object task of the detection benchmarks
+    and tests (PP-OCR det finds the words). Returns (BGR uint8 image, ground-truth boxes
+    x1, y1, x2, y2 from cv2.getTextSize: the top of the tallest glyph to the bottom of the
+    baseline)."""
+    return _page(np.random.default_rng(seed), height, width, n, textured, words, cell)
+
+
 def test_image(height: int = 4000, width: int = 6000, seed: int = 0) -> np.ndarray:
     """The generated test image (24 MP by default): a light, slightly noisy page with small
     dark words (10-16 px tall, one per 64 x 150 cell in a third of the cells: PP-OCR det finds
@@ -192,21 +237,10 @@ def test_image(height: int = 4000, width: int = 6000, seed: int = 0) -> np.ndarr
     import cv2
 
     rng = np.random.default_rng(seed)
-    gray = cv2.GaussianBlur(rng.integers(228, 256, (height, width), dtype=np.uint8), (0, 0), 1.5)
-    img = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
-    words = ("defect", "crack", "scratch", "A-42", "lot 9", "QC", "7391", "seam", "burr", "pit")
     rows, cols = height // 64, width // 150
-    if rows and cols:
-        for k in rng.choice(rows * cols, size=max(1, rows * cols // 3), replace=False):
-            r, c = divmod(int(k), cols)
-            text = words[int(rng.integers(len(words)))]
-            scale = float(rng.uniform(0.45, 0.7))
-            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-            x = c * 150 + int(rng.integers(4, max(5, 150 - tw - 4)))
-            y = r * 64 + th + int(rng.integers(4, max(5, 64 - th - base - 4)))
-            ink = int(rng.integers(0, 70))
-            cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (ink, ink, ink), 1,
-                        cv2.LINE_AA)
+    words = ("defect", "crack", "scratch", "A-42", "lot 9", "QC", "7391", "seam", "burr", "pit")
+    img, _ = _page(rng, height, width, max(1, rows * cols // 3) if rows and cols else 0, True,
+                   words, (64, 150))
     for _ in range(max(1, height * width // 400_000)):
         s = int(rng.integers(20, 120))
         x, y = int(rng.integers(0, max(1, width - s))), int(rng.integers(0, max(1, height - s)))

@@ -462,3 +462,22 @@ def test_f16_conversion_that_changes_the_outputs_is_refused(tmp_path, monkeypatc
     with pytest.raises(ModelLoadError, match="changes this model's outputs"):
         f16_model(ocr)
     assert len(list((tmp_path / "cache" / "f16").iterdir())) == 1  # the toy's only
+
+
+def test_text_page_boxes_hold_the_ink() -> None:
+    """The generated page's ground truth: every word's dark pixels lie in its box, no two boxes
+    share a 64x150 cell, and nothing dark lies outside the boxes (a white page)."""
+    from fissure.bench import text_page
+
+    img, boxes = text_page(640, 900, 30, seed=5, textured=False)
+    assert img.shape == (640, 900, 3) and img.dtype == np.uint8 and boxes.shape == (30, 4)
+    dark = img[..., 0] < 200
+    inside = np.zeros_like(dark)
+    for x1, y1, x2, y2 in boxes.astype(int):
+        assert dark[y1:y2 + 1, x1:x2 + 1].any()
+        inside[max(y1 - 1, 0):y2 + 2, max(x1 - 1, 0):x2 + 2] = True
+    assert not (dark & ~inside).any()
+    cells = {(int(y1 + 8) // 64, int(x1) // 150) for x1, y1, _, _ in boxes}
+    assert len(cells) == 30
+    with pytest.raises(ValueError, match="at most 60 words"):
+        text_page(640, 900, 61)

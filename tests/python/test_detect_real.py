@@ -41,32 +41,11 @@ PAD = 2  # px of slack around a ground-truth box
 
 def render_page(h: int, w: int, n: int, seed: int, *, textured: bool) -> tuple[np.ndarray, np.ndarray]:
     """A light page (white, or a blurred light-grey texture) with n small dark words, one per
-    cell of a 64x150 grid (cells picked at random), each at a random place, scale 0.45..0.7
-    (text 10..16 px tall). Returns (BGR image, ground-truth boxes x1, y1, x2, y2 from
-    cv2.getTextSize: from the top of the tallest glyph to the bottom of the baseline)."""
-    rng = np.random.default_rng(seed)
-    if textured:
-        gray = rng.integers(228, 256, (h, w), dtype=np.uint8)
-        gray = cv2.GaussianBlur(gray, (0, 0), 1.5)
-    else:
-        gray = np.full((h, w), 255, np.uint8)
-    img = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
-    ch, cw = CELL
-    rows, cols = h // ch, w // cw
-    assert n <= rows * cols
-    boxes = []
-    for k in rng.choice(rows * cols, size=n, replace=False):
-        r, c = divmod(int(k), cols)
-        text = WORDS[int(rng.integers(len(WORDS)))]
-        scale = float(rng.uniform(0.45, 0.7))
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        x = c * cw + int(rng.integers(4, max(5, cw - tw - 4)))
-        y = r * ch + th + int(rng.integers(4, max(5, ch - th - base - 4)))
-        ink = int(rng.integers(0, 70))
-        cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (ink, ink, ink), 1,
-                    cv2.LINE_AA)
-        boxes.append((x, y - th, x + tw, y + base))
-    return img, np.asarray(boxes, np.float64)
+    cell of a 64x150 grid, scale 0.45..0.7 (text 10..16 px tall); (BGR image, ground-truth
+    boxes from cv2.getTextSize): :func:`fissure.bench.text_page`."""
+    from fissure.bench import text_page
+
+    return text_page(h, w, n, seed, textured=textured, words=WORDS, cell=CELL)
 
 
 def match(gt: np.ndarray, det: np.ndarray) -> np.ndarray:
