@@ -4,7 +4,8 @@ Reads ``.onnx`` (path or bytes), OpenVINO IR (``.xml`` with its ``.bin``) and ``
 
 Precision: OpenVINO picks an inference precision per device unless told. On CPUs with
 AVX512_BF16 or AMX the CPU plugin runs **bf16** by default (AVX2-only CPUs: f32), which is
-faster and changes results in the third significant digit; pass ``precision="f32"`` wherever outputs are compared with another backend or a reference.
+faster and changes results in the third significant digit; pass ``precision="f32"`` wherever
+outputs are compared with another backend or a reference.
 
 Thread-safety: ``run`` is safe from several threads; each calling thread gets its own infer
 request (an OpenVINO infer request must never be shared between threads). ``submit`` feeds an
