@@ -317,6 +317,22 @@ def head_nodes(proto: Any) -> list[str]:
 
 
 
+def _require(backend: str) -> None:
+    """BackendNotInstalledError, with the install command, when what ``backend``'s
+    quantization needs is missing (before any image is read)."""
+    from importlib.util import find_spec
+
+    from .backends import BackendNotInstalledError
+
+    need = {"onnxruntime": (("onnx", "onnx"), ("onnxruntime", "onnxruntime")),
+            "openvino": (("nncf", "nncf"), ("openvino", "openvino"))}[backend]
+    missing = [dist for module, dist in need if find_spec(module) is None]
+    if missing:
+        raise BackendNotInstalledError(
+            f"quantizing for {backend} needs {' and '.join(missing)}, not installed: "
+            "pip install 'fissure[quantize]'")
+
+
 def _quantize_onnxruntime(model: Path, tiles: _TileSource, out: Path, *, per_channel: bool,
                           reduce_range: bool, calibration: str, float_head: bool,
                           workdir: Path) -> list[str]:
@@ -374,14 +390,7 @@ def _quantize_onnxruntime(model: Path, tiles: _TileSource, out: Path, *, per_cha
 
 def _quantize_openvino(model: Path, tiles: _TileSource, out: Path, *,
                        float_head: bool) -> list[str]:
-    try:
-        import nncf
-    except ImportError as exc:
-        from .backends import BackendNotInstalledError
-
-        raise BackendNotInstalledError(
-            "quantizing for OpenVINO needs NNCF: pip install 'fissure[quantize]' "
-            "(or pip install 'nncf>=2.10')") from exc
+    import nncf
     import openvino as ov
 
     try:
@@ -615,6 +624,7 @@ def quantize_model(
     if backend == "openvino" and calibration != "minmax":
         raise ValueError(f"calibration {calibration!r}: the ONNX Runtime backend's choice; "
                          "OpenVINO quantizes with NNCF's own range estimation")
+    _require(backend)
     if not src.is_file():
         raise FileNotFoundError(f"no such model file: {src}")
     want = ".onnx" if backend == "onnxruntime" else ".xml"

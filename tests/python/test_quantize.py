@@ -340,3 +340,30 @@ def test_yolov8_export_quantizes_with_its_own_settings(tmp_path: Path) -> None:
     # boxes (rows 0..3, pixels) within a few pixels, class scores within a few hundredths
     assert float(np.abs(a[:, :4] - b[:, :4]).mean()) < 3.0
     assert float(np.abs(a[:, 4:] - b[:, 4:]).max()) < 0.2
+
+
+@pytest.mark.parametrize("backend,module", [("onnxruntime", "onnx"), ("openvino", "nncf")])
+def test_missing_quantizer_is_named_before_any_work(monkeypatch, capsys, tmp_path: Path,
+                                                    backend: str, module: str) -> None:
+    """Without the quantizer's package: BackendNotInstalledError naming it and the extra, and
+    exit 2 from the command, before any image is read and with nothing written."""
+    import importlib.util as iu
+
+    from fissure.backends import BackendNotInstalledError
+    from fissure.cli import main
+    from fissure.quantize import quantize_model
+
+    real = iu.find_spec
+    monkeypatch.setattr(iu, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"never read")
+    out = tmp_path / "o" / ("q.onnx" if backend == "onnxruntime" else "q.xml")
+    with pytest.raises(BackendNotInstalledError, match=rf"needs {module}.*fissure\[quantize\]"):
+        quantize_model(model, ["missing-a.png", "missing-b.png"], out, backend=backend)
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"not decoded either")
+    assert main(["quantize", str(model), str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+                 "--out", str(out), "--backend", backend]) == 2
+    err = capsys.readouterr().err
+    assert f"needs {module}" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
