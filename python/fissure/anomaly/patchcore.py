@@ -608,6 +608,68 @@ class PatchCore:
         low = float(cal[key]) if key in cal else float(threshold) / grow
         return min(low, float(threshold)), float(threshold) * grow
 
+    # -- the image threshold for a target rate -----------------------------------------------
+    def calibrate(self, normal: Iterable[Any], defective: Optional[Iterable[Any]] = None, *,
+                  false_alarm_rate: Optional[float] = None,
+                  miss_rate: Optional[float] = None) -> dict[str, Any]:
+        """Sets ``image_threshold`` for a target rate from held-out images; returns a report.
+
+        ``fit`` sets the image threshold from its held-out normal tiles alone (their largest
+        score times ``1 + threshold_margin``): almost no false alarms, at whatever miss rate
+        that gives. ``calibrate`` scores images that were *not* used to fit (defect-free
+        ``normal`` ones, and optionally labelled ``defective`` ones; paths or arrays, as
+        :meth:`predict` takes them) and sets the threshold for one target
+        (:func:`fissure.anomaly.threshold_for`):
+
+        * ``false_alarm_rate=f``: the normal scores' upper quantile, so that at most
+          ``floor(f * n)`` of them are flagged; the fewest misses for that budget.
+        * ``miss_rate=m`` (needs ``defective``): the largest threshold that misses at most
+          ``floor(m * n_d)`` of the defective images; the fewest false alarms for that budget.
+
+        The pixel threshold is not changed. The report: ``image_threshold`` (new) and
+        ``previous``, and the false-alarm / miss rates on these images at both
+        (``false_alarm_rate``, ``miss_rate``, ``previous_false_alarm_rate``,
+        ``previous_miss_rate``; miss rates None without defective images), ``n_normal``,
+        ``n_defective``, and the image ``scores`` (``normal``, ``defective``). The target is
+        recorded in ``calibration`` and saved with the bank. Nothing changes when it raises.
+        """
+        from .metrics import rates_at, threshold_for
+
+        self._check_fitted()
+        if (false_alarm_rate is None) == (miss_rate is None):
+            raise ValueError("calibrate: give exactly one of false_alarm_rate and miss_rate")
+        if miss_rate is not None and defective is None:
+            raise ValueError("calibrate: miss_rate needs labelled defective images")
+
+        def scores(items: Any) -> np.ndarray:
+            if isinstance(items, (str, os.PathLike, np.ndarray)):
+                items = [items]
+            return np.asarray([self.predict(x).score for x in items], np.float64)
+
+        ns = scores(normal)
+        if ns.size == 0:
+            raise ValueError("calibrate: expected at least one normal image, got none")
+        ds = None if defective is None else scores(defective)
+        if ds is not None and ds.size == 0:
+            raise ValueError("calibrate: defective: expected at least one image, got none")
+        t = threshold_for(ns, ds, false_alarm_rate=false_alarm_rate, miss_rate=miss_rate)
+        previous = float(self.image_threshold)  # type: ignore[arg-type]
+        fa, miss = rates_at(t, ns, ds)
+        fa0, miss0 = rates_at(previous, ns, ds)
+        self.image_threshold = t
+        cal = dict(self.calibration or {})
+        cal["image_target"] = ({"false_alarm_rate": float(false_alarm_rate)}
+                               if false_alarm_rate is not None
+                               else {"miss_rate": float(miss_rate)})  # type: ignore[arg-type]
+        cal["image_target"].update({"n_normal": int(ns.size),
+                                    "n_defective": 0 if ds is None else int(ds.size)})
+        self.calibration = cal
+        return {"image_threshold": t, "previous": previous, "false_alarm_rate": fa,
+                "miss_rate": miss, "previous_false_alarm_rate": fa0,
+                "previous_miss_rate": miss0, "n_normal": int(ns.size),
+                "n_defective": 0 if ds is None else int(ds.size),
+                "scores": {"normal": ns, "defective": ds}}
+
     # -- predict -----------------------------------------------------------------------------
     def _check_fitted(self) -> np.ndarray:
         if self.bank is None or self.threshold is None or self.image_threshold is None:
@@ -812,6 +874,8 @@ def _calibration_from_meta(text: str) -> dict[str, Any]:
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"calibration {key}: expected an int >= 0, got {v!r}")
         out[key] = v
+    if isinstance(cal.get("image_target"), dict):  # set by calibrate()
+        out["image_target"] = cal["image_target"]
     return out
 
 
