@@ -147,8 +147,10 @@ class PatchCore:
     memory.
 
     Args:
-        backbone: an ONNX file whose outputs include ``layers`` as (B, C, H, W) maps; default:
-            the bundled EfficientNet-Lite0 (``fissure.models.default_backbone()``).
+        backbone: a bundled backbone's name, ``"lite0"`` (EfficientNet-Lite0, the default:
+            the smallest and fastest) or ``"lite2"`` (EfficientNet-Lite2: deeper and wider,
+            slower; better on ELPV's poly cells, docs/patchcore_elpv.md), or an ONNX file whose outputs include
+            ``layers`` as (B, C, H, W) maps (ImageNet normalisation).
         coreset_ratio: fraction of training patches kept in the memory bank (0 < r <= 1).
             The default 0.01 suits the high-resolution images fissure is for (a 12 MP image
             alone gives ~350k patches); from few small images (hundreds of patches each) a
@@ -241,12 +243,15 @@ class PatchCore:
         self.num_threads = check_num_threads(num_threads)
         self._backend_args = (backend, device, precision)
 
-        if backbone is None:
-            from .. import models
+        from .. import models
 
-            path = models.default_backbone()
-            manifest = models.backbone_manifest()
-            self.backbone_sha256 = models.verify_backbone(path)
+        #: the bundled backbone's name ("lite0", "lite2"), None for a user's file
+        self.backbone_name: Optional[str] = None
+        if backbone is None or (isinstance(backbone, str) and backbone in models.BACKBONES):
+            self.backbone_name = "lite0" if backbone is None else str(backbone)
+            path = models.backbone_file(self.backbone_name)
+            manifest = models.backbone_manifest(self.backbone_name)
+            self.backbone_sha256 = models.verify_backbone(path, self.backbone_name)
             norm = manifest["input"]
             self.scale = float(norm.get("scale", 1.0 / 255.0))
             self.mean = tuple(float(v) for v in norm["mean"])
@@ -751,6 +756,7 @@ class PatchCore:
         meta = {
             "format": FORMAT, "format_version": str(FORMAT_VERSION),
             "backbone_sha256": self.backbone_sha256, "layers": json.dumps(list(self.layers)),
+            "backbone": self.backbone_name or "",
             "tile_size": json.dumps(self.tile_size), "overlap_ratio": repr(self.overlap_ratio),
             "input_size": json.dumps(self.input_size),
             "normalisation": json.dumps({"scale": self.scale, "mean": self.mean, "std": self.std,
@@ -773,6 +779,10 @@ class PatchCore:
         """Reads a bank written by :meth:`save`; refuses a corrupt, truncated or foreign file,
         or a bank built with another backbone, with a ValueError saying which.
 
+        ``backbone=None`` takes the bundled backbone the bank records (``"lite0"`` for banks
+        written before banks recorded it); a bank built from a file of your own needs that
+        file.
+
         The bank's thresholds, tiling, layers, normalisation, scoring and glare handling are
         restored from the file and checked by the constructor's own rules (a value it would
         refuse is refused here too); ``specular`` / ``specular_dilate`` given in ``kwargs``
@@ -785,6 +795,18 @@ class PatchCore:
             raise TypeError(f"PatchCore.load: {', '.join(clash)} come(s) from the bank file; "
                             "fit a new bank to change them")
         meta, bank = _read_bank(p)
+        from .. import models
+
+        saved_name = meta.get("backbone", "lite0")  # banks written before it: the default
+        if backbone is None and saved_name:
+            if saved_name not in models.BACKBONES:
+                raise ValueError(f"{p}: the bank was built with backbone {saved_name!r}, which "
+                                 f"this fissure does not bundle ({sorted(models.BACKBONES)})")
+            backbone = saved_name
+        elif backbone is None:
+            raise ValueError(f"{p}: the bank was built with a backbone file of your own "
+                             f"(sha256 {str(meta.get('backbone_sha256'))[:16]}...); pass it "
+                             "as backbone=")
         try:
             settings = _settings_from_meta(meta)
         except (KeyError, ValueError, TypeError) as exc:
@@ -821,9 +843,11 @@ class PatchCore:
             raise ValueError(f"{p}: invalid PatchCore metadata ({exc})") from None
         built_with = str(meta.get("backbone_sha256"))
         if built_with != pc.backbone_sha256:
+            was = f"the bundled {saved_name!r}" if saved_name else "a backbone file"
             raise ValueError(
-                f"{p}: the bank was built with backbone sha256 {built_with[:16]}..., "
-                f"this backbone ({pc.backbone_path.name}) is {pc.backbone_sha256[:16]}...")
+                f"{p}: the bank was built with {was} (backbone sha256 {built_with[:16]}...), "
+                f"this backbone ({pc.backbone_name or pc.backbone_path.name}) is "
+                f"{pc.backbone_sha256[:16]}...; load it with the backbone it was built with")
         pc.bank = bank
         pc.bank_dtype = bank.dtype.name
         return pc
