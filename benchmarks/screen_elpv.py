@@ -198,14 +198,39 @@ CONFIGS = {c.name: c for c in [
 ]}
 
 
+def table(rows: list[dict]) -> str:
+    """Config x type: mean, min..max and the seeds, the last row per (config, type, seed)."""
+    last = {(r["config"], r["type"], r["seed"]): r for r in rows}
+    groups: dict = {}
+    for (c, t, sd), r in last.items():
+        groups.setdefault((c, t), []).append((sd, r))
+    lines = ["| config | backbone | input | layers | coreset ratio | patch score | position-aware "
+             "(block, reach) | type | seeds | image AUROC mean | min .. max |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (c, t), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        cfg = rs[0][1]["cfg"]
+        a = np.array([r["auroc"] for _, r in rs])
+        seeds = ",".join(str(sd) for sd, _ in sorted(rs, key=lambda x: x[0]))
+        pos = "-" if cfg["pos"] is None else f"{cfg['pos'][0]}, {cfg['pos'][1]}"
+        lines.append(f"| {c} | {cfg['backbone']} | {cfg['input_size']} | {cfg['layers']} | "
+                     f"{cfg['ratio']:g} | mean of {cfg['knn']} NN | {pos} | {t} | {seeds} | "
+                     f"**{a.mean():.4f}** | {a.min():.4f} .. {a.max():.4f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--types", default="poly")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--configs", default="base")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="")
+    ap.add_argument("--out", default="", help="append each row (JSON) to this file")
+    ap.add_argument("--table", default="",
+                    help="print the markdown table (mean and range over seeds) of a --out file")
     a = ap.parse_args()
+    if a.table:
+        print(table([json.loads(x) for x in open(a.table) if x.strip()]))
+        return
     ds = elpv_index()
     rows = []
     for name in a.configs.split(","):
