@@ -4,6 +4,12 @@ process's peak RSS after loading the model and running it (a fresh process per m
 runtime).
 
     PYTHONPATH=python python benchmarks/bench_backbones.py [--rounds 30]
+    PYTHONPATH=python python benchmarks/bench_backbones.py --elpv-predict
+
+``--elpv-predict``: PatchCore.predict on ELPV poly cells (300 px, input_size 224) with each
+bundled backbone, banks of the same size as the recommended settings' (13,861 rows: fitted on
+150 training cells at the ratio that gives it), 2 threads, 15 rounds of 4 cells interleaved
+across the backbones; medians and their ratio.
 """
 
 from __future__ import annotations
@@ -53,10 +59,40 @@ def peak_rss(name: str, runtime: str) -> float:
     return int(out.stdout.strip()) / 1024
 
 
+def elpv_predict(rounds: int = 15) -> None:
+    sys.path.insert(0, os.path.dirname(__file__))
+    from bench_elpv import elpv_index, split
+
+    from fissure.anomaly import PatchCore
+
+    ds = elpv_index()
+    train, test, _ = split(ds, "poly")
+    tr, te = ds.load(train[:150]), ds.load(test[:4])
+    in_bank = 150 - 150 // 5
+    pcs = {n: PatchCore(n, tile_size=None, input_size=224, num_threads=2,
+                        coreset_ratio=13861.5 / (in_bank * 28 * 28)).fit(tr)
+           for n in ("lite0", "lite2")}
+    t: dict = {n: [] for n in pcs}
+    for _ in range(rounds):
+        for n, pc in pcs.items():
+            for img in te:
+                s = time.perf_counter()
+                pc.predict(img)
+                t[n].append(time.perf_counter() - s)
+    m = {n: 1000 * statistics.median(v) for n, v in t.items()}
+    for n, pc in pcs.items():
+        print(f"{n}: bank {pc.bank.shape}, predict median {m[n]:.1f} ms")
+    print(f"lite2 / lite0: {m['lite2'] / m['lite0']:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--elpv-predict", action="store_true")
     a = ap.parse_args()
+    if a.elpv_predict:
+        elpv_predict()
+        return
     names = [n for n in NAMES if os.path.exists(path(n))]
     runs = {(n, r): session(n, r) for n in names for r in ("onnxruntime", "openvino")}
     for f in runs.values():
