@@ -259,7 +259,8 @@ def evaluate(ds: Elpv, cell_type: str, s: Setting, *, threads: int = -1,
             "tpr": float(fl[labels].mean()), "fpr": float(fl[~labels].mean()),
             "peak_rss_mb": status_kb("VmHWM") / 1024, "rss_before_mb": rss0 / 1024,
             "backend": backend, "load": os.getloadavg()[0], "split_seed": s.split_seed,
-            "max_train": s.max_train,
+            "max_train": s.max_train, "scores": sc.tolist(), "labels": labels.tolist(),
+            "image_threshold": float(pc.image_threshold),
         })
     return rows
 
@@ -303,6 +304,51 @@ def write_docs(text: str, *, sweep: bool = False) -> None:
                        "## The options explored" if sweep else "## PatchCore on ELPV")
 
 
+# ---------------------------------------------------------------------------- thresholds
+
+
+def threshold_study(r: dict, *, seed: int = 0) -> list[dict]:
+    """What the image threshold does to the miss rate: the held-out normal test cells and the
+    defective cells are each cut in two halves (``default_rng(seed)``); the first halves
+    stand for the labelled images a user keeps aside to calibrate (``PatchCore.calibrate``
+    computes exactly ``threshold_for`` on their scores), the second halves measure the
+    false-alarm and miss rates the threshold then gives on unseen cells."""
+    from fissure.anomaly import rates_at, threshold_for
+
+    sc, lab = np.asarray(r["scores"]), np.asarray(r["labels"], bool)
+    rng = np.random.default_rng(seed)
+    norm, bad = rng.permutation(np.flatnonzero(~lab)), rng.permutation(np.flatnonzero(lab))
+    cal_n, ev_n = sc[norm[:len(norm) // 2]], sc[norm[len(norm) // 2:]]
+    cal_d, ev_d = sc[bad[:len(bad) // 2]], sc[bad[len(bad) // 2:]]
+    rules = [("fit (held-out training tiles' max x 1.25)", r["image_threshold"])]
+    for f in (0.0, 0.01, 0.05, 0.10):
+        rules.append((f"calibrate(false_alarm_rate={f:g})",
+                      threshold_for(cal_n, false_alarm_rate=f)))
+    for m in (0.05, 0.20):
+        rules.append((f"calibrate(miss_rate={m:g}, defective)",
+                      threshold_for(cal_n, cal_d, miss_rate=m)))
+    out = []
+    for name, t in rules:
+        fa_c, miss_c = rates_at(t, cal_n, cal_d)
+        fa, miss = rates_at(t, ev_n, ev_d)
+        out.append({"type": r["type"], "rule": name, "threshold": float(t), "fa_cal": fa_c,
+                    "miss_cal": miss_c, "fa": fa, "miss": miss, "n_cal": (len(cal_n), len(cal_d)),
+                    "n_eval": (len(ev_n), len(ev_d))})
+    return out
+
+
+def threshold_table(rows: list[dict]) -> str:
+    lines = ["| type | threshold rule | threshold | calibration half: false alarms / misses | "
+             "unseen half: false alarms / misses |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['type']} | {r['rule']} | {r['threshold']:.4f} | "
+                     f"{r['fa_cal']:.1%} / {r['miss_cal']:.1%} | {r['fa']:.1%} / "
+                     f"{r['miss']:.1%} |")
+    n = rows[0]
+    return "\n".join(lines) + (f"\n\n(mono halves: {n['n_cal'][0]} normal + {n['n_cal'][1]} "
+                               "defective to calibrate, the rest unseen; poly likewise)")
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -316,11 +362,25 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true", help="skip the random-subset rows")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 40 training cells, 60 test cells per type")
+    ap.add_argument("--thresholds", action="store_true",
+                    help="the recommended settings' threshold study (miss rate at a fixed "
+                    "false-alarm rate) instead of the table")
     ap.add_argument("--json", default="", help="also write the rows to this file")
     ap.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     a = ap.parse_args()
     ds = elpv_index()
     types = a.types.split(",")
+    if a.thresholds:
+        study = []
+        for ct in types:
+            r = evaluate(ds, ct, dataclasses.replace(RECOMMENDED, scores=RECOMMENDED.scores[:1]),
+                         threads=a.threads)[0]
+            print(f"  {ct}: AUROC {r['auroc']:.4f}", file=sys.stderr, flush=True)
+            study += threshold_study(r)
+        print("Command: `PYTHONPATH=python python benchmarks/bench_elpv.py --thresholds"
+              f"{' --threads %d' % a.threads if a.threads > 0 else ''}`\n\n"
+              + threshold_table(study))
+        return
     if a.sweep:
         groups = sweeps()
         names = list(ALL) if a.sweep == "all" else a.sweep.split(",")

