@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace fissure::preprocess_detail {
 
@@ -39,22 +40,8 @@ alignas(16) constexpr std::int8_t k_h1a[16] = {9, Z, 12, Z, 10, Z, 13, Z, Z, Z, 
 alignas(16) constexpr std::int8_t k_h1b[16] = {Z, Z, Z, Z, Z, Z, Z, Z, 0, Z, 3, Z, 1, Z, 4, Z};
 alignas(16) constexpr std::int8_t k_h2[16] = {2, Z, 5, Z, 8, Z, 11, Z, 9, Z, 12, Z, 10, Z, 13, Z};
 
-// Channel planes of 16 interleaved pixels (48 bytes in three 16-byte blocks): byte i of plane
-// c takes byte 3i + c - 16j of block j when that lies in the block.
-struct PlaneShuffles {
-    alignas(16) std::int8_t m[9][16];
-};
-constexpr PlaneShuffles make_plane_shuffles() {
-    PlaneShuffles t{};
-    for (int c = 0; c < 3; ++c)
-        for (int j = 0; j < 3; ++j)
-            for (int i = 0; i < 16; ++i) {
-                const int b = 3 * i + c - 16 * j;
-                t.m[3 * c + j][i] = static_cast<std::int8_t>(b >= 0 && b < 16 ? b : -128);
-            }
-    return t;
-}
-constexpr PlaneShuffles k_planes = make_plane_shuffles();
+// channel planes of 16 interleaved pixels (simd.hpp)
+constexpr const auto& k_planes = simd::k_plane_shuffles;
 
 FISSURE_TARGET_AVX2 inline __m128i ld128(const void* p) {
     return _mm_loadu_si128(static_cast<const __m128i*>(p));
@@ -144,9 +131,12 @@ FISSURE_TARGET_AVX2 inline __m256 norm8(__m128i v, __m256 scale, __m256 mean, __
     return divide ? _mm256_div_ps(x, sd) : x;
 }
 
-FISSURE_TARGET_AVX2 void norm_f32_avx2(const std::uint8_t* s, int n, const Norm& nm, float* o0,
-                                       float* o1, float* o2) {
-    float* o[3] = {o0, o1, o2};
+// One row into the three channel planes, float32 (T = float) or IEEE half (T = uint16_t,
+// rounded to nearest even as the scalar table is); the tail through the scalar tables.
+template <typename T>
+FISSURE_TARGET_AVX2_F16C void norm_avx2(const std::uint8_t* s, int n, const Norm& nm, T* o0,
+                                        T* o1, T* o2) {
+    T* o[3] = {o0, o1, o2};
     const __m256 scale = _mm256_set1_ps(nm.scale);
     __m256 mean[3], sd[3];
     for (int c = 0; c < 3; ++c) {
@@ -159,47 +149,34 @@ FISSURE_TARGET_AVX2 void norm_f32_avx2(const std::uint8_t* s, int n, const Norm&
         planes16(s + 3 * x, pl);
         for (int c = 0; c < 3; ++c) {
             const __m128i v = pl[nm.src_of[c]];
-            _mm256_storeu_ps(o[c] + x, norm8(v, scale, mean[c], sd[c], nm.divide));
-            _mm256_storeu_ps(o[c] + x + 8,
-                             norm8(_mm_srli_si128(v, 8), scale, mean[c], sd[c], nm.divide));
+            const __m256 lo = norm8(v, scale, mean[c], sd[c], nm.divide);
+            const __m256 hi = norm8(_mm_srli_si128(v, 8), scale, mean[c], sd[c], nm.divide);
+            if constexpr (std::is_same_v<T, float>) {
+                _mm256_storeu_ps(o[c] + x, lo);
+                _mm256_storeu_ps(o[c] + x + 8, hi);
+            } else {
+                constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(o[c] + x), _mm256_cvtps_ph(lo, kRne));
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(o[c] + x + 8),
+                                 _mm256_cvtps_ph(hi, kRne));
+            }
         }
     }
     for (; x < n; ++x)
-        for (int c = 0; c < 3; ++c) o[c][x] = nm.f32[c][s[3 * x + nm.src_of[c]]];
-}
-
-FISSURE_TARGET_AVX2_F16C void norm_f16_avx2(const std::uint8_t* s, int n, const Norm& nm,
-                                            std::uint16_t* o0, std::uint16_t* o1,
-                                            std::uint16_t* o2) {
-    std::uint16_t* o[3] = {o0, o1, o2};
-    const __m256 scale = _mm256_set1_ps(nm.scale);
-    __m256 mean[3], sd[3];
-    for (int c = 0; c < 3; ++c) {
-        mean[c] = _mm256_set1_ps(nm.mean[c]);
-        sd[c] = _mm256_set1_ps(nm.std[c]);
-    }
-    constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-    int x = 0;
-    for (; x + 16 <= n; x += 16) {
-        __m128i pl[3];
-        planes16(s + 3 * x, pl);
         for (int c = 0; c < 3; ++c) {
-            const __m128i v = pl[nm.src_of[c]];
-            const __m128i lo = _mm256_cvtps_ph(norm8(v, scale, mean[c], sd[c], nm.divide), kRne);
-            const __m128i hi = _mm256_cvtps_ph(
-                norm8(_mm_srli_si128(v, 8), scale, mean[c], sd[c], nm.divide), kRne);
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(o[c] + x), lo);
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(o[c] + x + 8), hi);
+            const std::uint8_t u = s[3 * x + nm.src_of[c]];
+            if constexpr (std::is_same_v<T, float>)
+                o[c][x] = nm.f32[c][u];
+            else
+                o[c][x] = nm.f16[c][u];
         }
-    }
-    for (; x < n; ++x)
-        for (int c = 0; c < 3; ++c) o[c][x] = nm.f16[c][s[3 * x + nm.src_of[c]]];
 }
 
 }  // namespace
 
 const Kernels* avx2_kernels() {
-    static const Kernels k{hlinear_avx2, vlinear_avx2, norm_f32_avx2, norm_f16_avx2};
+    static const Kernels k{hlinear_avx2, vlinear_avx2, norm_avx2<float>,
+                           norm_avx2<std::uint16_t>};
     return &k;
 }
 

@@ -31,3 +31,27 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #endif
+
+#include <cstdint>
+
+namespace fissure::simd {
+
+// Shuffle controls (pshufb) that gather channel c of 16 interleaved 3-channel pixels (48
+// bytes in three 16-byte blocks): row 3c + j, byte i takes byte 3i + c - 16j of block j when
+// that lies in the block, else 0 (-128 = 0x80). OR the three shuffled blocks for plane c.
+struct PlaneShuffles {
+    alignas(16) std::int8_t m[9][16];
+};
+constexpr PlaneShuffles make_plane_shuffles() {
+    PlaneShuffles t{};
+    for (int c = 0; c < 3; ++c)
+        for (int j = 0; j < 3; ++j)
+            for (int i = 0; i < 16; ++i) {
+                const int b = 3 * i + c - 16 * j;
+                t.m[3 * c + j][i] = static_cast<std::int8_t>(b >= 0 && b < 16 ? b : -128);
+            }
+    return t;
+}
+inline constexpr PlaneShuffles k_plane_shuffles = make_plane_shuffles();
+
+}  // namespace fissure::simd

@@ -30,22 +30,8 @@ namespace fissure::specular_detail {
 
 namespace {
 
-// Shuffle controls that gather channel c of 16 pixels from the j-th 16-byte block of 48:
-// byte i takes byte 3i + c - 16j of block j when that lies in the block, else 0 (0x80).
-struct ShuffleTables {
-    alignas(16) std::int8_t m[9][16];
-};
-constexpr ShuffleTables make_shuffles() {
-    ShuffleTables t{};
-    for (int c = 0; c < 3; ++c)
-        for (int j = 0; j < 3; ++j)
-            for (int i = 0; i < 16; ++i) {
-                const int b = 3 * i + c - 16 * j;
-                t.m[3 * c + j][i] = static_cast<std::int8_t>(b >= 0 && b < 16 ? b : -128);
-            }
-    return t;
-}
-constexpr ShuffleTables k_shuf = make_shuffles();
+// channel planes of 16 interleaved pixels (simd.hpp)
+constexpr const auto& k_shuf = simd::k_plane_shuffles;
 
 // Runs at least this long (pixels) are written with non-temporal stores.
 constexpr index_t k_stream_min = index_t{1} << 18;
