@@ -195,6 +195,8 @@ CONFIGS = {c.name: c for c in [
     Config("lite2", backbone="lite2"),
     Config("lite1_in240", backbone="lite1", input_size=240),
     Config("lite2_in256", backbone="lite2", input_size=256),
+    Config("lite2_knn3", backbone="lite2", knn=3),
+    Config("lite2_r10", backbone="lite2", ratio=0.10),
 ]}
 
 
