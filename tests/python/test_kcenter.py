@@ -11,26 +11,14 @@ import fissure
 import numpy as np
 import pytest
 from fissure import _core
+from oracles.simd import forced_level, levels
 from fissure.anomaly import jl_min_dims, sparse_random_matrix
 
 
-def _levels() -> list[str]:
-    order = ["scalar", "avx2", "avx512"]
-    prev = _core._knn_force_simd("none")
-    try:
-        best = _core.knn_simd_level()
-    finally:
-        _core._knn_force_simd(prev)
-    return order[: order.index(best) + 1] if best in order else ["scalar"]
-
-
-@pytest.fixture(params=_levels())
+@pytest.fixture(params=levels("knn"))
 def simd(request: pytest.FixtureRequest) -> Iterator[str]:
-    prev = _core._knn_force_simd(request.param)
-    try:
+    with forced_level("knn", request.param):
         yield request.param
-    finally:
-        _core._knn_force_simd(prev)
 
 
 def sqdist_fixed(f: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -242,12 +230,9 @@ def _opts(f: np.ndarray, n: int, start: int, *, prune: int, k: int = 0,
 
 
 def _all_levels(fn) -> None:  # type: ignore[no-untyped-def]
-    for level in _levels():
-        prev = _core._knn_force_simd(level)
-        try:
+    for level in levels("knn"):
+        with forced_level("knn", level):
             fn(level)
-        finally:
-            _core._knn_force_simd(prev)
 
 
 def _clusters(rng: np.random.Generator, n: int, d: int, centres: int, spread: float,

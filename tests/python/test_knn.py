@@ -9,28 +9,16 @@ import fissure
 import numpy as np
 import pytest
 from fissure import _core
+from oracles.simd import forced_level, levels
 
 FLT_MAX = np.finfo(np.float32).max
 
 
-def _levels() -> list[str]:
-    order = ["scalar", "avx2", "avx512"]
-    prev = _core._knn_force_simd("none")
-    try:
-        best = _core.knn_simd_level()
-    finally:
-        _core._knn_force_simd(prev)
-    return order[: order.index(best) + 1] if best in order else ["scalar"]
-
-
-@pytest.fixture(params=_levels())
+@pytest.fixture(params=levels("knn"))
 def simd(request: pytest.FixtureRequest) -> Iterator[str]:
-    prev = _core._knn_force_simd(request.param)
-    try:
-        assert _core.knn_simd_level() == request.param
+    with forced_level("knn", request.param) as got:
+        assert got == request.param
         yield request.param
-    finally:
-        _core._knn_force_simd(prev)
 
 
 def brute_force(bank: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -189,13 +177,10 @@ def test_distances_are_the_same_on_every_level(rng: np.random.Generator) -> None
     # the same on every SIMD level and thread count.
     bank, q = _clusters(rng, 3000, 200, 96, 50.0, 0.1)
     out = []
-    for level in _levels():
-        prev = _core._knn_force_simd(level)
-        try:
+    for level in levels("knn"):
+        with forced_level("knn", level):
             out.append(fissure.knn_search(bank, q, 4))
             out.append(fissure.knn_search(bank, q, 4, num_threads=1))
-        finally:
-            _core._knn_force_simd(prev)
     for D, I in out[1:]:
         np.testing.assert_array_equal(I, out[0][1])
         np.testing.assert_array_equal(D, out[0][0])

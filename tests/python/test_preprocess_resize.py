@@ -16,6 +16,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from oracles.simd import forced_level  # noqa: E402
 from test_preprocess import CV_INTERP, oracle  # noqa: E402
 
 LEVELS = ["scalar"] + (["avx2"] if _core.cpu_simd_level() in ("avx2", "avx512") else [])
@@ -23,12 +24,9 @@ LEVELS = ["scalar"] + (["avx2"] if _core.cpu_simd_level() in ("avx2", "avx512") 
 
 @pytest.fixture(params=LEVELS)
 def level(request):
-    prev = _core._preprocess_force_simd(request.param)
-    try:
-        assert _core.preprocess_simd_level() == request.param
+    with forced_level("preprocess", request.param) as got:
+        assert got == request.param
         yield request.param
-    finally:
-        _core._preprocess_force_simd(prev)
 
 
 def _check(img: np.ndarray, dh: int, dw: int, interp: str) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 import fissure
 from fissure import _core, _reference, specular
+from oracles.simd import forced_level
 
 cv2 = pytest.importorskip("cv2")
 
@@ -42,13 +43,10 @@ def level(request: pytest.FixtureRequest):
     name = request.param
     if name not in available_levels():
         pytest.skip(f"CPU has no {name}")
-    prev = _core._specular_force_simd(name)
-    try:
-        if _core.specular_simd_level() != name:
+    with forced_level("specular", name) as got:
+        if got != name:
             pytest.skip(f"FISSURE_SIMD caps the level below {name}")
         yield name
-    finally:
-        _core._specular_force_simd(prev)
 
 
 def all_pairs_image(rng: np.random.Generator) -> np.ndarray:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import fissure
-from fissure import _core
 
 cv2 = pytest.importorskip("cv2")
 
+from oracles.simd import forced_level  # noqa: E402
 from test_specular import available_levels, cv_mask, near_threshold_image  # noqa: E402
 
 
@@ -17,13 +17,10 @@ from test_specular import available_levels, cv_mask, near_threshold_image  # noq
 def level(request: pytest.FixtureRequest):
     if request.param not in available_levels():
         pytest.skip(f"CPU has no {request.param}")
-    prev = _core._specular_force_simd(request.param)
-    try:
-        if _core.specular_simd_level() != request.param:
+    with forced_level("specular", request.param) as got:
+        if got != request.param:
             pytest.skip("FISSURE_SIMD caps the level")
         yield request.param
-    finally:
-        _core._specular_force_simd(prev)
 
 
 def cv_dilate(mask: np.ndarray, r: int) -> np.ndarray:
