@@ -35,32 +35,11 @@ void vlinear_scalar(const std::int16_t* s0, const std::int16_t* s1, std::int16_t
     for (int k = 0; k < n; ++k) d[k] = vlinear_px(s0[k], s1[k], b0, b1);
 }
 
-void norm_f32_scalar(const std::uint8_t* s, int n, const Norm& nm, float* o0, float* o1,
-                     float* o2) {
-    const int c0 = nm.src_of[0], c2 = nm.src_of[2];
-    for (int x = 0; x < n; ++x) {
-        const std::uint8_t* q = s + 3 * x;
-        o0[x] = nm.f32[0][q[c0]];
-        o1[x] = nm.f32[1][q[1]];
-        o2[x] = nm.f32[2][q[c2]];
-    }
-}
-
-void norm_f16_scalar(const std::uint8_t* s, int n, const Norm& nm, std::uint16_t* o0,
-                     std::uint16_t* o1, std::uint16_t* o2) {
-    const int c0 = nm.src_of[0], c2 = nm.src_of[2];
-    for (int x = 0; x < n; ++x) {
-        const std::uint8_t* q = s + 3 * x;
-        o0[x] = nm.f16[0][q[c0]];
-        o1[x] = nm.f16[1][q[1]];
-        o2[x] = nm.f16[2][q[c2]];
-    }
-}
-
 }  // namespace
 
 const Kernels& scalar_kernels() {
-    static const Kernels k{hlinear_scalar, vlinear_scalar, norm_f32_scalar, norm_f16_scalar};
+    static const Kernels k{hlinear_scalar, vlinear_scalar, norm_row<float>,
+                           norm_row<std::uint16_t>};
     return k;
 }
 

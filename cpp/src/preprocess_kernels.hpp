@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "fissure/common.hpp"
 #include "fissure/dispatch.hpp"
@@ -63,6 +64,25 @@ inline std::uint8_t vlinear_px(int s0, int s1, int b0, int b1) {
     int v = ((s0 * b0) >> 16) + ((s1 * b1) >> 16);
     v = (v + 2) >> 2;
     return static_cast<std::uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+}
+
+/// The scalar normalisation of n pixels into the three planes, from the tables: float32
+/// (T = float) or binary16 bits (T = std::uint16_t). Channel 1 is never swapped.
+template <typename T>
+inline void norm_row(const std::uint8_t* s, int n, const Norm& nm, T* o0, T* o1, T* o2) {
+    const auto& tab = [&nm]() -> const auto& {
+        if constexpr (std::is_same_v<T, float>)
+            return nm.f32;
+        else
+            return nm.f16;
+    }();
+    const int c0 = nm.src_of[0], c2 = nm.src_of[2];
+    for (int x = 0; x < n; ++x) {
+        const std::uint8_t* q = s + 3 * x;
+        o0[x] = tab[0][q[c0]];
+        o1[x] = tab[1][q[1]];
+        o2[x] = tab[2][q[c2]];
+    }
 }
 
 const Kernels& scalar_kernels();

@@ -162,14 +162,7 @@ FISSURE_TARGET_AVX2_F16C void norm_avx2(const std::uint8_t* s, int n, const Norm
             }
         }
     }
-    for (; x < n; ++x)
-        for (int c = 0; c < 3; ++c) {
-            const std::uint8_t u = s[3 * x + nm.src_of[c]];
-            if constexpr (std::is_same_v<T, float>)
-                o[c][x] = nm.f32[c][u];
-            else
-                o[c][x] = nm.f16[c][u];
-        }
+    norm_row<T>(s + 3 * x, n - x, nm, o0 + x, o1 + x, o2 + x);  // the tail
 }
 
 }  // namespace
