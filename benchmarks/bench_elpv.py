@@ -123,6 +123,8 @@ class Setting:
 
     name: str
     input_size: int | None = 224
+    intensity: str | None = "standardize"
+    backbone: str = "lite0"
     coreset_ratio: float = 0.04
     bank: int | None = None
     sampler: str = "kcenter"  # or "random"
@@ -166,8 +168,16 @@ def sweeps() -> dict[str, list[Setting]]:
              for n in (40, 100) for smp in ("kcenter", "random")]
     train += [Setting(f"recommended, train_frac {f}", train_frac=f) for f in (0.5, 0.7)]
     full = [Setting("input 224, whole bank (coreset_ratio 1)", coreset_ratio=1.0)]
+    # intensity standardisation on / off over split seeds 0-4: at the recommended settings,
+    # and at PatchCore()'s own defaults (native 300 px, coreset_ratio 0.01)
+    intensity = [Setting(f"recommended, intensity {i}, split seed {k}", intensity=i,
+                         split_seed=k, seed=k)
+                 for k in range(5) for i in ("standardize", None)]
+    default = [Setting(f"PatchCore() defaults, intensity {i}, split seed {k}", input_size=None,
+                       coreset_ratio=0.01, intensity=i, split_seed=k, seed=k)
+               for k in range(5) for i in ("standardize", None)]
     return {"size": size, "bank": bank, "score": score, "seeds": seeds, "train": train,
-            "full": full}
+            "full": full, "intensity": intensity, "default": default}
 
 
 #: sweep groups that ``--sweep all`` runs ("full" searches the whole training set: ~25 min)
@@ -228,7 +238,8 @@ def evaluate(ds: Elpv, cell_type: str, s: Setting, *, threads: int = -1,
     test_imgs = ds.load(test)
     score0, nn0 = s.scores[0]
     ratio = s.ratio(len(train))
-    pc = PatchCore(tile_size=None, input_size=s.input_size, coreset_ratio=ratio, scoring=score0,
+    pc = PatchCore(s.backbone, tile_size=None, input_size=s.input_size, coreset_ratio=ratio,
+                   intensity=s.intensity, scoring=score0,
                    num_neighbors=nn0, holdout=s.holdout, seed=s.seed, num_threads=threads)
     t0 = time.perf_counter()
     with random_bank(s.seed) if s.sampler == "random" else contextlib.nullcontext():

@@ -82,7 +82,7 @@ def patchcore_fit_features(rows: int) -> np.ndarray:
     total = 0
     for p in paths:
         img = cv2.imread(p, cv2.IMREAD_COLOR)
-        for _, emb in pc._embed_tiles(img, pc._tiles(*img.shape[:2])):
+        for _, emb in pc._embed_tiles(pc._prepare(img), pc._tiles(*img.shape[:2])):
             r = emb.reshape(-1, emb.shape[-1]).astype(np.float16)
             out.append(r)
             total += len(r)

@@ -95,6 +95,7 @@ def embeddings(ds: Elpv, idx: np.ndarray, cfg: Config, threads: int) -> tuple[np
         if set(meta["cells"]) >= set(int(i) for i in idx):
             return arr, meta["c8"]
     pc = PatchCore(backbone_path(cfg.backbone), tile_size=None, input_size=cfg.input_size,
+                   intensity=None,  # normalise_cell does it
                    num_threads=threads)
     norm = pc_manifest(cfg.backbone)["input"]
     pc.scale, pc.mean, pc.std = float(norm["scale"]), tuple(norm["mean"]), tuple(norm["std"])

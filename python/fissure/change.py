@@ -495,6 +495,7 @@ class ChangeDetector:
         self.ecc_refine = ecc_refine
         # the embedding is PatchCore's own (backbone, normalisation, tiling, batches)
         self._pc = PatchCore(backbone, tile_size=tile_size, overlap_ratio=overlap_ratio,
+                             intensity=None,  # its embedding path reads the pixels as given
                              layers=layers, batch_size=batch_size, backend=backend,
                              device=device, precision=precision, num_threads=num_threads)
         self.num_threads = self._pc.num_threads

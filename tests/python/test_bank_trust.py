@@ -134,7 +134,7 @@ def test_a_one_row_bank_scores_the_plain_nearest_distance() -> None:
     assert pc.threshold > 0 and pc.image_threshold > 0
     defect = texture(64, 64, 2)
     defect[20:36, 20:36] = 15
-    (_, emb), = pc._embed_tiles(defect, pc._tiles(64, 64))
+    (_, emb), = pc._embed_tiles(pc._prepare(defect), pc._tiles(64, 64))
     rows = emb.reshape(-1, emb.shape[-1]).astype(np.float64)
     oracle = float(np.sqrt(((rows - pc.bank[0].astype(np.float64)) ** 2).sum(1)).max())
     res = pc.predict(defect)

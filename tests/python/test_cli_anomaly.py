@@ -83,6 +83,7 @@ def test_fit_writes_the_bank_the_api_fits(fitted) -> None:
     np.testing.assert_array_equal(got.bank, ref.bank)
     assert (got.threshold, got.image_threshold, got.tile_size) == (ref.threshold, ref.image_threshold, None)
     assert (got.specular, got.specular_dilate) == (None, ref.specular_dilate)
+    assert got.intensity == ref.intensity == "standardize"  # the default, stored in the bank
     line = fitted["out"]
     assert line.count("\n") == 1 and "6 image(s)" in line
     assert f"{ref.stats['train_patches']} patches" in line
@@ -103,18 +104,18 @@ def test_fit_options_reach_patchcore(tmp_path) -> None:
                             "--input-size", "96", "--coreset-ratio", "0.5",
                             "--bank-dtype", "float16", "--scoring", "max", "--neighbors", "3",
                             "--threshold-margin", "0.5", "--specular", "mask",
-                            "--specular-dilate", "2", *FAST])
+                            "--specular-dilate", "2", "--intensity", "none", *FAST])
     assert rc == 0, err
     ref = PatchCore(tile_size=64, overlap_ratio=0.5, input_size=96, coreset_ratio=0.5,
                     bank_dtype="float16", scoring="max", num_neighbors=3, threshold_margin=0.5,
-                    backend="onnxruntime", num_threads=2).fit(arrays)
+                    intensity=None, backend="onnxruntime", num_threads=2).fit(arrays)
     got = api(bank)
     assert got.bank is not None and got.bank.dtype == np.float16
     np.testing.assert_array_equal(got.bank, ref.bank)
     assert (got.tile_size, got.overlap_ratio, got.input_size) == ((64, 64), 0.5, (96, 96))
     assert (got.scoring, got.num_neighbors) == ("max", 3)
     assert (got.threshold, got.image_threshold) == (ref.threshold, ref.image_threshold)
-    assert (got.specular, got.specular_dilate) == ("mask", 2)
+    assert (got.specular, got.specular_dilate, got.intensity) == ("mask", 2, None)
     assert "3 image(s)" in out and "(float16)" in out
     glint = texture(128, 128, 50)
     glint[30:50, 70:90] = 255

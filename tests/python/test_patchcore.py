@@ -79,7 +79,9 @@ def test_scores_follow_anomalib_formulas(fitted) -> None:
     img = texture(128, 128, 7)  # one tile: the embedding is the backbone's on the whole image
     img[40:60, 40:60] = 255
     r = pc.predict(img)
-    emb = next(iter(pc._embed_tiles(img, pc._tiles(128, 128))))[1][0]
+    # the backbone sees the image after the intensity standardisation (its own test:
+    # test_patchcore_intensity.py)
+    emb = next(iter(pc._embed_tiles(pc._prepare(img), pc._tiles(128, 128))))[1][0]
     rows = emb.reshape(-1, emb.shape[-1]).astype(np.float64)
     bank = pc.bank.astype(np.float64)
     d2 = ((rows[:, None, :] - bank[None]) ** 2).sum(-1)

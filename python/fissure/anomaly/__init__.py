@@ -9,7 +9,7 @@ from __future__ import annotations
 from .embed import embed_patches
 from .metrics import auroc, pixel_auroc, rates_at, threshold_for
 from .model import AnomalyModel
-from .patchcore import AnomalyResult, PatchCore
+from .patchcore import AnomalyResult, PatchCore, standardize_intensity
 from .search import (
     jl_min_dims,
     kcenter_greedy,
@@ -33,5 +33,6 @@ __all__ = [
     "random_projection",
     "rates_at",
     "sparse_random_matrix",
+    "standardize_intensity",
     "threshold_for",
 ]

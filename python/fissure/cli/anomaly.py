@@ -101,6 +101,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         args.backbone, coreset_ratio=args.coreset_ratio, num_neighbors=args.neighbors,
         tile_size=None if args.no_tile else args.tile_size, overlap_ratio=args.overlap_ratio,
         input_size=args.input_size, scoring=args.scoring, specular=args.specular,
+        intensity=None if args.intensity == "none" else args.intensity,
         specular_dilate=args.specular_dilate, threshold_margin=args.threshold_margin,
         bank_dtype=args.bank_dtype, backend=args.backend, device=args.device,
         num_threads=args.threads)
@@ -270,6 +271,11 @@ def add_parser(sub: Any) -> None:
     f.add_argument("--overlap-ratio", type=float, default=0.25, help="tile overlap ratio (default 0.25)")
     f.add_argument("--input-size", type=int, default=None, metavar="N",
                    help="resize each tile to N x N before the backbone (default: native)")
+    f.add_argument("--intensity", choices=["standardize", "none"], default="standardize",
+                   help="standardize (default): each image mapped to mean 128, std 48 before "
+                        "the backbone, so exposure that varies from shot to shot is not an "
+                        "anomaly; none: the pixels as they come, where a change of the whole "
+                        "image's brightness is itself a defect (stored in the bank)")
     f.add_argument("--neighbors", type=int, default=9,
                    help="b of anomalib's image-score reweighting (default 9)")
     f.add_argument("--scoring", choices=["anomalib", "max"], default="anomalib",
