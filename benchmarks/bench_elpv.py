@@ -307,6 +307,29 @@ def table(rows: list[dict], *, sweep: bool = False) -> str:
     return "\n".join(lines)
 
 
+def seed_table(rows: list[dict]) -> str:
+    """One line per (configuration, cell type) over the split seeds of a ``--sweep intensity``
+    or ``--sweep default`` run: the AUROC per seed, its mean and range, the median predict
+    time and the mean true-positive rate at the fit threshold."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        cfg = r["setting"].split(", split seed")[0]
+        groups.setdefault((cfg, r["type"]), []).append(r)
+    lines = ["| settings | type | AUROC per split seed 0 / 1 / 2 / 3 / 4 | mean | min .. max | "
+             "predict ms/cell (median of rows) | TPR / FPR at fit threshold (mean) |",
+             "|---|---|---|---|---|---|---|"]
+    for (cfg, ct), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        rs = sorted(rs, key=lambda r: r["split_seed"])
+        a = [r["auroc"] for r in rs]
+        lines.append(
+            f"| {cfg} | {ct} | {' / '.join(f'{v:.4f}' for v in a)} | **{statistics.mean(a):.4f}**"
+            f" | {min(a):.4f} .. {max(a):.4f} | "
+            f"{statistics.median(r['predict_ms'] for r in rs):.1f} | "
+            f"{statistics.mean(r['tpr'] for r in rs):.2f} / "
+            f"{statistics.mean(r['fpr'] for r in rs):.2f} |")
+    return "\n".join(lines)
+
+
 def write_docs(text: str, *, sweep: bool = False) -> None:
     """The default run goes to the end of docs/benchmarks.md, a sweep into
     docs/patchcore_elpv.md (between its markers)."""
@@ -377,8 +400,15 @@ def main() -> None:
                     help="the recommended settings' threshold study (miss rate at a fixed "
                     "false-alarm rate) instead of the table")
     ap.add_argument("--json", default="", help="also write the rows to this file")
+    ap.add_argument("--seed-table", nargs="+", default=None, metavar="JSON",
+                    help="print the per-seed summary of the rows in these --json files "
+                    "(of --sweep intensity / default) and exit")
     ap.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     a = ap.parse_args()
+    if a.seed_table:
+        rows = [r for f in a.seed_table for r in json.load(open(f))]
+        print(seed_table(rows))
+        return
     ds = elpv_index()
     types = a.types.split(",")
     if a.thresholds:

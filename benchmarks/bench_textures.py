@@ -119,10 +119,11 @@ def build_case(texture: str, *, scale: int = 4, n_defects: int = 12,
 
 
 def make_model(method: str, h: int, w: int, *, coreset: float, seed: int, threads: int,
-               margin: float | None = None) -> Any:
+               margin: float | None = None, intensity: str | None = "standardize") -> Any:
     from fissure.anomaly import PatchCore
 
     kw: dict[str, Any] = {} if margin is None else {"threshold_margin": margin}
+    kw["intensity"] = intensity
     if method == "tiled":
         return PatchCore(tile_size=512, coreset_ratio=coreset, holdout=0.25, seed=seed,
                          num_threads=threads, **kw)
@@ -134,12 +135,14 @@ def make_model(method: str, h: int, w: int, *, coreset: float, seed: int, thread
 
 
 def run_method(method: str, case: Case, *, coreset: float = 0.01, seed: int = 0,
-               threads: int = -1, margin: float | None = None) -> dict[str, Any]:
+               threads: int = -1, margin: float | None = None,
+               intensity: str | None = "standardize") -> dict[str, Any]:
     from fissure.anomaly import auroc, pixel_auroc
     from fissure.demo import evaluate
 
     h, w = case.clean[0].shape[:2]
-    pc = make_model(method, h, w, coreset=coreset, seed=seed, threads=threads, margin=margin)
+    pc = make_model(method, h, w, coreset=coreset, seed=seed, threads=threads, margin=margin,
+                    intensity=intensity)
     t0 = time.perf_counter()
     pc.fit(case.train)
     fit_s = time.perf_counter() - t0
@@ -258,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold-margin", type=float, default=None,
                     help="PatchCore threshold_margin (default: PatchCore's own)")
     ap.add_argument("--threads", type=int, default=-1)
+    ap.add_argument("--intensity", choices=["standardize", "none"], default="standardize",
+                    help="PatchCore's intensity setting (default: its default, standardize)")
     ap.add_argument("--quick", action="store_true", help="gravel at x2, one seed")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
     ap.add_argument("--write-docs", action="store_true",
@@ -275,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                               size_range=size_range, seed=seed)  # type: ignore[arg-type]
             for m in a.methods.split(","):
                 r = run_method(m, case, coreset=a.coreset, seed=seed, threads=a.threads,
-                               margin=a.threshold_margin)
+                               margin=a.threshold_margin,
+                               intensity=None if a.intensity == "none" else a.intensity)
                 rows.append(r)
                 print(f"{tex} seed {seed} {m}: pixel AUROC {r['pixel_auroc']:.4f}, image AUROC "
                       f"{r['image_auroc']:.3f}, found {r['found']}/{r['planted']} "
