@@ -330,6 +330,28 @@ def seed_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def threshold_summary(rows: list[dict]) -> str:
+    """The threshold study (:func:`threshold_study`) of every row of a ``--sweep intensity``
+    run, averaged over its split seeds: per settings, cell type and threshold rule, the mean
+    false-alarm and miss rates on the unseen halves (min .. max of the misses)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        cfg = r["setting"].split(", split seed")[0]
+        for t in threshold_study(r):
+            groups.setdefault((r["type"], cfg, t["rule"]), []).append(t)
+    lines = ["| type | settings | threshold rule | unseen half: false alarms (mean) | "
+             "unseen half: misses (mean) | misses min .. max | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    order = {k: i for i, k in enumerate(dict.fromkeys(k[2] for k in groups))}
+    for (ct, cfg, rule), ts in sorted(groups.items(),
+                                      key=lambda kv: (kv[0][0], order[kv[0][2]], kv[0][1])):
+        miss = [t["miss"] for t in ts]
+        lines.append(f"| {ct} | {cfg} | {rule} | {statistics.mean(t['fa'] for t in ts):.1%} | "
+                     f"**{statistics.mean(miss):.1%}** | {min(miss):.1%} .. {max(miss):.1%} | "
+                     f"{len(ts)} |")
+    return "\n".join(lines)
+
+
 def write_docs(text: str, *, sweep: bool = False) -> None:
     """The default run goes to the end of docs/benchmarks.md, a sweep into
     docs/patchcore_elpv.md (between its markers)."""
@@ -408,6 +430,8 @@ def main() -> None:
     if a.seed_table:
         rows = [r for f in a.seed_table for r in json.load(open(f))]
         print(seed_table(rows))
+        print()
+        print(threshold_summary(rows))
         return
     ds = elpv_index()
     types = a.types.split(",")

@@ -119,30 +119,31 @@ def build_case(texture: str, *, scale: int = 4, n_defects: int = 12,
 
 
 def make_model(method: str, h: int, w: int, *, coreset: float, seed: int, threads: int,
-               margin: float | None = None, intensity: str | None = "standardize") -> Any:
+               margin: float | None = None, intensity: str | None = "standardize",
+               backbone: str = "lite0") -> Any:
     from fissure.anomaly import PatchCore
 
     kw: dict[str, Any] = {} if margin is None else {"threshold_margin": margin}
     kw["intensity"] = intensity
     if method == "tiled":
-        return PatchCore(tile_size=512, coreset_ratio=coreset, holdout=0.25, seed=seed,
+        return PatchCore(backbone, tile_size=512, coreset_ratio=coreset, holdout=0.25, seed=seed,
                          num_threads=threads, **kw)
     if method == "whole":
         f = 640.0 / max(h, w)
-        return PatchCore(tile_size=None, input_size=(round(h * f), round(w * f)), coreset_ratio=1.0,
+        return PatchCore(backbone, tile_size=None, input_size=(round(h * f), round(w * f)), coreset_ratio=1.0,
                          holdout=0.25, seed=seed, num_threads=threads, **kw)
     raise ValueError(method)
 
 
 def run_method(method: str, case: Case, *, coreset: float = 0.01, seed: int = 0,
                threads: int = -1, margin: float | None = None,
-               intensity: str | None = "standardize") -> dict[str, Any]:
+               intensity: str | None = "standardize", backbone: str = "lite0") -> dict[str, Any]:
     from fissure.anomaly import auroc, pixel_auroc
     from fissure.demo import evaluate
 
     h, w = case.clean[0].shape[:2]
     pc = make_model(method, h, w, coreset=coreset, seed=seed, threads=threads, margin=margin,
-                    intensity=intensity)
+                    intensity=intensity, backbone=backbone)
     t0 = time.perf_counter()
     pc.fit(case.train)
     fit_s = time.perf_counter() - t0
@@ -263,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=-1)
     ap.add_argument("--intensity", choices=["standardize", "none"], default="standardize",
                     help="PatchCore's intensity setting (default: its default, standardize)")
+    ap.add_argument("--backbone", default="lite0", help="a bundled backbone (default lite0)")
     ap.add_argument("--quick", action="store_true", help="gravel at x2, one seed")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
     ap.add_argument("--write-docs", action="store_true",
@@ -281,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             for m in a.methods.split(","):
                 r = run_method(m, case, coreset=a.coreset, seed=seed, threads=a.threads,
                                margin=a.threshold_margin,
-                               intensity=None if a.intensity == "none" else a.intensity)
+                               intensity=None if a.intensity == "none" else a.intensity,
+                               backbone=a.backbone)
                 rows.append(r)
                 print(f"{tex} seed {seed} {m}: pixel AUROC {r['pixel_auroc']:.4f}, image AUROC "
                       f"{r['image_auroc']:.3f}, found {r['found']}/{r['planted']} "
