@@ -176,8 +176,11 @@ def sweeps() -> dict[str, list[Setting]]:
     default = [Setting(f"PatchCore() defaults, intensity {i}, split seed {k}", input_size=None,
                        coreset_ratio=0.01, intensity=i, split_seed=k, seed=k)
                for k in range(5) for i in ("standardize", None)]
+    # the bundled EfficientNet-Lite2 with the standardisation, at the recommended settings
+    lite2 = [Setting(f"recommended, lite2, intensity standardize, split seed {k}",
+                     backbone="lite2", split_seed=k, seed=k) for k in range(5)]
     return {"size": size, "bank": bank, "score": score, "seeds": seeds, "train": train,
-            "full": full, "intensity": intensity, "default": default}
+            "full": full, "intensity": intensity, "default": default, "lite2": lite2}
 
 
 #: sweep groups that ``--sweep all`` runs ("full" searches the whole training set: ~25 min)
