@@ -188,7 +188,8 @@ class PatchCore:
     Args:
         backbone: a bundled backbone's name, ``"lite0"`` (EfficientNet-Lite0, the default:
             the smallest and fastest) or ``"lite2"`` (EfficientNet-Lite2: deeper and wider,
-            slower; better on ELPV's poly cells, docs/patchcore_elpv.md), or an ONNX file whose outputs include
+            slower; better on ELPV's poly cells only without the intensity standardisation,
+            docs/patchcore_elpv.md), or an ONNX file whose outputs include
             ``layers`` as (B, C, H, W) maps (ImageNet normalisation).
         coreset_ratio: fraction of training patches kept in the memory bank (0 < r <= 1).
             The default 0.01 suits the high-resolution images fissure is for (a 12 MP image
