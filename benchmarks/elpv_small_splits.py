@@ -19,19 +19,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def main(n_seeds: int) -> None:
     sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import test_patchcore_elpv as t
-    from PIL import Image
+    from bench_elpv import elpv_index
 
     from fissure.anomaly import PatchCore, auroc
 
-    root, paths, probs, types = t.elpv_labels()
-
-    def load(ix: np.ndarray) -> list[np.ndarray]:
-        out = []
-        for i in ix:
-            with Image.open(os.path.join(root, paths[i])) as im:
-                out.append(np.asarray(im))
-        return out
+    ds = elpv_index()
+    probs, types, load = ds.probs, ds.types, ds.load
 
     res: dict[str, list[tuple[float, float]]] = {}
     for seed in range(n_seeds):
