@@ -47,8 +47,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=-1)
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--intensity", choices=["standardize", "none"], default="standardize",
+                    help="PatchCore's intensity setting (default: its default, standardize)")
     args = ap.parse_args()
-    kw = dict(num_threads=args.threads, backend=args.backend)
+    kw = dict(num_threads=args.threads, backend=args.backend,
+              intensity=None if args.intensity == "none" else args.intensity)
 
     def fitted() -> PatchCore:  # the demo's bank (run_demo's settings, seed 0)
         pc = PatchCore(coreset_ratio=0.01, specular="mask", seed=0, **kw)
