@@ -82,10 +82,11 @@ def backbone(tmp_path_factory):
     return pool_backbone(tmp_path_factory.mktemp("pc_int"))
 
 
-def _fit(bb, intensity):
+def _fit(bb, intensity="standardize", map_image=lambda img: img, **kw):
+    """A bank of four 256 x 256 textures, each passed through ``map_image`` first."""
     pc = PatchCore(bb, tile_size=128, overlap_ratio=0.25, coreset_ratio=0.25,
-                   intensity=intensity, backend="onnxruntime", precision=None)
-    return pc.fit([texture(256, 256, s) for s in range(4)])
+                   intensity=intensity, backend="onnxruntime", precision=None, **kw)
+    return pc.fit([map_image(texture(256, 256, s)) for s in range(4)])
 
 
 def test_standardize_is_the_default_and_predict_sees_the_mapped_image(backbone) -> None:
@@ -96,9 +97,7 @@ def test_standardize_is_the_default_and_predict_sees_the_mapped_image(backbone) 
     img[100:120, 200:230] = 240
     # oracle: intensity=None on images mapped by the numpy reference gives the same bank and
     # the same prediction
-    mapped = PatchCore(backbone, tile_size=128, overlap_ratio=0.25, coreset_ratio=0.25,
-                       intensity=None, backend="onnxruntime", precision=None).fit(
-        [reference(texture(256, 256, s)) for s in range(4)])
+    mapped = _fit(backbone, None, map_image=reference)
     np.testing.assert_array_equal(pc.bank, mapped.bank)
     a, b = pc.predict(img), mapped.predict(reference(img))
     assert a.score == pytest.approx(b.score, rel=1e-6)
@@ -128,9 +127,7 @@ def test_exposure_change_is_not_an_anomaly(backbone) -> None:
 def test_glare_mask_reads_the_original_pixels(backbone) -> None:
     from fissure.specular import specular_mask
 
-    pc = PatchCore(backbone, tile_size=128, coreset_ratio=0.25, specular="mask",
-                   backend="onnxruntime", precision=None).fit(
-        [texture(256, 256, s) for s in range(4)])
+    pc = _fit(backbone, specular="mask")
     img = np.clip(texture(256, 256, 61).astype(np.int16) + 90, 0, 255).astype(np.uint8)
     cv2.circle(img, (120, 130), 8, (255, 255, 255), -1)
     r = pc.predict(img)
